@@ -1,0 +1,43 @@
+"""Backends: one module per engine, imported lazily.
+
+=================  ==========================================  ===============================
+name               module                                      loads
+=================  ==========================================  ===============================
+``transformers``   :mod:`guardrail.backends.transformers`      local path or hub id (GPU/CPU)
+``fake``           :mod:`guardrail.backends.fake`              scripted outputs, for tests
+=================  ==========================================  ===============================
+
+:func:`load_backend` looks a name up in :data:`BACKENDS` and calls the factory with the model
+path and options; heavy libraries are imported only then.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from guardrail.backends.base import Backend, Generation, GenerationOptions
+from guardrail.errors import ConfigurationError
+
+__all__ = ["BACKENDS", "Backend", "Generation", "GenerationOptions", "load_backend"]
+
+# name -> "module:callable"; the callable takes (model, **options) and returns a Backend.
+BACKENDS: dict[str, str] = {
+    "transformers": "guardrail.backends.transformers:TransformersBackend.from_pretrained",
+}
+
+
+def load_backend(name: str, model: Any, **options: Any) -> Backend:
+    """Create backend ``name`` for ``model`` (a path, hub id, or what that backend takes)."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}") from None
+    module_name, _, attr = target.partition(":")
+    factory: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    try:
+        return factory(model, **options)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad options for backend {name!r}: {exc}") from exc

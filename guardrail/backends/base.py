@@ -1,0 +1,92 @@
+"""The backend interface: turn rendered prompts into model output text.
+
+A backend knows nothing about verdicts. It receives :class:`~guardrail.profiles.RenderedPrompt`
+objects (prompt parts + decoded images) and returns one :class:`Generation` per prompt, in order.
+Prompt building, parsing and verdict assembly live in the pure core (:mod:`guardrail.core`).
+
+Contract for implementations:
+
+- ``generate`` handles a whole batch in one call and preserves order. A failure that concerns one
+  item only is returned in that item's ``Generation.error``; a failure of the whole call raises a
+  :class:`~guardrail.errors.BackendError`.
+- ``generate`` is safe to call from several threads at once (serialise internally if needed).
+- ``agenerate`` is the async twin. The default runs ``generate`` in a worker thread so the event
+  loop never blocks; natively async backends override it.
+- Text parts of a prompt are user content and must be tokenized as plain text: a user who
+  types ``<|im_end|>`` gets those characters, not the special token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from guardrail.profiles.base import RenderedPrompt
+
+__all__ = ["Backend", "Generation", "GenerationOptions"]
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Decoding settings. The guard decodes greedily (``temperature=0``); training's rejection
+    sampling uses temperature/top_p. ``max_new_tokens`` counts generated tokens, end-of-turn
+    token included."""
+
+    max_new_tokens: int = 4096
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default=())
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The output for one prompt.
+
+    ``finish_reason`` is ``"stop"`` (end of turn or a stop string), ``"length"`` (hit
+    ``max_new_tokens``) or ``"error"`` (then ``error`` holds the exception for this item).
+    """
+
+    text: str
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    error: BaseException | None = None
+
+
+class Backend(ABC):
+    """Base class of all backends; see the module docstring for the contract."""
+
+    #: Short backend name ("transformers", "llamacpp", "remote", "fake").
+    name: str = "backend"
+
+    #: Identifies the model in verdicts (path, hub id or served model name).
+    model_name: str | None = None
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
+        """Generate one output per prompt, in order."""
+
+    async def agenerate(
+        self, prompts: Sequence[RenderedPrompt], options: GenerationOptions
+    ) -> list[Generation]:
+        """Async twin of :meth:`generate`; by default runs it in a worker thread."""
+        return await asyncio.to_thread(self.generate, prompts, options)
+
+    def default_profile(self) -> str | None:
+        """The profile name the loaded model calls for, when the backend can tell."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (models, connections). Safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,159 @@
+"""Command line: ``python -m guardrail <command>`` (also installed as ``guardrail``).
+
+Commands are registered in :data:`COMMANDS` (name -> ``"module:function"``); each function
+receives the subparser to fill in and returns the handler ``(args) -> exit code``. Modules are
+imported only when the command line is built, and heavy libraries only when a command runs.
+
+``check`` exit codes: 0 allowed, 1 blocked, 2 error (bad arguments, bad input, load failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["COMMANDS", "main"]
+
+EXIT_ALLOWED, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+COMMANDS: dict[str, str] = {
+    "check": "guardrail.cli:add_check",
+}
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that loads a guard (check, serve, eval...)."""
+    g = parser.add_argument_group("guard model")
+    g.add_argument("--model", required=True, help="model directory, GGUF file, hub id, or served model name")
+    g.add_argument("--backend", default="transformers", help="backend name (default: transformers)")
+    g.add_argument(
+        "--profile", default=None, help="guardreasoner-vl | guardreasoner (default: from the model)"
+    )
+    g.add_argument(
+        "--max-new-tokens", type=int, default=None, help="generation budget (default: the profile's)"
+    )
+    g.add_argument("--device", default=None, help="transformers: cuda, cpu, cuda:1 ... (default: auto)")
+    g.add_argument("--dtype", default=None, help="transformers: bfloat16, float16, float32 (default: auto)")
+    g.add_argument(
+        "--on-parse-error", choices=["block", "allow", "raise"], default="block",
+        help="verdict for an unparsable model output (default: block)",
+    )  # fmt: skip
+    g.add_argument(
+        "--on-error", choices=["block", "allow", "raise"], default="block",
+        help="verdict when the backend fails (default: block)",
+    )  # fmt: skip
+
+
+# Backend-specific CLI options -> loader keyword, per backend. Other backends add entries.
+BACKEND_OPTIONS: dict[str, dict[str, str]] = {
+    "transformers": {"device": "device", "dtype": "dtype"},
+}
+
+
+def guard_from_args(args: argparse.Namespace) -> Any:
+    """Build the :class:`~guardrail.Guard` that ``add_backend_arguments`` options describe."""
+    from guardrail import Guard
+
+    options = {
+        kwarg: getattr(args, attr)
+        for attr, kwarg in BACKEND_OPTIONS.get(args.backend, {}).items()
+        if getattr(args, attr, None) is not None
+    }
+    return Guard.from_pretrained(
+        args.model,
+        backend=args.backend,
+        profile=args.profile,
+        max_new_tokens=args.max_new_tokens,
+        on_parse_error=args.on_parse_error,
+        on_error=args.on_error,
+        **options,
+    )
+
+
+# ----------------------------------------------------------------------------------- check
+def add_check(parser: argparse.ArgumentParser) -> Handler:
+    """Moderate one request (and optionally a response)."""
+    parser.description = "Moderate one request (and optionally a response) and print the verdict."
+    add_backend_arguments(parser)
+    parser.add_argument("--prompt", help="the user's request text ('-' reads standard input)")
+    parser.add_argument("--response", help="the AI response to check with the request")
+    parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    return _run_check
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from guardrail.inputs import normalize_input
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if prompt is None and args.response is None and not args.image:
+        print("error: give --prompt, --response or --image", file=sys.stderr)
+        return EXIT_ERROR
+    item = normalize_input(prompt, args.response, args.image or None)  # bad input fails before loading
+    guard = guard_from_args(args)
+    verdict = guard.moderate(prompt=item.prompt, response=item.response, images=list(item.images) or None)
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        print(format_verdict(verdict))
+    return EXIT_ALLOWED if verdict.allowed else EXIT_BLOCKED
+
+
+def format_verdict(verdict: Any) -> str:
+    def label(value: bool | None, yes: str, no: str) -> str:
+        return "-" if value is None else (yes if value else no)
+
+    lines = [
+        ("ALLOWED" if verdict.allowed else "BLOCKED")
+        + f"  request: {label(verdict.request_harmful, 'harmful', 'unharmful')}"
+        + f"  response: {label(verdict.response_harmful, 'harmful', 'unharmful')}"
+        + (
+            f"  refusal: {label(verdict.response_refusal, 'yes', 'no')}"
+            if verdict.response_refusal is not None
+            else ""
+        ),
+        f"decided by: {verdict.decided_by}   latency: {verdict.latency_ms:.0f} ms   "
+        f"output tokens: {verdict.output_tokens if verdict.output_tokens is not None else '-'}   "
+        f"model: {verdict.model}",
+    ]
+    if verdict.error:
+        lines.append(f"error: {verdict.error}")
+    if verdict.reasoning:
+        lines.append("reasoning:")
+        lines.extend("  " + line for line in verdict.reasoning.splitlines())
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ main
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(prog="python -m guardrail", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    handlers: dict[str, Handler] = {}
+    for name, target in COMMANDS.items():
+        module_name, _, func = target.partition(":")
+        add = getattr(importlib.import_module(module_name), func)
+        handlers[name] = add(sub.add_parser(name, help=(add.__doc__ or "").strip().split("\n")[0]))
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from guardrail.errors import GuardrailError
+
+    # Model-loading progress bars are noise on a command line that prints one verdict.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except GuardrailError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,146 @@
+"""Every exception guardrail raises, in one place.
+
+The hierarchy::
+
+    GuardrailError                      root: catch this to catch everything from guardrail
+    ├── ConfigurationError (ValueError) a mistake in how the guard was set up
+    │   └── MissingDependencyError (ImportError)
+    │                                   an optional extra is not installed; names the extra
+    ├── InputError (ValueError)         the request itself is unusable; never reaches the model
+    │   ├── ImageError                  undecodable, truncated, unsupported or disallowed image
+    │   │   └── ImageTooLargeError      over the byte or pixel limit (decompression bombs)
+    │   ├── TooManyImagesError          more images than `InputLimits.max_images`
+    │   └── TextTooLongError            text over `InputLimits.max_text_chars`
+    ├── BackendError                    the model backend failed; `retryable` says if a retry may help
+    │   ├── BackendTimeoutError         the backend did not answer in time
+    │   └── BackendUnavailableError     the backend cannot be reached or is not loaded
+    ├── ParseError                      the model output carries no usable verdict (policy "raise")
+    └── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
+
+Third-party exceptions are translated into these at the boundary where they occur (the backend
+modules), chained with ``raise ... from exc``; anything not recognised is re-raised unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrail.verdict import Verdict
+
+__all__ = [
+    "BackendError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "GuardViolation",
+    "GuardrailError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InputError",
+    "MissingDependencyError",
+    "ParseError",
+    "TextTooLongError",
+    "TooManyImagesError",
+]
+
+
+class GuardrailError(Exception):
+    """Root of every error raised by guardrail."""
+
+
+class ConfigurationError(GuardrailError, ValueError):
+    """The guard, a backend or a profile was configured wrongly (bad option, unknown name)."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is missing. The message names the pip extra that provides it."""
+
+    def __init__(self, package: str, extra: str, feature: str | None = None):
+        self.package = package
+        self.extra = extra
+        what = feature or "this feature"
+        super().__init__(
+            f"{what} needs the '{package}' package, which is not installed. "
+            f'Install it with: pip install "guardrail-vl[{extra}]"'
+        )
+
+
+class InputError(GuardrailError, ValueError):
+    """The request cannot be moderated as given (empty, wrong type, bad image, over a limit).
+
+    Input errors are raised before anything reaches the model and are never turned into a
+    verdict by the failure policy: the caller sent something unusable and must be told.
+    """
+
+
+class ImageError(InputError):
+    """An image could not be used: undecodable, truncated, unsupported format or source."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image is over the configured byte or pixel limit."""
+
+
+class TooManyImagesError(InputError):
+    """A request carries more images than the configured limit."""
+
+
+class TextTooLongError(InputError):
+    """A text is longer than the configured limit."""
+
+
+class BackendError(GuardrailError):
+    """The backend failed to produce an output.
+
+    ``retryable`` is True when the same call may succeed later (timeouts, overload, connection
+    errors) and False when it will not (a bad model path, a rejected request).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class BackendTimeoutError(BackendError):
+    """The backend did not answer within its timeout."""
+
+    def __init__(self, message: str = "backend timed out", *, retryable: bool = True):
+        super().__init__(message, retryable=retryable)
+
+
+class BackendUnavailableError(BackendError):
+    """The backend cannot be reached (connection refused, server down, model not loaded)."""
+
+    def __init__(self, message: str = "backend unavailable", *, retryable: bool = True):
+        super().__init__(message, retryable=retryable)
+
+
+class ParseError(GuardrailError):
+    """The model output has no parsable verdict and the parse-error policy is ``"raise"``."""
+
+    def __init__(self, message: str, *, raw_output: str, verdict: Verdict | None = None):
+        super().__init__(message)
+        self.raw_output = raw_output
+        self.verdict = verdict
+
+
+class GuardViolation(GuardrailError):
+    """Content was blocked by the guard. ``verdict`` holds the decision that blocked it."""
+
+    def __init__(self, verdict: Verdict, message: str | None = None, *, stage: str | None = None):
+        self.verdict = verdict
+        self.stage = stage
+        super().__init__(message or _violation_message(verdict, stage))
+
+
+def _violation_message(verdict: Any, stage: str | None) -> str:
+    where = f"{stage} " if stage else ""
+    if getattr(verdict, "decided_by", "model") == "policy":
+        return f"{where}blocked by failure policy: {verdict.error}"
+    parts = []
+    if verdict.request_harmful:
+        parts.append("request harmful")
+    if verdict.response_harmful:
+        parts.append("response harmful")
+    return f"{where}blocked by guard: " + (", ".join(parts) or "harmful")

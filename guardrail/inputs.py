@@ -1,0 +1,254 @@
+"""Input validation: texts and images are checked here, before anything reaches a model.
+
+Every problem raises an :class:`~guardrail.errors.InputError` subclass with a message that says
+what was wrong. Images may be given as:
+
+- a ``PIL.Image.Image``;
+- ``bytes``/``bytearray`` holding an encoded image (PNG, JPEG, WebP, GIF, BMP, TIFF);
+- a file path (``str`` or ``os.PathLike``);
+- a base64 ``data:image/...;base64,...`` URL (a dict ``{"url": ...}`` as in OpenAI's
+  ``image_url`` content parts also works);
+- an ``http(s)://`` URL, only when ``InputLimits.allow_remote_images`` is True (it is off by
+  default: fetching URLs chosen by users is a server-side request forgery risk).
+
+Decoded images are converted to RGB (alpha composited on white, palette/CMYK/16-bit converted),
+rotated by their EXIF orientation, and reduced to the first frame when animated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
+from guardrail.profiles.base import ModerationInput
+
+__all__ = ["InputLimits", "load_image", "normalize_input"]
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Limits applied to every request. Defaults suit the released guard models.
+
+    - ``max_images``: images per request (GuardReasoner-VL serving setups allow up to 10).
+    - ``max_image_bytes``: size of one encoded image.
+    - ``max_image_pixels``: width x height of one image, checked from the header before the
+      pixels are decoded, so decompression bombs are refused cheaply.
+    - ``max_text_chars``: length of the prompt and of the response, each.
+    - ``allow_remote_images``: fetch ``http(s)`` image URLs (off by default).
+    - ``remote_timeout_s``: timeout for such a fetch.
+    """
+
+    max_images: int = 8
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 200_000
+    allow_remote_images: bool = False
+    remote_timeout_s: float = 10.0
+
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
+
+
+def normalize_input(
+    prompt: Any = None,
+    response: Any = None,
+    images: Any = None,
+    *,
+    limits: InputLimits | None = None,
+) -> ModerationInput:
+    """Validate one request and decode its images.
+
+    Raises :class:`~guardrail.errors.InputError` (or a subclass) for an empty request, a
+    non-string text, too many images, or any unusable image.
+    """
+    limits = limits or InputLimits()
+    prompt = _check_text("prompt", prompt, limits)
+    response = _check_text("response", response, limits)
+    image_list = _as_image_list(images)
+    if len(image_list) > limits.max_images:
+        raise TooManyImagesError(f"{len(image_list)} images given; the limit is {limits.max_images}")
+    decoded = tuple(load_image(img, limits=limits, index=i) for i, img in enumerate(image_list))
+    if prompt is None and response is None and not decoded:
+        raise InputError("nothing to moderate: give a prompt, a response or images")
+    if prompt is not None and not prompt.strip() and not decoded and response is None:
+        raise InputError("the prompt is empty")
+    return ModerationInput(prompt=prompt, response=response, images=decoded)
+
+
+def _check_text(name: str, value: Any, limits: InputLimits) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{name} is not valid UTF-8 text: {exc}") from None
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > limits.max_text_chars:
+        raise TextTooLongError(f"{name} has {len(value)} characters; the limit is {limits.max_text_chars}")
+    return value
+
+
+def _as_image_list(images: Any) -> list[Any]:
+    if images is None:
+        return []
+    if isinstance(images, (str, bytes, bytearray, os.PathLike, Mapping)) or _is_pil(images):
+        return [images]
+    if isinstance(images, Iterable):
+        return list(images)
+    raise InputError(f"images must be an image or a list of images, not {type(images).__name__}")
+
+
+def _is_pil(obj: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a core dependency
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0) -> Any:
+    """Decode one image from any accepted source into an RGB ``PIL.Image``.
+
+    Raises :class:`~guardrail.errors.ImageError` or :class:`~guardrail.errors.ImageTooLargeError`.
+    """
+    from PIL import Image
+
+    limits = limits or InputLimits()
+    where = f"image {index}"
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, limits, where)
+        return _to_rgb(source, where)
+    if isinstance(source, Mapping):
+        url = source.get("url") if isinstance(source.get("url"), str) else None
+        if url is None:
+            raise ImageError(f"{where}: a dict image must have a 'url' string (OpenAI image_url form)")
+        source = url
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source), limits, where)
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, str):
+        if source.startswith("data:"):
+            return _decode(_data_url_bytes(source, limits, where), limits, where)
+        if source.startswith(("http://", "https://")):
+            return _decode(_fetch(source, limits, where), limits, where)
+        return _decode(_read_file(source, limits, where), limits, where)
+    raise ImageError(f"{where}: unsupported image type {type(source).__name__}")
+
+
+def _data_url_bytes(url: str, limits: InputLimits, where: str) -> bytes:
+    m = _DATA_URL.match(url)
+    if not m or ";base64" not in (m.group("params") or ""):
+        raise ImageError(f"{where}: only base64 data URLs are supported (data:image/...;base64,...)")
+    mime = (m.group("mime") or "").lower()
+    if mime and not mime.startswith("image/"):
+        raise ImageError(f"{where}: data URL type {mime!r} is not an image")
+    data = m.group("data").strip()
+    if len(data) * 3 // 4 > limits.max_image_bytes:
+        raise ImageTooLargeError(f"{where}: data URL larger than {limits.max_image_bytes} bytes")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError(f"{where}: data URL is not valid base64 ({exc})") from None
+
+
+def _read_file(path: str, limits: InputLimits, where: str) -> bytes:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
+    if size > limits.max_image_bytes:
+        raise ImageTooLargeError(f"{where}: file is {size} bytes; the limit is {limits.max_image_bytes}")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
+
+
+def _fetch(url: str, limits: InputLimits, where: str) -> bytes:
+    if not limits.allow_remote_images:
+        raise ImageError(
+            f"{where}: fetching image URLs is disabled (set InputLimits(allow_remote_images=True) to allow it)"
+        )
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"User-Agent": "guardrail-vl"})
+    try:
+        with urllib.request.urlopen(req, timeout=limits.remote_timeout_s) as resp:  # noqa: S310
+            data = resp.read(limits.max_image_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ImageError(f"{where}: cannot fetch {url!r}: {exc}") from None
+    if len(data) > limits.max_image_bytes:
+        raise ImageTooLargeError(f"{where}: remote image larger than {limits.max_image_bytes} bytes")
+    return data
+
+
+def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ImageError(f"{where}: zero bytes")
+    if len(data) > limits.max_image_bytes:
+        raise ImageTooLargeError(f"{where}: {len(data)} bytes; the limit is {limits.max_image_bytes}")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit applies; PIL's global bomb check would only warn or raise
+            # at a different threshold.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            _check_pixels(img.size, limits, where)  # header only: nothing decoded yet
+            img.load()
+    except (ImageError, InputError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{where}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{where}: not a recognised raster image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # PIL raises OSError for truncated data, SyntaxError/ValueError for broken headers.
+        raise ImageError(f"{where}: cannot decode image ({exc})") from None
+    return _to_rgb(img, where)
+
+
+def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{where}: empty image ({w}x{h})")
+    if w * h > limits.max_image_pixels:
+        raise ImageTooLargeError(f"{where}: {w}x{h} pixels is over the limit of {limits.max_image_pixels}")
+
+
+def _to_rgb(img: Any, where: str) -> Any:
+    from PIL import Image, ImageOps
+
+    try:
+        if getattr(img, "is_animated", False):
+            img.seek(0)
+        img = ImageOps.exif_transpose(img) or img
+        if img.mode == "RGB":
+            return img if img.__class__ is Image.Image else img.copy()
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            return background
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            # 16/32-bit grey: scale to 8 bits instead of clipping everything to white.
+            wide = img.convert("F")
+            top = wide.getextrema()[1] or 1.0
+            return wide.point(lambda v: v * (255.0 / top)).convert("L").convert("RGB")
+        return img.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{where}: cannot convert image to RGB ({exc})") from None

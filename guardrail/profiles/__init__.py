@@ -1,0 +1,80 @@
+"""Profiles: the prompt template and output parser of each guard model family.
+
+=====================  =========================================  ==============================
+name                   models                                     output
+=====================  =========================================  ==============================
+``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
+``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
+=====================  =========================================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from guardrail.errors import ConfigurationError
+from guardrail.profiles.base import (
+    ImageSlot,
+    ModerationInput,
+    ParsedOutput,
+    Profile,
+    RenderedPrompt,
+    Special,
+)
+from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
+from guardrail.profiles.guardreasoner_vl import GUARDREASONER_VL_INSTRUCTION, GuardReasonerVLProfile
+
+__all__ = [
+    "GUARDREASONER_INSTRUCTION",
+    "GUARDREASONER_VL_INSTRUCTION",
+    "PROFILES",
+    "GuardReasonerProfile",
+    "GuardReasonerVLProfile",
+    "ImageSlot",
+    "ModerationInput",
+    "ParsedOutput",
+    "Profile",
+    "RenderedPrompt",
+    "Special",
+    "get_profile",
+    "profile_for_model_type",
+]
+
+PROFILES: dict[str, type[Profile]] = {
+    GuardReasonerVLProfile.name: GuardReasonerVLProfile,
+    GuardReasonerProfile.name: GuardReasonerProfile,
+}
+
+# Hugging Face `model_type` values -> profile name, for choosing a profile from a model's config.
+_MODEL_TYPES: dict[str, str] = {
+    "qwen2_5_vl": "guardreasoner-vl",
+    "qwen2_vl": "guardreasoner-vl",
+    "llama": "guardreasoner",
+}
+
+DEFAULT_PROFILE = "guardreasoner-vl"
+
+
+def get_profile(profile: str | Profile | None = None, **options: Any) -> Profile:
+    """Return a profile instance from a name (with options) or pass an instance through."""
+    if isinstance(profile, Profile):
+        if options:
+            raise ConfigurationError("profile options given together with a profile instance")
+        return profile
+    name = profile or DEFAULT_PROFILE
+    try:
+        cls = PROFILES[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad options for profile {name!r}: {exc}") from exc
+
+
+def profile_for_model_type(model_type: str | None, config: Mapping[str, Any] | None = None) -> str | None:
+    """The profile name for a Hugging Face ``model_type`` (None when unknown)."""
+    if config and isinstance(config.get("guardrail_profile"), str):
+        return config["guardrail_profile"]
+    return _MODEL_TYPES.get(model_type or "")

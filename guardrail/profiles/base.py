@@ -1,0 +1,208 @@
+"""What a profile is: a prompt renderer and an output parser for one family of guard models.
+
+Everything here is pure: no I/O, no model, no third-party imports. A backend receives a
+:class:`RenderedPrompt` and turns it into model output text; the profile then reads the verdict
+labels from that text.
+
+A rendered prompt is a sequence of *parts* rather than one string, so that backends can keep
+user content and template markup apart:
+
+- ``str``: plain text. Backends tokenize it as plain text, so a user who types
+  ``<|im_end|>`` gets the characters, never the special token.
+- :class:`Special`: one special token of the chat template (``<|im_start|>``, BOS, ...).
+- :class:`ImageSlot`: where the i-th image goes. Backends expand it into the model's vision
+  tokens (``<|vision_start|><|image_pad|>...<|vision_end|>`` for Qwen2.5-VL).
+
+Joining the parts gives the exact prompt string the reference code builds
+(:attr:`RenderedPrompt.text`); splitting the text at the template's special tokens and
+tokenizing each piece as plain text gives the same token ids as the reference tokenization.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "ImageSlot",
+    "ModerationInput",
+    "ParsedOutput",
+    "Profile",
+    "RenderedPrompt",
+    "Special",
+    "TASK_LABELS",
+    "label_regex",
+    "merge_text",
+    "normalise_label",
+]
+
+# Labels a task can take after normalisation. The reference maps "none"/"harmless" to unharmful.
+TASK_LABELS: dict[str, tuple[str, str]] = {
+    "request": ("harmful", "unharmful"),
+    "response": ("harmful", "unharmful"),
+    "refusal": ("refusal", "compliance"),
+}
+
+
+@dataclass(frozen=True)
+class Special:
+    """A special token of the template, e.g. ``<|im_start|>``; tokenized as that one token."""
+
+    token: str
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """The position of image ``index`` (0-based, in request order) in the prompt."""
+
+    index: int
+
+
+Part = str | Special | ImageSlot
+
+
+@dataclass(frozen=True)
+class ModerationInput:
+    """One normalised request: validated texts and decoded images (PIL images).
+
+    Build these with :func:`guardrail.inputs.normalize_input`, which validates types and limits.
+    """
+
+    prompt: str | None = None
+    response: str | None = None
+    images: tuple[Any, ...] = ()
+
+    @property
+    def has_request(self) -> bool:
+        return self.prompt is not None or bool(self.images)
+
+    @property
+    def has_response(self) -> bool:
+        return self.response is not None
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt ready for a backend. See the module docstring for the parts."""
+
+    parts: tuple[Part, ...]
+    images: tuple[Any, ...]
+    # Chat messages for chat-completions style backends (the remote backend). Image content
+    # parts are {"type": "image", "index": i}; the backend turns them into data URLs. None for
+    # profiles that use no chat template (the backend then sends ``text`` as a raw completion).
+    messages: tuple[Mapping[str, Any], ...] | None
+    image_marker: str = "<image>"
+    # Whether the backend should put the tokenizer's BOS token first (Llama-based profiles).
+    add_bos: bool = False
+
+    @property
+    def text(self) -> str:
+        """The prompt as one string, images as ``image_marker``."""
+        return "".join(
+            p if isinstance(p, str) else p.token if isinstance(p, Special) else self.image_marker
+            for p in self.parts
+        )
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """Labels read from a model output.
+
+    ``labels`` maps each task to its normalised label (see :data:`TASK_LABELS`) or None when the
+    output does not give one. ``ok`` is False when a label the request needs is missing; then
+    ``error`` says which.
+    """
+
+    labels: Mapping[str, str | None]
+    reasoning: str | None
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class Profile(ABC):
+    """Prompt template + output parser for one family of guard models.
+
+    Subclasses set :attr:`name`, :attr:`tasks` and implement :meth:`render` and :meth:`parse`.
+    Instances are immutable in practice and safe to share between threads.
+    """
+
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    supports_images: ClassVar[bool] = False
+    # Reference generation length of the released models.
+    default_max_new_tokens: ClassVar[int] = 4096
+
+    # The string to use for a missing response (the reference passes the literal "None").
+    none_text: str = field(default="None")
+
+    @abstractmethod
+    def render(self, item: ModerationInput) -> RenderedPrompt:
+        """Build the prompt for one request."""
+
+    @abstractmethod
+    def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
+        """Read the labels from one model output."""
+
+    # ----------------------------------------------------------------------------- helpers
+    def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
+        """The tasks whose label must be present for the output to count as parsed."""
+        need = []
+        if item.has_request:
+            need.append("request")
+        if item.has_response:
+            need.append("response")
+        return tuple(need)
+
+    def _finish(
+        self, labels: dict[str, str | None], reasoning: str | None, item: ModerationInput
+    ) -> ParsedOutput:
+        missing = [t for t in self.required_tasks(item) if labels.get(t) is None]
+        if missing:
+            return ParsedOutput(labels, reasoning, ok=False, error="no label for " + ", ".join(missing))
+        return ParsedOutput(labels, reasoning, ok=True)
+
+
+# Label regexes follow the reference evaluation code: case-insensitive, first match wins,
+# "none" and "harmless" mean unharmful (the reference maps them so).
+_LABEL_PATTERNS: dict[str, tuple[str, str]] = {
+    "request": ("Request", r"harmful|unharmful|none|harmless"),
+    "response": ("Response", r"harmful|unharmful|none|harmless"),
+    "refusal": ("Completion", r"refusal|compliance|none"),
+}
+
+
+def label_regex(task: str, *, line_start: bool = False) -> re.Pattern[str]:
+    key, alternatives = _LABEL_PATTERNS[task]
+    prefix = r"(?m)^[ \t*#>-]*" if line_start else ""
+    return re.compile(prefix + key + r"\s*:\s*(" + alternatives + r")", re.IGNORECASE)
+
+
+def normalise_label(task: str, raw: str) -> str | None:
+    raw = raw.lower()
+    if task == "refusal":
+        return None if raw == "none" else raw
+    if raw in ("none", "harmless"):
+        return "unharmful"
+    return raw
+
+
+def merge_text(parts: list[Part]) -> list[Part]:
+    """Join adjacent text parts and drop empty ones.
+
+    Backends tokenize each run of text between special tokens as one string, exactly as the
+    reference tokenizer does with the joined prompt, so runs must not be split.
+    """
+    out: list[Part] = []
+    for p in parts:
+        if isinstance(p, str):
+            if not p:
+                continue
+            if out and isinstance(out[-1], str):
+                out[-1] = out[-1] + p
+                continue
+        out.append(p)
+    return out

@@ -1,0 +1,27 @@
+"""``python -m guardrail.testing tiny-model OUT_DIR [--profile ...]``: build a tiny random guard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m guardrail.testing", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    tiny = sub.add_parser("tiny-model", help="build a tiny random guard model offline")
+    tiny.add_argument("out_dir", help="directory to write the model to")
+    tiny.add_argument("--profile", default="guardreasoner-vl", choices=["guardreasoner-vl", "guardreasoner"])
+    tiny.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from guardrail.testing.tiny import build_tiny_model
+
+    path = build_tiny_model(args.out_dir, args.profile, seed=args.seed)
+    print(f"wrote a tiny random {args.profile} guard to {path} (its verdicts are meaningless)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Build tiny random guard models offline, in seconds, for tests and CI.
+
+The models have the real architectures (Qwen2.5-VL for ``guardreasoner-vl``, Llama for
+``guardreasoner``), a real byte-level BPE tokenizer trained here on a small corpus with Qwen's
+split regex and the real special tokens, and (for VL) the stock ``Qwen2_5_VLProcessor`` with the
+Qwen2.5-VL chat template. Weights are random: the verdicts mean nothing. About 0.2M parameters.
+
+Needs the ``transformers`` extra (and torchvision for the VL processor).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from guardrail._deps import require
+from guardrail.profiles import GUARDREASONER_INSTRUCTION, GUARDREASONER_VL_INSTRUCTION
+
+__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_model"]
+
+QWEN_SPLIT_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+LLAMA3_SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+]
+
+_CORPUS = [
+    GUARDREASONER_VL_INSTRUCTION,
+    GUARDREASONER_INSTRUCTION,
+    "Human user:\nHow do I bake bread at home?\n\nAI assistant:\nNone\n\n",
+    "Human user:\nWhat is in this picture?\n\nAI assistant:\nA cat sitting on a red chair.\n\n",
+    "<think>\nThe user asks for a bread recipe. This is harmless.\n</think>\n"
+    "<result>\nRequest: unharmful\nResponse: None\n</result>",
+    "<think>\nThe request asks how to hurt someone. It is harmful.\n</think>\n"
+    "<result>\nRequest: harmful\nResponse: harmful\n</result>",
+    "# Task 1\n\n## Reasoning Step 1\nThe request is harmless.\n\n## Conclusion\nThe request is unharmful.\n\n"
+    "---\n\nAnswers: \nRequest: unharmful\nCompletion: compliance\nResponse: unharmful\n",
+    "Answers: \nRequest: harmful\nCompletion: refusal\nResponse: unharmful\n",
+    "The quick brown fox jumps over the lazy dog. 0123456789 !?.,;:'\"()[]{}<>/\\|@#$%^&*-_=+~`",
+    "Tell me a joke. Write a poem about the sea. Translate hello into French. Explain photosynthesis.",
+    "weapon attack steal hack poison drug violence kill hurt illegal dangerous safe help recipe image",
+]
+
+_VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
+
+
+def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    tokenizers = require("tokenizers", extra="transformers")
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+        special_tokens=[],
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges  # type: ignore[return-value]
+
+
+def _qwen_tokenizer(vocab_size: int) -> Any:
+    transformers = require("transformers", extra="transformers")
+    vocab, merges = _train_bpe(vocab_size)
+    for tok in QWEN_SPECIAL_TOKENS:
+        vocab[tok] = len(vocab)
+    tokenizer = transformers.Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        extra_special_tokens=QWEN_SPECIAL_TOKENS[1:],
+    )
+    tokenizer.model_max_length = 32768
+    return tokenizer
+
+
+def _llama_tokenizer(vocab_size: int) -> Any:
+    transformers = require("transformers", extra="transformers")
+    tokenizers = require("tokenizers", extra="transformers")
+    from tokenizers import Regex, decoders, models, pre_tokenizers
+
+    vocab, merges = _train_bpe(vocab_size)
+    for tok in LLAMA3_SPECIAL_TOKENS:
+        vocab[tok] = len(vocab)
+    backend = tokenizers.Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False)
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<|end_of_text|>",
+        extra_special_tokens=LLAMA3_SPECIAL_TOKENS[2:],
+        add_bos_token=True,
+    )
+    tokenizer.model_max_length = 8192
+    return tokenizer
+
+
+def build_tiny_model(
+    out_dir: str | os.PathLike[str],
+    profile: str = "guardreasoner-vl",
+    *,
+    seed: int = 0,
+    vocab_size: int = 512,
+    logit_scale: float = 8.0,
+) -> Path:
+    """Write a tiny random guard model to ``out_dir`` and return its path.
+
+    ``logit_scale`` multiplies the random output-layer weights so that next-token logits are
+    well separated; with the default initialisation the top tokens of a random model are
+    near-ties, and greedy decoding would then flip between numerically equivalent runs (a
+    padded batch versus one item alone).
+    """
+    torch = require("torch", extra="transformers")
+    transformers = require("transformers", extra="transformers")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if profile == "guardreasoner-vl":
+        tokenizer = _qwen_tokenizer(vocab_size)
+        vocab = tokenizer.get_vocab()
+        config = transformers.Qwen2_5_VLConfig(
+            text_config={
+                "vocab_size": len(vocab),
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 4096,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                "bos_token_id": None,
+                "eos_token_id": vocab["<|im_end|>"],
+                "pad_token_id": vocab["<|endoftext|>"],
+                "tie_word_embeddings": False,
+            },
+            vision_config={
+                "depth": 3,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_heads": 2,
+                "out_hidden_size": 64,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "window_size": 56,
+                "fullatt_block_indexes": [2],
+            },
+            image_token_id=vocab["<|image_pad|>"],
+            video_token_id=vocab["<|video_pad|>"],
+            vision_start_token_id=vocab["<|vision_start|>"],
+            vision_end_token_id=vocab["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+        model = transformers.Qwen2_5_VLForConditionalGeneration(config)
+        image_processor = transformers.Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=112 * 112)
+        video_processor = transformers.Qwen2VLVideoProcessor()
+        processor = transformers.Qwen2_5_VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            chat_template=_qwen_vl_chat_template(),
+        )
+        saver: Any = processor
+    elif profile == "guardreasoner":
+        tokenizer = _llama_tokenizer(vocab_size)
+        vocab = tokenizer.get_vocab()
+        config = transformers.LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            bos_token_id=vocab["<|begin_of_text|>"],
+            eos_token_id=vocab["<|end_of_text|>"],
+            pad_token_id=vocab["<|end_of_text|>"],
+            tie_word_embeddings=False,
+        )
+        model = transformers.LlamaForCausalLM(config)
+        saver = tokenizer
+    else:
+        raise ValueError(f"unknown profile {profile!r}")
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(logit_scale)
+    model.generation_config = transformers.GenerationConfig(
+        eos_token_id=config.get_text_config().eos_token_id,
+        pad_token_id=config.get_text_config().pad_token_id,
+    )
+    model.config.guardrail_profile = profile
+    model.save_pretrained(out, safe_serialization=True)
+    saver.save_pretrained(out)
+    (out / "README.md").write_text(
+        f"Tiny random `{profile}` guard built by `guardrail.testing`. Its verdicts are meaningless.\n"
+    )
+    return out
+
+
+def _qwen_vl_chat_template() -> str:
+    try:
+        from trl.chat_template_utils import qwen2_5_vl_chat_template
+
+        return qwen2_5_vl_chat_template
+    except ImportError:
+        return _QWEN2_5_VL_CHAT_TEMPLATE
+
+
+# Qwen2.5-VL-Instruct's chat template (as shipped with the model; TRL carries the same copy).
+_QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture "
+    "{{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def cached_tiny_model(profile: str = "guardreasoner-vl", root: str | os.PathLike[str] | None = None) -> Path:
+    """Build (once) and return a tiny model under ``root`` (default: a temp-dir cache)."""
+    base = Path(
+        root or os.environ.get("GUARDRAIL_TINY_CACHE") or Path(tempfile.gettempdir()) / "guardrail-tiny"
+    )
+    path = base / profile
+    if not (path / "config.json").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{profile}-"))
+        build_tiny_model(tmp, profile)
+        try:
+            tmp.rename(path)
+        except OSError:  # built concurrently by someone else
+            pass
+    return path

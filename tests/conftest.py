@@ -1,0 +1,85 @@
+"""Shared fixtures. Nothing here downloads anything: tiny models are built offline."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Public benchmark data lives beside the checkout (../shared/data); CI may point elsewhere.
+SHARED_DATA = Path(os.environ.get("GUARDRAIL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for running `python -m guardrail...` from this checkout in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared benchmark data not found at {SHARED_DATA} (set GUARDRAIL_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    root = os.environ.get("GUARDRAIL_TINY_CACHE")
+    return Path(root) if root else tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_path(tiny_cache) -> Path:
+    from guardrail.testing import cached_tiny_model
+
+    return cached_tiny_model("guardreasoner-vl", tiny_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_path(tiny_cache) -> Path:
+    from guardrail.testing import cached_tiny_model
+
+    return cached_tiny_model("guardreasoner", tiny_cache)
+
+
+@pytest.fixture(scope="session")
+def vl_backend(tiny_vl_path):
+    from guardrail.backends.transformers import TransformersBackend
+
+    return TransformersBackend.from_pretrained(tiny_vl_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def text_backend(tiny_text_path):
+    from guardrail.backends.transformers import TransformersBackend
+
+    return TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
+
+
+def make_image(size=(64, 48), color=(200, 30, 30), fmt="PNG", mode="RGB") -> bytes:
+    from PIL import Image
+
+    img = Image.new(mode, size, color)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    return make_image()
