@@ -15,8 +15,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Public benchmark data lives beside the checkout (../shared/data); CI may point elsewhere.
-SHARED_DATA = Path(os.environ.get("GUARDRAIL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+def _find_shared_data() -> Path:
+    """Public benchmark data lives beside the checkout (../shared/data); CI may point elsewhere."""
+    if os.environ.get("GUARDRAIL_SHARED_DATA"):
+        return Path(os.environ["GUARDRAIL_SHARED_DATA"])
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
