@@ -20,7 +20,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-pip() { "$VENV/bin/python" -m pip "$@"; }
+# (grep drops the warnings about this machine's unused local package indexes)
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 echo "==> installing torch (CPU-usable wheels pinned in scripts/constraints.txt)" >&2
 pip install -q -c scripts/constraints.txt torch torchvision
 # llama-cpp-python compiles llama.cpp from source the first time (several minutes on 2 cores);
