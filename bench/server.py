@@ -75,7 +75,7 @@ def main() -> None:
             for name, f in (("direct", direct), ("http", over_http), ("direct2", direct), ("http2", over_http)):
                 with ThreadPoolExecutor(n) as pool:
                     t0 = time.perf_counter()
-                    lat = list(pool.map(lambda _: f(), range(args.requests)))
+                    lat = list(pool.map(lambda _, f=f: f(), range(args.requests)))
                     results[name] = (args.requests / (time.perf_counter() - t0), lat)
             d_tp = (results["direct"][0] + results["direct2"][0]) / 2
             h_tp = (results["http"][0] + results["http2"][0]) / 2

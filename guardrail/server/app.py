@@ -24,7 +24,6 @@ from typing import Any
 
 from guardrail import __version__, core
 from guardrail._deps import require
-
 from guardrail.errors import GuardrailError, InputError
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
