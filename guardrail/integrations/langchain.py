@@ -63,11 +63,11 @@ from guardrail._deps import require
 require("langchain_core", extra="langchain", feature="guardrail.integrations.langchain")
 
 from langchain_core.messages import BaseMessage  # noqa: E402
-from langchain_core.prompt_values import PromptValue  # noqa: E402
+from langchain_core.prompt_values import ImagePromptValue, PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail import core  # noqa: E402
-from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
+from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation, InputError  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
 from guardrail.integrations.extract import (  # noqa: E402
     Extracted,
@@ -175,6 +175,11 @@ class GuardRunnable(Runnable[Any, Any]):
     def request(self, value: Any) -> Extracted:
         """The request held by one input (raises ConfigurationError/InputError)."""
         hint = "pass key= (and image_key=) to guard.wrap/as_runnable to say where it is"
+        if isinstance(value, ImagePromptValue):  # its message holds a bare {"url": ...} part
+            url = (value.image_url or {}).get("url")
+            if not isinstance(url, str) or not url:
+                raise InputError("the ImagePromptValue has no image URL")
+            return Extracted(images=(url,))
         if isinstance(value, PromptValue):
             return request_from_messages(value.to_messages())
         if isinstance(value, BaseMessage):

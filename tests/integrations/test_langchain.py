@@ -15,7 +15,7 @@ from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
-from langchain_core.prompt_values import StringPromptValue  # noqa: E402
+from langchain_core.prompt_values import ImagePromptValue, StringPromptValue  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler  # noqa: E402
@@ -54,6 +54,7 @@ def test_as_runnable_passes_input_through_unchanged(kw):
         {"question": "hi", "other": 1},
         [HumanMessage("hi")],
         StringPromptValue(text="hi"),
+        ImagePromptValue(image_url={"url": data_url()}),
         HumanMessage(
             content=[
                 {"type": "text", "text": "look"},
@@ -63,7 +64,7 @@ def test_as_runnable_passes_input_through_unchanged(kw):
     ):
         assert head.invoke(value) is value
     assert kw.checks[-1][2] == 1 and "look" in kw.checks[-1][0]
-    assert kw.batches == 5  # input checks only, one each
+    assert kw.batches == 6  # input checks only, one each
 
 
 def test_blocked_input_at_the_head_never_reaches_the_chain(kw):
