@@ -7,6 +7,7 @@
 - :mod:`guardrail.integrations.extract`: how requests and responses are found in the shapes
   apps use (OpenAI-style messages, LangChain messages, content blocks).
 - :mod:`guardrail.integrations.streaming`: windowed checking of streamed output.
+- :mod:`guardrail.integrations.policy`: which verdict blocks at the input and output stages.
 
 Importing this package imports nothing heavy; the LangChain module imports ``langchain_core``.
 """

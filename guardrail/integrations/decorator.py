@@ -245,9 +245,8 @@ class _Checker:
             return None
         try:
             bound = self.signature.bind(*args, **kwargs)
-        except TypeError:
-            self.fn(*args, **kwargs)  # raises the handler's own TypeError
-            raise  # pragma: no cover - binding and calling disagree
+        except TypeError as exc:  # the call itself is wrong: say so without running the handler
+            raise TypeError(f"{_name(self.fn)}(): {exc}") from None
         bound.apply_defaults()
         arguments = bound.arguments
         extra = arguments.get(plan.var_kwargs, {}) if plan.var_kwargs else {}

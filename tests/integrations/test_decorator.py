@@ -416,6 +416,19 @@ def test_var_args_and_kwargs(kw):
         star("bomb")
 
 
+def test_a_wrong_call_is_a_type_error_and_never_runs_the_handler(kw):
+    ran = []
+
+    @kw.guard.check
+    def answer(prompt: str) -> str:
+        ran.append(1)
+        return "ok"
+
+    with pytest.raises(TypeError, match="answer"):
+        answer("a", "b")
+    assert ran == [] and kw.batches == 0
+
+
 def test_empty_response_is_not_checked(kw):
     @kw.guard.check
     def answer(prompt: str):
