@@ -139,12 +139,13 @@ async def test_async_handler_does_not_block_the_event_loop():
             return super()._respond(prompt)
 
     kw = Slow()
+    ticks = 0
+    seen_by_handler = []
 
     @kw.guard.check(output=False)
     async def answer(prompt: str) -> str:
+        seen_by_handler.append(ticks)  # how far the ticker got while the input was checked
         return "ok"
-
-    ticks = 0
 
     async def ticker():
         nonlocal ticks
@@ -153,7 +154,8 @@ async def test_async_handler_does_not_block_the_event_loop():
             ticks += 1
 
     result, _ = await asyncio.gather(answer("hi"), ticker())
-    assert result == "ok" and ticks == 20  # the ticker ran to the end while the guard worked
+    assert result == "ok"
+    assert seen_by_handler[0] >= 5  # a blocking check would have left the ticker at 0
 
 
 # ---------------------------------------------------------------- wrapping preserves shape
