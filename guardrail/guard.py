@@ -173,6 +173,42 @@ class Guard:
             generations = self._failed(exc, len(prepared))
         return self._assemble(prepared, generations, start)
 
+    # --------------------------------------------------------------------- integrations
+    def check(self, fn: Any = None, /, **options: Any) -> Any:
+        """Decorator that guards a handler: ``@guard.check`` or ``@guard.check(...)``.
+
+        Options: ``input=True``, ``output=True``, ``on_violation`` (``"raise"``, ``"replace"`` or
+        a function of the :class:`~guardrail.errors.GuardViolation`), ``extract`` (where the
+        request/response are), ``message`` (the replacement), ``window`` (characters of streamed
+        output per check, ``None`` for one check at the end), ``optimistic`` (release streamed
+        text before its check). Works on sync/async functions and generators and on methods.
+        See :mod:`guardrail.integrations.decorator`.
+        """
+        from guardrail.integrations.decorator import check
+
+        return check(self, fn, **options)
+
+    def as_runnable(self, **options: Any) -> Any:
+        """A LangChain runnable that checks its input and passes it on unchanged.
+
+        Options: ``key``/``image_key`` (dict inputs), ``name``. Needs the ``langchain`` extra.
+        See :mod:`guardrail.integrations.langchain`.
+        """
+        from guardrail.integrations.langchain import as_runnable
+
+        return as_runnable(self, **options)
+
+    def wrap(self, runnable: Any, **options: Any) -> Any:
+        """A LangChain runnable that checks ``runnable``'s input and its output (with the request).
+
+        Options: ``input``, ``output``, ``key``/``image_key``/``output_key``, ``fallback`` (returned
+        instead of raising ``GuardViolation``), ``window``, ``optimistic``, ``name``. Needs the
+        ``langchain`` extra. See :mod:`guardrail.integrations.langchain`.
+        """
+        from guardrail.integrations.langchain import wrap
+
+        return wrap(self, runnable, **options)
+
     # -------------------------------------------------------------------------- helpers
     def _prepare(self, items: Sequence[Mapping[str, Any]]) -> list[Prepared]:
         core.check_batch(items)

@@ -12,6 +12,7 @@ HEAVY = ("torch", "transformers", "llama_cpp", "langchain_core", "fastapi", "num
 def test_import_guardrail_is_light():
     code = (
         "import sys, guardrail, guardrail.testing, guardrail.profiles, guardrail.backends, guardrail.cli\n"
+        "import guardrail.integrations.decorator, guardrail.integrations.extract\n"
         "from guardrail import Guard, Verdict, GuardViolation\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )

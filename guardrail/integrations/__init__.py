@@ -1,0 +1,13 @@
+"""Integrations that put a guard in front of (and behind) an app's model calls.
+
+- :mod:`guardrail.integrations.decorator`: ``@guard.check`` for plain, async and streaming
+  handlers (no extra needed).
+- :mod:`guardrail.integrations.langchain`: ``guard.as_runnable()`` and ``guard.wrap(runnable)``
+  for LangChain chains (``pip install "guardrail-vl[langchain]"``).
+- :mod:`guardrail.integrations.extract`: how requests and responses are found in the shapes
+  apps use (OpenAI-style messages, LangChain messages, content blocks).
+- :mod:`guardrail.integrations.streaming`: windowed checking of streamed output.
+- :mod:`guardrail.integrations.policy`: which verdict blocks at the input and output stages.
+
+Importing this package imports nothing heavy; the LangChain module imports ``langchain_core``.
+"""

@@ -1,0 +1,449 @@
+"""``@guard.check``: guard an app's handler, plain, async or streaming.
+
+::
+
+    @guard.check
+    def answer(prompt: str) -> str: ...
+
+    @guard.check(on_violation="replace", message="Sorry, I can't help with that.")
+    async def chat(messages: list[dict]) -> dict: ...
+
+    @guard.check(window=200)
+    async def stream(messages): ...   # an async generator: output checked as it streams
+
+What happens on a call:
+
+1. The request is found in the arguments (see *Finding the request*). With ``input=True`` the
+   guard checks it **before the handler runs**; a blocked request never reaches the handler.
+2. The handler runs.
+3. With ``output=True`` the response is found in the return value (see
+   :mod:`guardrail.integrations.extract`) and checked **together with the request** (one
+   moderation of prompt + images + response). An empty or ``None`` response is not checked.
+   Generators are checked as they stream: see :mod:`guardrail.integrations.streaming` for the
+   windows, the cut-off and the ``optimistic`` mode.
+
+Async handlers use ``guard.amoderate`` (the event loop never blocks); sync handlers use
+``guard.moderate``. Wrapped functions keep their name, docstring, signature (``__signature__``,
+``__wrapped__``; FastAPI reads them) and kind: a coroutine function stays one, a generator
+function stays a generator function, an async generator function stays one. On generators the
+input check runs when iteration starts, before the handler's body.
+
+**On violation** (``on_violation``, per decorator):
+
+- ``"raise"`` (the default unless ``message`` is given): raise
+  :class:`~guardrail.errors.GuardViolation`; its ``verdict`` is the blocking verdict and its
+  ``stage`` is ``"input"`` or ``"output"``;
+- ``"replace"`` (the default when ``message`` is given): return ``message`` instead (a blocked
+  stream yields it as its last item). ``message`` is returned as given, so a handler that returns
+  message dicts can pass ``message={"role": "assistant", "content": "..."}``;
+- a callable ``fn(violation: GuardViolation)``: its return value is returned (or yielded, unless
+  ``None``); it may raise. In async wrappers it may be a coroutine function.
+
+**Finding the request** without help, from the signature (a first parameter named ``self`` or
+``cls`` is skipped):
+
+- a parameter named ``messages``, ``prompt``, ``text`` or ``message`` (first found, in that
+  order), else the first positional parameter, else ``*args[0]``, else a ``**kwargs`` entry with
+  one of those names. Its value may be a string, chat messages (OpenAI dicts, LangChain messages,
+  with text and image parts), one message, or an object/dict with ``messages``/``prompt``/``text``
+  /``message`` and optional ``images`` (a request body model);
+- plus the images in parameters named ``images`` or ``image`` (any image source the guard takes:
+  paths, bytes, PIL images, data URLs, ``{"url": ...}``).
+
+A function with nothing to look at fails at decoration; a value of a shape not listed fails at
+the call. Both raise :class:`~guardrail.errors.ConfigurationError` saying to pass ``extract=``:
+
+- ``extract="name"``: the parameter holding the request;
+- ``extract=fn``: ``fn(*args, **kwargs)`` (the handler's own arguments) returns the request in
+  any shape above, or an :class:`~guardrail.integrations.extract.Extracted`; ``None`` means
+  "no request": the input check is skipped and the output is checked alone;
+- ``extract={"input": name_or_fn, "output": fn}``: ``fn(result)`` (or ``fn(chunk)`` for
+  generators) returns the response text, or a value in any response shape.
+
+With ``input=False`` the request is still looked up (the output check needs it) unless the
+signature offers nothing, in which case the output is checked alone.
+
+Errors: invalid content (a bad image, an empty prompt, an audio part) raises
+:class:`~guardrail.errors.InputError` from the guard, before the handler runs when it is in the
+request. The guard's failure policy (``on_parse_error``/``on_error``) decides what an unparsable
+output or a backend failure gives; a policy block is a violation like any other.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from guardrail.errors import ConfigurationError, GuardViolation
+from guardrail.integrations.extract import (
+    IMAGE_KEYS,
+    REQUEST_KEYS,
+    Extracted,
+    request_from_value,
+    response_text,
+)
+from guardrail.integrations.policy import blocks
+from guardrail.integrations.streaming import agate_stream, gate_stream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrail.guard import Guard
+    from guardrail.verdict import Verdict
+
+__all__ = ["DEFAULT_MESSAGE", "DEFAULT_WINDOW", "CheckOptions", "check"]
+
+DEFAULT_MESSAGE = "Sorry, I can't help with that."
+#: Characters of streamed output per check (see :mod:`guardrail.integrations.streaming`).
+DEFAULT_WINDOW = 500
+
+OnViolation = Literal["raise", "replace"] | Callable[[GuardViolation], Any]
+_HINT = "pass extract= to say where it is (a parameter name or a function; see guard.check)"
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Options of ``@guard.check``; validated when the decorator is built.
+
+    - ``input``: check the request before the handler runs.
+    - ``output``: check the response (with the request) after it, or as it streams.
+    - ``on_violation``: ``"raise"``, ``"replace"`` or a callable (see the module docstring).
+    - ``extract``: where the request/response are (parameter name, function, or
+      ``{"input": ..., "output": ...}``).
+    - ``message``: the replacement for ``"replace"`` (default :data:`DEFAULT_MESSAGE`).
+    - ``window``: characters of streamed output per check; ``None`` checks once at the end.
+    - ``optimistic``: release streamed chunks before their check (faster, but a harmful
+      window may be partly seen before the stream is cut).
+    """
+
+    input: bool = True
+    output: bool = True
+    on_violation: OnViolation | None = None
+    extract: str | Callable[..., Any] | Mapping[str, Any] | None = None
+    message: Any = None
+    window: int | None = DEFAULT_WINDOW
+    optimistic: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, bool) or not isinstance(self.output, bool):
+            raise ConfigurationError("input and output must be True or False")
+        if not (self.input or self.output):
+            raise ConfigurationError("guard.check with input=False and output=False checks nothing")
+        if self.on_violation is None:
+            object.__setattr__(self, "on_violation", "raise" if self.message is None else "replace")
+        elif not callable(self.on_violation) and self.on_violation not in ("raise", "replace"):
+            raise ConfigurationError(
+                f"on_violation must be 'raise', 'replace' or a function; got {self.on_violation!r}"
+            )
+        if self.message is None:
+            object.__setattr__(self, "message", DEFAULT_MESSAGE)
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ConfigurationError(
+                f"window must be a positive number of characters or None; got {self.window!r}"
+            )
+        _split_extract(self.extract)
+
+
+def _split_extract(extract: Any) -> tuple[str | Callable[..., Any] | None, Callable[[Any], Any] | None]:
+    if extract is None:
+        return None, None
+    if isinstance(extract, str) or callable(extract):
+        return extract, None
+    if isinstance(extract, Mapping):
+        unknown = set(extract) - {"input", "output"}
+        if unknown:
+            raise ConfigurationError(f"extract= takes the keys 'input' and 'output'; got {sorted(unknown)}")
+        inp, out = extract.get("input"), extract.get("output")
+        if inp is not None and not (isinstance(inp, str) or callable(inp)):
+            raise ConfigurationError("extract['input'] must be a parameter name or a function")
+        if out is not None and not callable(out):
+            raise ConfigurationError("extract['output'] must be a function of the return value")
+        return inp, out
+    raise ConfigurationError(
+        f"extract= must be a parameter name, a function or a dict; got {type(extract).__name__}"
+    )
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class _Plan:
+    """Where a handler's request is, decided once from its signature."""
+
+    function: Callable[..., Any] | None = None
+    param: str | None = None  # a named parameter
+    var_args: str | None = None  # *args: use args[0]
+    var_kwargs: str | None = None  # **kwargs: look up REQUEST_KEYS
+    image_params: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.function or self.param or self.var_args or self.var_kwargs)
+
+
+def _make_plan(fn: Callable[..., Any], sig: inspect.Signature, spec: Any, need: bool) -> _Plan:
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    if callable(spec):
+        return _Plan(function=spec)
+    var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+    if isinstance(spec, str):
+        if spec not in sig.parameters and var_kw is None:
+            raise ConfigurationError(f"extract={spec!r}: {_name(fn)} has no parameter of that name")
+        return _Plan(param=spec) if spec in sig.parameters else _Plan(var_kwargs=var_kw, param=spec)
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    images = tuple(n for n in IMAGE_KEYS if n in named)
+    for key in REQUEST_KEYS:
+        if key in named:
+            return _Plan(param=key, image_params=images)
+    positional = [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in images
+    ]
+    if positional:
+        return _Plan(param=positional[0], image_params=images)
+    var_pos = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
+    if var_pos or var_kw:
+        return _Plan(var_args=var_pos, var_kwargs=var_kw, image_params=images)
+    if need and not images:
+        raise ConfigurationError(
+            f"guard.check cannot find the request in the signature of {_name(fn)}; {_HINT}"
+        )
+    return _Plan(image_params=images)
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+# -------------------------------------------------------------------------- the checker
+class _Checker:
+    """Everything a wrapper needs, with no I/O: the sync and async wrappers share it."""
+
+    def __init__(self, guard: Guard, fn: Callable[..., Any], options: CheckOptions):
+        self.guard = guard
+        self.fn = fn
+        self.options = options
+        try:
+            self.signature = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"guard.check cannot read the signature of {_name(fn)}: {exc}") from exc
+        spec, self.output_fn = _split_extract(options.extract)
+        self.plan = _make_plan(fn, self.signature, spec, need=options.input)
+
+    # ------------------------------------------------------------------------- request
+    def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Extracted | None:
+        plan = self.plan
+        if plan.function is not None:
+            value = plan.function(*args, **kwargs)
+            return None if value is None else request_from_value(value, hint=_HINT)
+        if plan.empty and not plan.image_params:
+            return None
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:  # the call itself is wrong: say so without running the handler
+            raise TypeError(f"{_name(self.fn)}(): {exc}") from None
+        bound.apply_defaults()
+        arguments = bound.arguments
+        extra = arguments.get(plan.var_kwargs, {}) if plan.var_kwargs else {}
+        value: Any = None
+        if plan.param is not None:
+            value = arguments[plan.param] if plan.param in arguments else extra.get(plan.param)
+        elif plan.var_args and arguments.get(plan.var_args):
+            value = arguments[plan.var_args][0]
+        elif extra:
+            value = next((extra[k] for k in REQUEST_KEYS if extra.get(k) is not None), None)
+        images: tuple[Any, ...] = ()
+        for name in plan.image_params or tuple(k for k in IMAGE_KEYS if k in extra):
+            found = arguments.get(name, extra.get(name))
+            if found is not None:
+                images += tuple(found) if isinstance(found, (list, tuple)) else (found,)
+        if value is None:
+            return Extracted(images=images)  # the guard raises InputError when this is empty
+        found = request_from_value(value, hint=_HINT)
+        return Extracted(prompt=found.prompt, images=found.images + images)
+
+    @staticmethod
+    def item(request: Extracted | None, response: str | None = None) -> dict[str, Any]:
+        if request is None:
+            return {"response": response}
+        return request.item(response)
+
+    # ------------------------------------------------------------------------ response
+    def response(self, value: Any) -> str | None:
+        if self.output_fn is not None:
+            value = self.output_fn(value)
+        return response_text(value, hint=_HINT)
+
+    def chunk_text(self, chunk: Any) -> str:
+        return self.response(chunk) or ""
+
+    # ----------------------------------------------------------------------- violation
+    def violation(self, verdict: Verdict, stage: str) -> Any:
+        exc = GuardViolation(verdict, stage=stage)
+        handler = self.options.on_violation
+        if handler == "raise":
+            raise exc
+        if handler == "replace":
+            return self.options.message
+        return handler(exc)  # type: ignore[operator]
+
+    async def aviolation(self, verdict: Verdict, stage: str) -> Any:
+        result = self.violation(verdict, stage)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _items(value: Any) -> list[Any]:
+    return [] if value is None else [value]
+
+
+# ---------------------------------------------------------------------------- wrappers
+def _sync_function(c: _Checker) -> Callable[..., Any]:
+    guard, fn, opts = c.guard, c.fn, c.options
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = c.request(args, kwargs)
+        if opts.input and request is not None:
+            verdict = guard.moderate(**c.item(request))
+            if blocks(verdict, "input"):
+                return c.violation(verdict, "input")
+        result = fn(*args, **kwargs)
+        if opts.output:
+            text = c.response(result)
+            if text:
+                verdict = guard.moderate(**c.item(request, text))
+                if blocks(verdict, "output"):
+                    return c.violation(verdict, "output")
+        return result
+
+    return wrapper
+
+
+def _async_function(c: _Checker) -> Callable[..., Any]:
+    guard, fn, opts = c.guard, c.fn, c.options
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = c.request(args, kwargs)
+        if opts.input and request is not None:
+            verdict = await guard.amoderate(**c.item(request))
+            if blocks(verdict, "input"):
+                return await c.aviolation(verdict, "input")
+        result = await fn(*args, **kwargs)
+        if opts.output:
+            text = c.response(result)
+            if text:
+                verdict = await guard.amoderate(**c.item(request, text))
+                if blocks(verdict, "output"):
+                    return await c.aviolation(verdict, "output")
+        return result
+
+    return wrapper
+
+
+def _sync_generator(c: _Checker) -> Callable[..., Any]:
+    guard, fn, opts = c.guard, c.fn, c.options
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = c.request(args, kwargs)
+        if opts.input and request is not None:
+            verdict = guard.moderate(**c.item(request))
+            if blocks(verdict, "input"):
+                yield from _items(c.violation(verdict, "input"))
+                return
+        source = fn(*args, **kwargs)
+        if not opts.output:
+            try:
+                yield from source
+            finally:
+                source.close()
+            return
+        yield from gate_stream(
+            source,
+            text_of=c.chunk_text,
+            check=lambda text: guard.moderate(**c.item(request, text)),
+            on_block=lambda verdict: _items(c.violation(verdict, "output")),
+            window=opts.window,
+            optimistic=opts.optimistic,
+        )
+
+    return wrapper
+
+
+def _async_generator(c: _Checker) -> Callable[..., Any]:
+    guard, fn, opts = c.guard, c.fn, c.options
+
+    async def check(request: Extracted | None, text: str) -> Verdict:
+        return await guard.amoderate(**c.item(request, text))
+
+    async def on_block(verdict: Verdict) -> list[Any]:
+        return _items(await c.aviolation(verdict, "output"))
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = c.request(args, kwargs)
+        if opts.input and request is not None:
+            verdict = await guard.amoderate(**c.item(request))
+            if blocks(verdict, "input"):
+                for item in _items(await c.aviolation(verdict, "input")):
+                    yield item
+                return
+        source = fn(*args, **kwargs)
+        if not opts.output:
+            try:
+                async for item in source:
+                    yield item
+            finally:
+                await source.aclose()
+            return
+        stream = agate_stream(
+            source,
+            text_of=c.chunk_text,
+            check=functools.partial(check, request),
+            on_block=on_block,
+            window=opts.window,
+            optimistic=opts.optimistic,
+        )
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            await stream.aclose()
+
+    return wrapper
+
+
+def _decorate(guard: Guard, fn: Any, options: CheckOptions) -> Any:
+    if isinstance(fn, (classmethod, staticmethod)):
+        return type(fn)(_decorate(guard, fn.__func__, options))
+    if not callable(fn):
+        raise ConfigurationError(f"guard.check decorates functions, not {type(fn).__name__}")
+    checker = _Checker(guard, fn, options)
+    if inspect.isasyncgenfunction(fn):
+        wrapper = _async_generator(checker)
+    elif inspect.iscoroutinefunction(fn):
+        wrapper = _async_function(checker)
+    elif inspect.isgeneratorfunction(fn):
+        wrapper = _sync_generator(checker)
+    else:
+        wrapper = _sync_function(checker)
+    functools.update_wrapper(wrapper, fn)
+    wrapper.__signature__ = checker.signature  # type: ignore[attr-defined]
+    wrapper.__guardrail_check__ = options  # type: ignore[attr-defined]
+    return wrapper
+
+
+def check(guard: Guard, fn: Any = None, /, **options: Any) -> Any:
+    """Implementation of :meth:`guardrail.Guard.check` (see the module docstring)."""
+    try:
+        opts = CheckOptions(**options)
+    except TypeError as exc:
+        valid = ", ".join(CheckOptions.__dataclass_fields__)
+        raise ConfigurationError(f"guard.check: {exc}; the options are {valid}") from None
+    if fn is None:
+        return functools.partial(_decorate, guard, options=opts)
+    return _decorate(guard, fn, opts)

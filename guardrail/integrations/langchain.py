@@ -1,0 +1,637 @@
+"""LangChain runnables: a guard at the head of a chain, or around any runnable.
+
+Needs ``pip install "guardrail-vl[langchain]"`` (langchain-core).
+
+::
+
+    chain = guard.as_runnable() | prompt | llm | parser     # checks the chain's input
+    chain = prompt | guard.wrap(llm) | parser               # checks the LLM's input and output
+    chain = guard.wrap(prompt | llm | parser, fallback="Sorry, I can't help with that.")
+
+- :meth:`Guard.as_runnable <guardrail.Guard.as_runnable>` returns a :class:`GuardRunnable` that
+  checks its input and passes it on unchanged; a blocked input raises
+  :class:`~guardrail.errors.GuardViolation` (``stage="input"``). To make a whole chain answer with
+  a message instead, wrap the chain (``guard.wrap(chain, fallback=...)``) or use LangChain's
+  ``chain.with_fallbacks([...], exceptions_to_handle=(GuardViolation,))``.
+- :meth:`Guard.wrap <guardrail.Guard.wrap>` returns a :class:`GuardRunnable` around ``runnable``:
+  the input is checked before it runs (a blocked input never reaches it), the output is checked
+  together with the original request. With ``fallback`` set, a blocked input or output returns
+  (or, streaming, yields) the fallback as given instead of raising; pass an ``AIMessage`` to keep
+  the chain's types uniform.
+
+**Inputs** understood: strings, prompt values (``StringPromptValue``, ``ChatPromptValue``,
+``ImagePromptValue``), messages and lists of messages (human turns with text, image parts as
+OpenAI ``image_url`` data URLs, LangChain standard content blocks ``{"type": "image", "base64":
+..., "mime_type": ...}`` / ``{"type": "image", "url": ...}`` and the older ``source_type`` form),
+and dicts: the request is read from ``key`` (default: the first of ``input``, ``question``,
+``query``, ``messages``, ``prompt``, ``text``, ``message`` present) and images from
+``image_key`` (default: ``images`` or ``image``). See :mod:`guardrail.integrations.extract` for
+how messages become one request (all human turns; system and AI turns are context, not request).
+
+**Outputs** understood: strings, messages (``AIMessage``; text blocks, reasoning and tool calls
+skipped) and, with ``output_key``, dicts. Streams (``AIMessageChunk`` or string chunks) are
+checked in windows of ``window`` characters and at the end; chunks are released only after the
+check covering them passed, unless ``optimistic=True`` (see
+:mod:`guardrail.integrations.streaming` for the latency trade-off).
+
+**Methods**: ``invoke``, ``ainvoke``, ``batch``/``abatch`` (one batched guard call for all the
+inputs, one for all the outputs; the wrapped runnable runs once, batched, on the allowed inputs),
+``stream``/``astream`` and ``transform``/``atransform``. In a batch an item's invalid input (a bad
+image) or blocked content fails that item only (``return_exceptions=True`` returns the errors in
+place, as LangChain does).
+
+**Tracing**: every check is recorded as a child run of the guard runnable's run, named
+``guardrail_input_check`` / ``guardrail_output_check``, with tags ``guardrail``,
+``guardrail:<stage>`` and ``guardrail:allowed`` or ``guardrail:blocked``, metadata
+``guardrail_blocked`` (the stage's decision, see :mod:`guardrail.integrations.policy`),
+``guardrail_harmful``, ``guardrail_request_harmful``,
+``guardrail_response_harmful``, ``guardrail_decided_by``, ``guardrail_model``,
+``guardrail_latency_ms``, and the full verdict as its output. A custom event
+``guardrail_verdict`` (``{"stage": ..., "verdict": {...}}``) is dispatched too (callback
+``on_custom_event``; ``astream_events`` shows it). The child run is recorded once the verdict is
+known, so its duration is ~0; the check's real time is ``verdict.latency_ms``. A blocked run ends
+with the :class:`~guardrail.errors.GuardViolation` as its error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from guardrail._deps import require
+
+require("langchain_core", extra="langchain", feature="guardrail.integrations.langchain")
+
+from langchain_core.messages import BaseMessage  # noqa: E402
+from langchain_core.prompt_values import ImagePromptValue, PromptValue  # noqa: E402
+from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
+
+from guardrail import core  # noqa: E402
+from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation, InputError  # noqa: E402
+from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
+from guardrail.integrations.extract import (  # noqa: E402
+    Extracted,
+    request_from_messages,
+    request_from_value,
+    response_text,
+)
+from guardrail.integrations.policy import blocks  # noqa: E402
+from guardrail.integrations.streaming import agate_stream, gate_stream  # noqa: E402
+from guardrail.verdict import Verdict  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrail.guard import Guard
+
+__all__ = ["GuardRunnable", "TRACE_EVENT", "as_runnable", "wrap"]
+
+TRACE_EVENT = "guardrail_verdict"
+INPUT_KEYS = ("input", "question", "query", "messages", "prompt", "text", "message")
+IMAGE_KEYS = ("images", "image")
+_UNSET: Any = object()
+_PENDING: Any = object()
+
+
+class GuardRunnable(Runnable[Any, Any]):
+    """A guard as a LangChain runnable (see the module docstring).
+
+    - ``runnable``: the runnable to guard; ``None`` makes a pass-through input check.
+    - ``input`` / ``output``: which sides to check (``output`` needs a ``runnable``).
+    - ``key`` / ``image_key``: where the request and its images are in dict inputs.
+    - ``output_key``: where the response text is in dict outputs.
+    - ``fallback``: returned instead of raising ``GuardViolation`` (needs a ``runnable``).
+    - ``window`` / ``optimistic``: streamed output checking.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        runnable: Runnable[Any, Any] | None = None,
+        *,
+        input: bool = True,  # noqa: A002
+        output: bool = True,
+        key: str | None = None,
+        image_key: str | None = None,
+        output_key: str | None = None,
+        fallback: Any = _UNSET,
+        window: int | None = DEFAULT_WINDOW,
+        optimistic: bool = False,
+        name: str | None = None,
+    ):
+        if runnable is not None and not isinstance(runnable, Runnable):
+            raise ConfigurationError(f"guard.wrap takes a LangChain Runnable, not {type(runnable).__name__}")
+        if runnable is None:
+            if fallback is not _UNSET:
+                raise ConfigurationError(
+                    "a pass-through input check cannot return a fallback for the whole chain; use "
+                    "guard.wrap(chain, fallback=...) or chain.with_fallbacks(..., "
+                    "exceptions_to_handle=(GuardViolation,))"
+                )
+            output = False
+        if not (input or output):
+            raise ConfigurationError("a guard runnable with input=False and output=False checks nothing")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+            raise ConfigurationError(
+                f"window must be a positive number of characters or None; got {window!r}"
+            )
+        self.guard = guard
+        self.runnable = runnable
+        self.check_input = bool(input)
+        self.check_output = bool(output)
+        self.key = key
+        self.image_key = image_key
+        self.output_key = output_key
+        self.fallback = fallback
+        self.window = window
+        self.optimistic = optimistic
+        self.name = name or ("guardrail" if runnable is None else f"guardrail({runnable.get_name()})")
+
+    # --------------------------------------------------------------------------- typing
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return self.runnable.InputType if self.runnable is not None else Any
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802
+        return self.runnable.OutputType if self.runnable is not None else Any
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
+        if self.runnable is not None:
+            return self.runnable.get_input_schema(config)
+        return super().get_input_schema(config)
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
+        if self.runnable is not None:
+            return self.runnable.get_output_schema(config)
+        return super().get_output_schema(config)
+
+    @property
+    def config_specs(self) -> list[Any]:
+        return list(self.runnable.config_specs) if self.runnable is not None else []
+
+    def __repr__(self) -> str:
+        return f"GuardRunnable(guard={self.guard!r}, runnable={self.runnable!r})"
+
+    # --------------------------------------------------------------------- extraction
+    def request(self, value: Any) -> Extracted:
+        """The request held by one input (raises ConfigurationError/InputError)."""
+        hint = "pass key= (and image_key=) to guard.wrap/as_runnable to say where it is"
+        if isinstance(value, ImagePromptValue):  # its message holds a bare {"url": ...} part
+            url = (value.image_url or {}).get("url")
+            if not isinstance(url, str) or not url:
+                raise InputError("the ImagePromptValue has no image URL")
+            return Extracted(images=(url,))
+        if isinstance(value, PromptValue):
+            return request_from_messages(value.to_messages())
+        if isinstance(value, BaseMessage):
+            return request_from_messages([value])
+        if isinstance(value, Mapping) and not _looks_like_message(value):
+            keys = (self.key,) if self.key else INPUT_KEYS
+            found = next((k for k in keys if k in value), None)
+            if found is None:
+                raise ConfigurationError(
+                    f"cannot find the request in a dict with keys {sorted(map(str, value))}; {hint}"
+                )
+            inner = self.request(value[found])
+            image_keys = (self.image_key,) if self.image_key else IMAGE_KEYS
+            images: tuple[Any, ...] = ()
+            for k in image_keys:
+                got = value.get(k)
+                if got is not None:
+                    images += tuple(got) if isinstance(got, (list, tuple)) else (got,)
+            return Extracted(prompt=inner.prompt, images=inner.images + images)
+        return request_from_value(value, hint=hint)
+
+    def response(self, value: Any) -> str | None:
+        """The text of one output (or streamed chunk); None when there is nothing to check."""
+        if self.output_key is not None and isinstance(value, Mapping):
+            value = value.get(self.output_key)
+        return response_text(value, hint="pass output_key= to guard.wrap to say where it is")
+
+    def _chunk_text(self, chunk: Any) -> str:
+        return self.response(chunk) or ""
+
+    # ------------------------------------------------------------------------ checking
+    def _validate(self, items: list[dict[str, Any]]) -> list[Any]:
+        """Each item as a validated ModerationInput, or the InputError it raised."""
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(core.prepare(self.guard.profile, item, self.guard.limits).item)
+            except GuardrailError as exc:
+                out.append(exc)
+        return out
+
+    @staticmethod
+    def _merge(validated: list[Any], verdicts: list[Verdict]) -> list[Verdict | Exception]:
+        it = iter(verdicts)
+        return [v if isinstance(v, Exception) else next(it) for v in validated]
+
+    def _moderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+        validated = self._validate(items)
+        valid = [v for v in validated if not isinstance(v, Exception)]
+        return self._merge(validated, self.guard.moderate_batch(valid) if valid else [])
+
+    async def _amoderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+        validated = self._validate(items)
+        valid = [v for v in validated if not isinstance(v, Exception)]
+        return self._merge(validated, await self.guard.amoderate_batch(valid) if valid else [])
+
+    def _blocked(self, verdict: Verdict, stage: str) -> Any:
+        """The fallback, or the violation (returned, not raised: the caller decides)."""
+        if self.fallback is _UNSET:
+            return GuardViolation(verdict, stage=stage)
+        return self.fallback
+
+    def _blocked_or_raise(self, verdict: Verdict, stage: str) -> Any:
+        result = self._blocked(verdict, stage)
+        if isinstance(result, GuardViolation):
+            raise result
+        return result
+
+    # -------------------------------------------------------------------------- tracing
+    @staticmethod
+    def _trace_payload(stage: str, verdict: Verdict) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        blocked = blocks(verdict, stage)
+        tags = [
+            "guardrail",
+            f"guardrail:{stage}",
+            "guardrail:blocked" if blocked else "guardrail:allowed",
+        ]
+        metadata = {
+            "guardrail_stage": stage,
+            "guardrail_blocked": blocked,
+            "guardrail_harmful": verdict.harmful,
+            "guardrail_request_harmful": verdict.request_harmful,
+            "guardrail_response_harmful": verdict.response_harmful,
+            "guardrail_decided_by": verdict.decided_by,
+            "guardrail_model": verdict.model,
+            "guardrail_latency_ms": verdict.latency_ms,
+        }
+        return tags, metadata, {"stage": stage, "verdict": verdict.model_dump(mode="json")}
+
+    def _trace(self, run_manager: Any, stage: str, verdict: Verdict) -> None:
+        if run_manager is None:
+            return
+        tags, metadata, outputs = self._trace_payload(stage, verdict)
+        child = run_manager.get_child()
+        child.add_tags(tags, inherit=False)
+        child.add_metadata(metadata, inherit=False)
+        run = child.on_chain_start(None, {"stage": stage}, name=f"guardrail_{stage}_check")
+        run.on_chain_end(outputs)
+        child.on_custom_event(TRACE_EVENT, outputs, run_id=run_manager.run_id)
+
+    async def _atrace(self, run_manager: Any, stage: str, verdict: Verdict) -> None:
+        if run_manager is None:
+            return
+        tags, metadata, outputs = self._trace_payload(stage, verdict)
+        child = run_manager.get_child()
+        child.add_tags(tags, inherit=False)
+        child.add_metadata(metadata, inherit=False)
+        run = await child.on_chain_start(None, {"stage": stage}, name=f"guardrail_{stage}_check")
+        await run.on_chain_end(outputs)
+        await child.on_custom_event(TRACE_EVENT, outputs, run_id=run_manager.run_id)
+
+    # --------------------------------------------------------- the shared (sans-I/O) core
+    def _plan(self, inputs: list[Any]) -> Generator[tuple[Any, ...], Any, list[Any]]:
+        """The whole check-run-check algorithm for a batch, as a generator of I/O requests.
+
+        It yields ``("moderate", items)`` (answered with verdicts or exceptions, in order),
+        ``("trace", [(index, stage, verdict), ...])`` and ``("run", indices)`` (answered with the
+        wrapped runnable's outputs or exceptions for those inputs), and returns one result per
+        input: an output, a fallback, or an exception. The sync and async drivers only do I/O.
+        """
+        n = len(inputs)
+        results: list[Any] = [_PENDING] * n
+        requests: list[Extracted | None] = [None] * n
+        for i, value in enumerate(inputs):
+            try:
+                requests[i] = self.request(value)
+            except GuardrailError as exc:
+                results[i] = exc
+        if self.check_input:
+            yield from self._stage(
+                results, requests, "input", {i: None for i in range(n) if results[i] is _PENDING}
+            )
+        todo = [i for i in range(n) if results[i] is _PENDING]
+        if self.runnable is None:
+            for i in todo:
+                results[i] = inputs[i]
+            return results
+        if todo:
+            outputs = yield ("run", todo)
+            for i, out in zip(todo, outputs, strict=True):
+                results[i] = out
+        if self.check_output:
+            texts: dict[int, str | None] = {}
+            for i in todo:
+                if isinstance(results[i], Exception):
+                    continue
+                try:
+                    text = self.response(results[i])
+                except GuardrailError as exc:
+                    results[i] = exc
+                    continue
+                if text:
+                    texts[i] = text
+            yield from self._stage(results, requests, "output", texts)
+        return results
+
+    def _stage(
+        self, results: list[Any], requests: list[Extracted | None], stage: str, texts: dict[int, str | None]
+    ) -> Generator[tuple[Any, ...], Any, None]:
+        if not texts:
+            return
+        indices = list(texts)
+        verdicts = yield ("moderate", [requests[i].item(texts[i]) for i in indices])  # type: ignore[union-attr]
+        traces = []
+        for i, verdict in zip(indices, verdicts, strict=True):
+            if isinstance(verdict, Exception):
+                results[i] = verdict
+                continue
+            traces.append((i, stage, verdict))
+            if blocks(verdict, stage):
+                results[i] = self._blocked(verdict, stage)
+        if traces:
+            yield ("trace", traces)
+
+    def _drive(
+        self,
+        inputs: list[Any],
+        run_managers: list[Any],
+        configs: list[RunnableConfig],
+        single: bool,
+        kwargs: dict[str, Any],
+    ) -> list[Any]:
+        plan = self._plan(inputs)
+        answer: Any = None
+        while True:
+            try:
+                op = plan.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            if op[0] == "moderate":
+                answer = self._moderate_many(op[1])
+            elif op[0] == "trace":
+                for i, stage, verdict in op[1]:
+                    self._trace(run_managers[i], stage, verdict)
+                answer = None
+            else:
+                answer = self._run(op[1], inputs, configs, single, kwargs)
+
+    async def _adrive(
+        self,
+        inputs: list[Any],
+        run_managers: list[Any],
+        configs: list[RunnableConfig],
+        single: bool,
+        kwargs: dict[str, Any],
+    ) -> list[Any]:
+        plan = self._plan(inputs)
+        answer: Any = None
+        while True:
+            try:
+                op = plan.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            if op[0] == "moderate":
+                answer = await self._amoderate_many(op[1])
+            elif op[0] == "trace":
+                for i, stage, verdict in op[1]:
+                    await self._atrace(run_managers[i], stage, verdict)
+                answer = None
+            else:
+                answer = await self._arun(op[1], inputs, configs, single, kwargs)
+
+    def _run(
+        self,
+        todo: list[int],
+        inputs: list[Any],
+        configs: list[RunnableConfig],
+        single: bool,
+        kwargs: dict[str, Any],
+    ) -> list[Any]:
+        assert self.runnable is not None
+        if single:
+            try:
+                return [self.runnable.invoke(inputs[0], configs[0], **kwargs)]
+            except Exception as exc:  # noqa: BLE001 - handed back to the plan, re-raised by invoke
+                return [exc]
+        return self.runnable.batch(
+            [inputs[i] for i in todo], [configs[i] for i in todo], return_exceptions=True, **kwargs
+        )
+
+    async def _arun(
+        self,
+        todo: list[int],
+        inputs: list[Any],
+        configs: list[RunnableConfig],
+        single: bool,
+        kwargs: dict[str, Any],
+    ) -> list[Any]:
+        assert self.runnable is not None
+        if single:
+            try:
+                return [await self.runnable.ainvoke(inputs[0], configs[0], **kwargs)]
+            except Exception as exc:  # noqa: BLE001
+                return [exc]
+        return await self.runnable.abatch(
+            [inputs[i] for i in todo], [configs[i] for i in todo], return_exceptions=True, **kwargs
+        )
+
+    # --------------------------------------------------------------------- invoke/batch
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
+        return self._call_with_config(self._invoke, input, config, **kwargs)
+
+    def _invoke(self, input: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:  # noqa: A002
+        result = self._drive([input], [run_manager], [config], True, kwargs)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    async def _ainvoke(self, input: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:  # noqa: A002
+        result = (await self._adrive([input], [run_manager], [config], True, kwargs))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def batch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        if not inputs:
+            return []
+        return self._batch_with_config(
+            self._batch, list(inputs), config, return_exceptions=return_exceptions, **kwargs
+        )
+
+    def _batch(
+        self, inputs: list[Any], run_manager: list[Any], config: list[RunnableConfig], **kwargs: Any
+    ) -> list[Any]:
+        return self._drive(inputs, run_manager, config, False, kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        if not inputs:
+            return []
+        return await self._abatch_with_config(
+            self._abatch, list(inputs), config, return_exceptions=return_exceptions, **kwargs
+        )
+
+    async def _abatch(
+        self, inputs: list[Any], run_manager: list[Any], config: list[RunnableConfig], **kwargs: Any
+    ) -> list[Any]:
+        return await self._adrive(inputs, run_manager, config, False, kwargs)
+
+    # ------------------------------------------------------------------------ streaming
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # noqa: A002
+        yield from self.transform(iter([input]), config, **kwargs)
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:  # noqa: A002
+        yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
+
+    def _transform(
+        self, chunks: Iterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> Iterator[Any]:
+        value = _merge_chunks(chunks)
+        request = self.request(value)
+        if self.check_input:
+            verdict = _one(self._moderate_many([request.item()]))
+            self._trace(run_manager, "input", verdict)
+            if blocks(verdict, "input"):
+                yield self._blocked_or_raise(verdict, "input")
+                return
+        if self.runnable is None:
+            yield value
+            return
+        source = self.runnable.stream(value, config, **kwargs)
+        if not self.check_output:
+            yield from source
+            return
+
+        def check(text: str) -> Verdict:
+            verdict = _one(self._moderate_many([request.item(text)]))
+            self._trace(run_manager, "output", verdict)
+            return verdict
+
+        yield from gate_stream(
+            source,
+            text_of=self._chunk_text,
+            check=check,
+            on_block=lambda verdict: [self._blocked_or_raise(verdict, "output")],
+            window=self.window,
+            optimistic=self.optimistic,
+        )
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:  # noqa: A002
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(one(), config, **kwargs):
+            yield chunk
+
+    async def atransform(
+        self,
+        input: AsyncIterator[Any],  # noqa: A002
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
+            yield chunk
+
+    async def _atransform(
+        self, chunks: AsyncIterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        value = _merge_chunks([c async for c in chunks])
+        request = self.request(value)
+        if self.check_input:
+            verdict = _one(await self._amoderate_many([request.item()]))
+            await self._atrace(run_manager, "input", verdict)
+            if blocks(verdict, "input"):
+                yield self._blocked_or_raise(verdict, "input")
+                return
+        if self.runnable is None:
+            yield value
+            return
+        source = self.runnable.astream(value, config, **kwargs)
+        if not self.check_output:
+            async for chunk in source:
+                yield chunk
+            return
+
+        async def check(text: str) -> Verdict:
+            verdict = _one(await self._amoderate_many([request.item(text)]))
+            await self._atrace(run_manager, "output", verdict)
+            return verdict
+
+        async def on_block(verdict: Verdict) -> list[Any]:
+            return [self._blocked_or_raise(verdict, "output")]
+
+        stream = agate_stream(
+            source,
+            text_of=self._chunk_text,
+            check=check,
+            on_block=on_block,
+            window=self.window,
+            optimistic=self.optimistic,
+        )
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+
+def _one(results: list[Verdict | Exception]) -> Verdict:
+    result = results[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _looks_like_message(value: Mapping[str, Any]) -> bool:
+    return "content" in value and isinstance(value.get("role"), str)
+
+
+def _merge_chunks(chunks: Iterator[Any] | Sequence[Any]) -> Any:
+    """Join streamed input chunks with ``+`` as LangChain's default ``transform`` does."""
+    merged: Any = _UNSET
+    for chunk in chunks:
+        if merged is _UNSET:
+            merged = chunk
+            continue
+        try:
+            merged = merged + chunk
+        except TypeError:
+            merged = chunk
+    if merged is _UNSET:
+        raise ConfigurationError("the guard runnable received an empty input stream")
+    return merged
+
+
+def as_runnable(guard: Guard, **options: Any) -> GuardRunnable:
+    """Implementation of :meth:`guardrail.Guard.as_runnable`."""
+    return GuardRunnable(guard, None, **options)
+
+
+def wrap(guard: Guard, runnable: Runnable[Any, Any], **options: Any) -> GuardRunnable:
+    """Implementation of :meth:`guardrail.Guard.wrap`."""
+    if runnable is None:
+        raise ConfigurationError("guard.wrap needs a runnable to wrap")
+    return GuardRunnable(guard, runnable, **options)

@@ -1,0 +1,59 @@
+"""Helpers for the integration tests: a scripted guard with exact, inspectable decisions."""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import pytest
+
+from guardrail import Guard
+from guardrail.testing import FakeBackend, result_output
+from tests.conftest import make_image
+
+BAD_REQUEST = "bomb"  # a request containing this word is harmful
+BAD_RESPONSE = "poison"  # a response containing this word is harmful
+
+
+class KeywordGuard:
+    """A FakeBackend whose verdicts follow two keywords, and a log of what it was asked.
+
+    ``checks`` holds, for every prompt the backend received, the (request part, response part,
+    number of images) it saw; ``log`` is shared with tests that interleave other events.
+    """
+
+    def __init__(self, log: list | None = None, **guard_options):
+        self.checks: list[tuple[str, str, int]] = []
+        self.log = log if log is not None else []
+        self._lock = threading.Lock()
+        self.backend = FakeBackend(respond=self._respond)
+        self.guard = Guard(self.backend, **guard_options)
+
+    def _respond(self, prompt) -> str:
+        human, _, ai = prompt.text.partition("AI assistant:")
+        human = human.split("Human user:", 1)[-1]
+        with self._lock:
+            self.checks.append((human, ai, len(prompt.images)))
+            self.log.append(("check", ai))
+        return result_output(
+            "harmful" if BAD_REQUEST in human else "unharmful",
+            "harmful" if BAD_RESPONSE in ai else "unharmful",
+        )
+
+    @property
+    def batches(self) -> int:
+        """How many backend calls (batched guard calls) were made."""
+        return len(self.backend.calls)
+
+
+@pytest.fixture
+def kw() -> KeywordGuard:
+    return KeywordGuard()
+
+
+def data_url(color=(200, 30, 30)) -> str:
+    return "data:image/png;base64," + base64.b64encode(make_image(color=color)).decode()
+
+
+def b64_png(color=(30, 200, 30)) -> str:
+    return base64.b64encode(make_image(color=color)).decode()
