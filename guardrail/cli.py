@@ -24,6 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
     "check": "guardrail.cli:add_check",
+    "serve": "guardrail.server.cli:add_serve",
 }
 
 
@@ -38,6 +39,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-new-tokens", type=int, default=None, help="generation budget (default: the profile's)"
     )
+    g.add_argument("--base-url", default=None, help="remote: the endpoint's API root, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument(
+        "--remote-api-key", default=os.environ.get("GUARDRAIL_REMOTE_API_KEY"),
+        help="remote: the endpoint's API key (default: $GUARDRAIL_REMOTE_API_KEY)",
+    )  # fmt: skip
     g.add_argument("--device", default=None, help="transformers: cuda, cpu, cuda:1 ... (default: auto)")
     g.add_argument("--dtype", default=None, help="transformers: bfloat16, float16, float32 (default: auto)")
     g.add_argument(
@@ -53,6 +59,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 # Backend-specific CLI options -> loader keyword, per backend. Other backends add entries.
 BACKEND_OPTIONS: dict[str, dict[str, str]] = {
     "transformers": {"device": "device", "dtype": "dtype"},
+    "remote": {"base_url": "base_url", "remote_api_key": "api_key"},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -94,6 +95,37 @@ class Guard:
             limits=limits,
         )
 
+    @classmethod
+    def from_endpoint(
+        cls,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        profile: str | Profile | None = None,
+        max_new_tokens: int | None = None,
+        on_parse_error: FailurePolicy = "block",
+        on_error: FailurePolicy = "block",
+        limits: InputLimits | None = None,
+        **options: Any,
+    ) -> Guard:
+        """Use a guard served by an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server).
+
+        ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options`` go to
+        :class:`~guardrail.backends.remote.RemoteBackend` (``timeout``, ``max_retries``,
+        ``max_concurrency``, ``extra_body``...). The profile defaults to ``guardreasoner-vl``.
+        """
+        from guardrail.backends.remote import RemoteBackend
+
+        return cls(
+            RemoteBackend(base_url, model, api_key, **options),
+            profile,
+            max_new_tokens=max_new_tokens,
+            on_parse_error=on_parse_error,
+            on_error=on_error,
+            limits=limits,
+        )
+
     # ------------------------------------------------------------------------- checking
     @property
     def generation_options(self) -> GenerationOptions:
@@ -127,7 +159,12 @@ class Guard:
     async def amoderate_batch(self, items: Sequence[Mapping[str, Any]]) -> list[Verdict]:
         """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
-        prepared = self._prepare(items)
+        core.check_batch(items)
+        if any(isinstance(item, Mapping) and item.get("images") for item in items):
+            # decoding images is CPU work: keep it off the event loop
+            prepared = await asyncio.to_thread(self._prepare, items)
+        else:
+            prepared = self._prepare(items)
         if not prepared:
             return []
         try:
@@ -210,6 +247,16 @@ class Guard:
     def close(self) -> None:
         """Release the backend's resources."""
         self.backend.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (closes connections bound to the running event loop)."""
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> Guard:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
 
     def __enter__(self) -> Guard:
         return self

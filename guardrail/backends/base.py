@@ -85,6 +85,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (models, connections). Safe to call twice."""
 
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`; closes resources bound to the running event loop too."""
+        self.close()
+
     def __enter__(self):
         return self
 

@@ -1,0 +1,428 @@
+"""Remote backend: a client of an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server).
+
+Install with ``pip install "guardrail-vl[remote]"``.
+
+Chat profiles (GuardReasoner-VL) are sent to ``POST {base_url}/chat/completions`` as the
+profile's messages: the system instruction, then the user content parts in the reference order
+with each image as a base64 PNG data URL where ``<image>`` stands. Profiles without a chat
+template (GuardReasoner) are sent to ``POST {base_url}/completions`` as the raw prompt.
+
+All request building, response reading and retry decisions live in :class:`RemoteCore`, which
+does no I/O; :class:`RemoteBackend` has two thin shells over it, one sync (``httpx.Client``,
+prompts of a batch sent concurrently from a thread pool) and one natively async
+(``httpx.AsyncClient`` + ``asyncio.gather``).
+
+Failure handling:
+
+- Retries with exponential backoff (and ``Retry-After`` when the server sends it) on connection
+  errors, 429 and 5xx; never on other 4xx (a wrong model name, a rejected request).
+- ``timeout`` bounds a whole call, retries included: a call never hangs past it, even against
+  a server that trickles its answer. ``connect_timeout`` bounds each connection attempt.
+- ``max_concurrency`` bounds the requests in flight from one backend.
+- A prompt whose request fails for good gets a per-item error; the Guard's ``on_error`` policy
+  turns it into a verdict (blocked by default, ``decided_by="policy"``).
+
+Special tokens: an OpenAI-compatible server renders its chat template and tokenizes the result
+with special tokens enabled, so a user who types ``<|im_end|>`` could forge template structure.
+With ``escape_special_tokens=True`` (default) every ``<|...|>`` sequence in user content is sent
+as ``<\\u200b|...|>`` (a zero-width space after ``<``): the model sees the same visible text, but
+no special token can be formed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardrail._deps import require
+from guardrail.backends.base import Backend, Generation, GenerationOptions
+from guardrail.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigurationError,
+)
+from guardrail.profiles.base import RenderedPrompt
+
+__all__ = ["RemoteBackend", "RemoteCore", "from_endpoint", "image_data_url"]
+
+_EXTRA = "remote"
+_SPECIAL = re.compile(r"<(\|[^|<>\s]{1,64}\|)>")
+_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def image_data_url(image: Any) -> str:
+    """Encode a PIL image as a ``data:image/png;base64,...`` URL (lossless)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def escape_special(text: str) -> str:
+    """Break ``<|name|>`` sequences so a server tokenizer cannot read them as special tokens.
+
+    >>> escape_special("hi <|im_end|> there")
+    'hi <\\u200b|im_end|> there'
+    """
+    return _SPECIAL.sub("<\u200b\\1>", text)
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass
+class RemoteCore:
+    """Everything the remote backend decides, without I/O (shared by the sync and async shells)."""
+
+    model: str
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    escape_special_tokens: bool = True
+    max_retries: int = 2
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    mode: str = "auto"  # "auto" | "chat" | "completions"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "chat", "completions"):
+            raise ConfigurationError(f"mode must be auto, chat or completions; got {self.mode!r}")
+        if self.max_retries < 0 or self.backoff_s < 0:
+            raise ConfigurationError("max_retries and backoff_s must be >= 0")
+
+    # ---------------------------------------------------------------------------- requests
+    def build(self, prompt: RenderedPrompt, options: GenerationOptions) -> RemoteRequest:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": options.max_new_tokens}
+        if options.greedy:
+            body.update(temperature=0.0, top_p=1.0)
+        else:
+            body.update(temperature=options.temperature, top_p=options.top_p)
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if options.stop:
+            body["stop"] = list(options.stop)
+        use_chat = self.mode == "chat" or (self.mode == "auto" and prompt.messages is not None)
+        if use_chat:
+            if prompt.messages is None:
+                raise ConfigurationError("this profile has no chat messages; use mode='completions'")
+            body["messages"] = [self._message(m, prompt) for m in prompt.messages]
+            path = "/chat/completions"
+        else:
+            if prompt.images:
+                raise ConfigurationError("images need a chat profile (the completions API takes text only)")
+            text = "".join(p if isinstance(p, str) else p.token for p in prompt.parts)  # type: ignore[union-attr]
+            if self.escape_special_tokens:
+                # Only user text can hold forged tokens, but a raw prompt has no boundaries;
+                # templates without a chat format (GuardReasoner) contain no special tokens.
+                text = escape_special(text)
+            body["prompt"] = text
+            path = "/completions"
+        body.update(self.extra_body)
+        return RemoteRequest(path, body)
+
+    def _message(self, message: Mapping[str, Any], prompt: RenderedPrompt) -> dict[str, Any]:
+        content = message["content"]
+        if isinstance(content, str):
+            return {"role": message["role"], "content": content}
+        parts = []
+        for part in content:
+            if part["type"] == "image":
+                parts.append({"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}})
+            else:
+                text = part["text"]
+                if self.escape_special_tokens and message["role"] != "system":
+                    text = escape_special(text)
+                parts.append({"type": "text", "text": text})
+        return {"role": message["role"], "content": parts}
+
+    # --------------------------------------------------------------------------- responses
+    def interpret(self, status: int, content: bytes, chat: bool) -> Generation:
+        """Read one HTTP response into a Generation, or raise a typed error."""
+        if status >= 400:
+            detail = _error_detail(content)
+            retryable = status in _RETRY_STATUS or status >= 500
+            cls = BackendUnavailableError if retryable else BackendError
+            raise cls(f"endpoint answered HTTP {status}: {detail}", retryable=retryable)
+        try:
+            data = json.loads(content)
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if chat else choice["text"]
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise TypeError("output is not a string")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"malformed response from endpoint: {exc}; body starts {content[:200]!r}") from exc
+        usage = data.get("usage") or {}
+        tokens = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
+        reason = choice.get("finish_reason")
+        return Generation(
+            text=text,
+            output_tokens=tokens if isinstance(tokens, int) else None,
+            finish_reason="length" if reason == "length" else "stop",
+        )
+
+    def retry_delay(self, attempt: int, error: BaseException, retry_after: str | None = None) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``, or None to give up."""
+        if attempt >= self.max_retries or not getattr(error, "retryable", False):
+            return None
+        delay = min(self.backoff_s * (2**attempt), self.max_backoff_s)
+        hinted = _parse_retry_after(retry_after)
+        if hinted is not None:
+            delay = min(max(delay, hinted), self.max_backoff_s)
+        return delay
+
+
+def _error_detail(content: bytes) -> str:
+    try:
+        data = json.loads(content)
+        err = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("detail") or err
+        return str(err)[:300]
+    except ValueError:
+        return content[:300].decode("utf-8", "replace")
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class RemoteBackend(Backend):
+    """Send prompts to an OpenAI-compatible endpoint; see the module docstring.
+
+    ``base_url`` is the API root including ``/v1`` (``http://127.0.0.1:8000/v1``); ``model`` is
+    the served model name. ``extra_body`` is merged into every request body (engine-specific
+    options, e.g. vLLM's ``{"repetition_penalty": 1.0}``). ``profile`` names the guard profile
+    the served model needs (default ``guardreasoner-vl``).
+    """
+
+    name = "remote"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        max_concurrency: int = 16,
+        extra_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        escape_special_tokens: bool = True,
+        mode: str = "auto",
+        profile: str | None = None,
+    ):
+        self._httpx = require("httpx", extra=_EXTRA)
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://; got {base_url!r}")
+        if timeout <= 0 or connect_timeout <= 0 or max_concurrency < 1:
+            raise ConfigurationError("timeout, connect_timeout must be > 0 and max_concurrency >= 1")
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_concurrency = max_concurrency
+        self._profile = profile
+        self.core = RemoteCore(
+            model=model,
+            extra_body=dict(extra_body or {}),
+            escape_special_tokens=escape_special_tokens,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            mode=mode,
+        )
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        limits = self._httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        self._client = self._httpx.Client(headers=self._headers, limits=limits)
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="guardrail-remote")
+        self._async_clients: dict[int, Any] = {}
+        self._async_lock = threading.Lock()
+        self._closed = False
+
+    def default_profile(self) -> str | None:
+        return self._profile
+
+    # ------------------------------------------------------------------------------ sync
+    def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
+        if self._closed:
+            raise BackendUnavailableError("the remote backend is closed", retryable=False)
+        requests = [self.core.build(p, options) for p in prompts]
+        if len(requests) == 1:
+            return [self._call_sync(requests[0])]
+        return list(self._pool.map(self._call_sync, requests))
+
+    def _call_sync(self, request: RemoteRequest) -> Generation:
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            retry_after = None
+            try:
+                status, content, retry_after = self._send_sync(request, deadline)
+                return self.core.interpret(status, content, request.path == "/chat/completions")
+            except BackendError as exc:
+                error: BackendError = exc
+            delay = self.core.retry_delay(attempt, error, retry_after)
+            if delay is None or time.monotonic() + delay >= deadline:
+                return Generation(text="", finish_reason="error", error=error)
+            time.sleep(delay)
+            attempt += 1
+
+    def _send_sync(self, request: RemoteRequest, deadline: float) -> tuple[int, bytes, str | None]:
+        httpx = self._httpx
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BackendTimeoutError(f"no answer from {self.base_url} within {self.timeout}s", retryable=False)
+        timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
+        try:
+            with self._client.stream(
+                "POST", self.base_url + request.path, json=request.body, timeout=timeout
+            ) as resp:
+                chunks = []
+                for chunk in resp.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise BackendTimeoutError(f"answer from {self.base_url} exceeded {self.timeout}s", retryable=False)
+                return resp.status_code, b"".join(chunks), resp.headers.get("retry-after")
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated in one place
+            raise self._translate(exc) from exc
+
+    # ----------------------------------------------------------------------------- async
+    async def agenerate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
+        if self._closed:
+            raise BackendUnavailableError("the remote backend is closed", retryable=False)
+        requests = [self.core.build(p, options) for p in prompts]
+        client, sem = self._async_client()
+        return list(await asyncio.gather(*(self._call_async(client, sem, r) for r in requests)))
+
+    def _async_client(self) -> tuple[Any, asyncio.Semaphore]:
+        """One AsyncClient + semaphore per event loop (clients cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        key = id(loop)
+        with self._async_lock:
+            entry = self._async_clients.get(key)
+            if entry is None or entry[2] is not loop:
+                limits = self._httpx.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                )
+                entry = (
+                    self._httpx.AsyncClient(headers=self._headers, limits=limits),
+                    asyncio.Semaphore(self.max_concurrency),
+                    loop,
+                )
+                self._async_clients[key] = entry
+        return entry[0], entry[1]
+
+    async def _call_async(self, client: Any, sem: asyncio.Semaphore, request: RemoteRequest) -> Generation:
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            retry_after = None
+            try:
+                remaining = deadline - time.monotonic()
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    async with sem:
+                        status, content, retry_after = await self._send_async(client, request, deadline)
+                return self.core.interpret(status, content, request.path == "/chat/completions")
+            except TimeoutError:
+                error: BackendError = BackendTimeoutError(
+                    f"no answer from {self.base_url} within {self.timeout}s", retryable=False
+                )
+            except BackendError as exc:
+                error = exc
+            delay = self.core.retry_delay(attempt, error, retry_after)
+            if delay is None or time.monotonic() + delay >= deadline:
+                return Generation(text="", finish_reason="error", error=error)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _send_async(self, client: Any, request: RemoteRequest, deadline: float) -> tuple[int, bytes, str | None]:
+        httpx = self._httpx
+        remaining = max(deadline - time.monotonic(), 0.001)
+        timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
+        try:
+            resp = await client.post(self.base_url + request.path, json=request.body, timeout=timeout)
+            return resp.status_code, resp.content, resp.headers.get("retry-after")
+        except Exception as exc:  # noqa: BLE001 - translated in one place
+            raise self._translate(exc) from exc
+
+    # --------------------------------------------------------------------------- helpers
+    def _translate(self, exc: BaseException) -> BaseException:
+        httpx = self._httpx
+        where = self.base_url
+        if isinstance(exc, httpx.ConnectTimeout):
+            return BackendUnavailableError(f"cannot connect to {where}: connect timeout", retryable=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendTimeoutError(f"no answer from {where} within {self.timeout}s", retryable=False)
+        if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            return BackendUnavailableError(f"connection to {where} failed: {exc}", retryable=True)
+        if isinstance(exc, httpx.HTTPError):
+            return BackendError(f"HTTP error talking to {where}: {exc}", retryable=False)
+        return exc
+
+    async def aclose(self) -> None:
+        """Close the connections of the running loop's client, then everything else."""
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            entry = self._async_clients.pop(id(loop), None)
+        if entry is not None:
+            await entry[0].aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Close the sync client and the async clients of loops that are still open.
+
+        Async users should prefer ``await guard.aclose()`` from the loop they used: a client
+        whose event loop has already closed cannot be closed cleanly.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._client.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._async_lock:
+            clients = list(self._async_clients.values())
+            self._async_clients.clear()
+        for client, _, loop in clients:
+            if loop.is_closed():
+                continue
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            else:
+                loop.run_until_complete(client.aclose())
+
+
+def from_endpoint(base_url: str, model: str, api_key: str | None = None, **options: Any) -> RemoteBackend:
+    """Create a :class:`RemoteBackend` (``Guard.from_endpoint`` wraps it in a Guard)."""
+    return RemoteBackend(base_url, model, api_key, **options)
+
+
+def load(model: str, *, base_url: str | None = None, **options: Any) -> RemoteBackend:
+    """The ``load_backend("remote", model, base_url=...)`` factory used by the CLI."""
+    if not base_url:
+        raise ConfigurationError("the remote backend needs base_url (CLI: --base-url)")
+    return RemoteBackend(base_url, model, **options)

@@ -1,0 +1,384 @@
+"""The FastAPI application: ``create_app(guard, settings)``.
+
+Endpoints:
+
+- ``POST /v1/moderations``: OpenAI-compatible moderation (strings, lists, content parts).
+- ``POST /v1/guard``: prompt / response / images -> the ``Verdict`` JSON.
+- ``GET /healthz`` (process alive), ``GET /readyz`` (accepting work), ``GET /metrics``
+  (Prometheus text format).
+
+Errors use OpenAI's error body ``{"error": {"message", "type", "code"}}``: 400 invalid input,
+401 bad or missing API key, 413 body too large, 422 malformed JSON body, 503 overloaded
+(with ``Retry-After``), 504 timeout when the guard's ``on_error`` policy is ``"raise"``.
+Model calls never run on the event loop: the guard's async path runs local backends in worker
+threads, and image decoding happens off the loop as well.
+"""
+
+import asyncio
+import contextlib
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from guardrail import __version__, core
+from guardrail._deps import require
+from guardrail.errors import GuardrailError, InputError
+from guardrail.server.schemas import (
+    OPENAI_CATEGORIES,
+    REQUEST_HARMFUL,
+    GuardExtension,
+    GuardRequest,
+    ModerationRequest,
+    ModerationResponse,
+    ModerationResult,
+    TextPart,
+)
+from guardrail.server.settings import ServerSettings
+from guardrail.verdict import Verdict
+
+# This module is imported only by `create_app`, so importing fastapi here keeps `import guardrail`
+# light; FastAPI needs the names at module level to resolve the endpoints' annotations.
+require("fastapi", extra="server")
+from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
+
+__all__ = ["create_app"]
+
+_EXTRA = "server"
+
+
+class Overloaded(Exception):
+    """The admission queue is full."""
+
+
+class Admission:
+    """At most ``limit`` guard calls at once and ``queue`` callers waiting; more get Overloaded."""
+
+    def __init__(self, limit: int, queue: int):
+        self.limit = limit
+        self.queue = queue
+        self.running = 0
+        self.waiting = 0
+        self._cond: asyncio.Condition | None = None
+
+    async def __aenter__(self) -> None:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        async with self._cond:
+            if self.running >= self.limit:
+                if self.waiting >= self.queue:
+                    raise Overloaded()
+                self.waiting += 1
+                try:
+                    await self._cond.wait_for(lambda: self.running < self.limit)
+                finally:
+                    self.waiting -= 1
+            self.running += 1
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self.running -= 1
+            self._cond.notify(1)
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the app's own (several apps per process are fine)."""
+
+    def __init__(self, admission: Admission):
+        prom = require("prometheus_client", extra=_EXTRA)
+        self.prom = prom
+        self.registry = prom.CollectorRegistry()
+        r = self.registry
+        self.requests = prom.Counter(
+            "guardrail_requests", "HTTP requests", ["endpoint", "status"], registry=r
+        )
+        self.verdicts = prom.Counter(
+            "guardrail_verdicts", "Verdicts returned", ["decision", "decided_by"], registry=r
+        )
+        self.errors = prom.Counter("guardrail_errors", "Requests that failed", ["kind"], registry=r)
+        self.latency = prom.Histogram(
+            "guardrail_request_latency_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.queue_depth = prom.Gauge("guardrail_queue_depth", "Requests waiting for a guard slot", registry=r)
+        self.queue_depth.set_function(lambda: admission.waiting)
+        self.in_flight = prom.Gauge("guardrail_in_flight", "Guard calls running", registry=r)
+        self.in_flight.set_function(lambda: admission.running)
+
+    def count(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            self.verdicts.labels("allowed" if v.allowed else "blocked", v.decided_by).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return self.prom.generate_latest(self.registry), self.prom.CONTENT_TYPE_LATEST
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None):
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "code": code}}, status_code=status, headers=headers
+    )
+
+
+class _BodyLimit:
+    """Pure ASGI middleware: 413 for bodies over the limit, and request counting/latency.
+
+    The body is read (up to the limit) before the app runs, so a body without Content-Length is
+    refused as soon as it passes the limit, and never buffered beyond it.
+    """
+
+    def __init__(self, app: Any, limit: int, metrics: Metrics):
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        start = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            messages = await self._read_body(scope, receive)
+            if messages is None:
+                response = _error(
+                    413, f"request body over {self.limit} bytes", "invalid_request_error", "body_too_large"
+                )
+                self.metrics.errors.labels("body_too_large").inc()
+                await response(scope, receive, send_wrapper)
+                return
+            replay = iter(messages)
+
+            async def replay_receive() -> dict:
+                try:
+                    return next(replay)
+                except StopIteration:
+                    return await receive()  # http.disconnect and later messages
+
+            await self.app(scope, replay_receive, send_wrapper)
+        finally:
+            endpoint = path if path in _KNOWN_PATHS else "other"
+            self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    async def _read_body(self, scope: dict, receive: Callable[[], Awaitable[dict]]) -> list[dict] | None:
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return None
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return []
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+
+_KNOWN_PATHS = frozenset({"/v1/moderations", "/v1/guard", "/healthz", "/readyz", "/metrics"})
+
+
+def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
+    """Build the moderation server app for ``guard``."""
+    settings = settings or ServerSettings()
+    admission = Admission(settings.max_concurrency, settings.max_queue)
+    metrics = Metrics(admission)
+    model_name = settings.model_name or str(guard.backend.model_name or "guardrail")
+    state = {"ready": True}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        yield
+        state["ready"] = False  # graceful shutdown: /readyz says so while requests finish
+
+    app = FastAPI(
+        title="guardrail moderation server",
+        version=__version__,
+        description="OpenAI-compatible moderation with a reasoning guard model (GuardReasoner-VL).",
+        lifespan=lifespan,
+    )
+    app.state.guard = guard
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.admission = admission
+
+    async def require_auth(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            metrics.errors.labels("unauthorized").inc()
+            raise _Unauthorized()
+
+    class _Unauthorized(Exception):
+        pass
+
+    @app.exception_handler(_Unauthorized)
+    async def _unauthorized(request: Request, exc: _Unauthorized) -> Response:
+        return _error(
+            401, "missing or invalid API key", "invalid_request_error", "invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+
+    @app.exception_handler(InputError)
+    async def _bad_input(request: Request, exc: InputError) -> Response:
+        metrics.errors.labels("invalid_input").inc()
+        return _error(400, str(exc), "invalid_request_error", type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        metrics.errors.labels("invalid_request").inc()
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in exc.errors()[:5]
+        )
+        return _error(422, f"invalid request body: {reasons}", "invalid_request_error", "invalid_body")
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded) -> Response:
+        metrics.errors.labels("overloaded").inc()
+        return _error(
+            503, "server overloaded, retry later", "server_error", "overloaded",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )  # fmt: skip
+
+    @app.exception_handler(asyncio.TimeoutError)
+    async def _timeout(request: Request, exc: asyncio.TimeoutError) -> Response:
+        metrics.errors.labels("timeout").inc()
+        return _error(504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout")
+
+    @app.exception_handler(GuardrailError)
+    async def _guard_error(request: Request, exc: GuardrailError) -> Response:
+        metrics.errors.labels("guard_error").inc()
+        return _error(502, f"{type(exc).__name__}: {exc}", "server_error", type(exc).__name__)
+
+    async def run_guard(items: list[dict[str, Any]]) -> list[Verdict]:
+        if not state["ready"]:
+            raise Overloaded()
+        async with admission:
+            try:
+                verdicts = await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
+            except TimeoutError:
+                if guard.on_error == "raise":
+                    raise
+                verdicts = [
+                    core.policy_verdict(
+                        guard.on_error,
+                        f"guard timed out after {settings.request_timeout_s}s",
+                        model=guard.backend.model_name,
+                        profile=guard.profile.name,
+                        latency_ms=settings.request_timeout_s * 1000.0,
+                    )
+                    for _ in items
+                ]
+        metrics.count(verdicts)
+        return verdicts
+
+    @app.post(
+        "/v1/moderations",
+        response_model=ModerationResponse,
+        dependencies=[Depends(require_auth)],
+        summary="Classify inputs (OpenAI-compatible)",
+    )
+    async def moderations(body: ModerationRequest) -> ModerationResponse:
+        if not body.input and not isinstance(body.input, str):
+            raise InputError(f"input must hold 1 to {settings.max_inputs} items")
+        if isinstance(body.input, str):
+            items, kinds = [{"prompt": body.input}], [["text"]]
+        elif body.input and all(isinstance(x, str) for x in body.input):
+            items, kinds = [{"prompt": x} for x in body.input], [["text"] for _ in body.input]
+        else:
+            items, kinds = [_parts_to_item(body.input)], [_input_types(body.input)]
+        if not items or len(items) > settings.max_inputs:
+            raise InputError(f"input must hold 1 to {settings.max_inputs} items")
+        verdicts = await run_guard(items)
+        return ModerationResponse(
+            id=f"modr-{uuid.uuid4().hex}",
+            model=model_name,
+            results=[_result(v, k) for v, k in zip(verdicts, kinds, strict=True)],
+        )
+
+    @app.post("/v1/guard", response_model=Verdict, dependencies=[Depends(require_auth)], summary="Check a request/response")
+    async def check(body: GuardRequest) -> Verdict:
+        item = {"prompt": body.prompt, "response": body.response, "images": body.images}
+        return (await run_guard([item]))[0]
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness")
+    async def readyz() -> Response:
+        if not state["ready"]:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return JSONResponse({"status": "ready", "model": model_name})
+
+    @app.get("/metrics", dependencies=[Depends(require_auth)], summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+def _parts_to_item(parts: list[Any]) -> dict[str, Any]:
+    texts = [p.text for p in parts if isinstance(p, TextPart)]
+    images = [p.image_url.url for p in parts if not isinstance(p, TextPart)]
+    return {"prompt": "\n".join(texts) if texts else None, "images": images or None}
+
+
+def _input_types(parts: list[Any]) -> list[str]:
+    kinds = []
+    if any(isinstance(p, TextPart) for p in parts):
+        kinds.append("text")
+    if any(not isinstance(p, TextPart) for p in parts):
+        kinds.append("image")
+    return kinds
+
+
+def _result(verdict: Verdict, kinds: list[str]) -> ModerationResult:
+    harmful = bool(verdict.request_harmful) if verdict.decided_by == "model" else not verdict.allowed
+    score = verdict.score if verdict.score is not None else (1.0 if harmful else 0.0)
+    categories = {c: False for c in OPENAI_CATEGORIES}
+    scores = {c: 0.0 for c in OPENAI_CATEGORIES}
+    applied: dict[str, list[str]] = {c: [] for c in OPENAI_CATEGORIES}
+    categories[REQUEST_HARMFUL] = harmful
+    scores[REQUEST_HARMFUL] = score
+    applied[REQUEST_HARMFUL] = kinds
+    return ModerationResult(
+        flagged=not verdict.allowed,
+        categories=categories,
+        category_scores=scores,
+        category_applied_input_types=applied,
+        guardrail=GuardExtension(
+            request_harmful=verdict.request_harmful,
+            allowed=verdict.allowed,
+            decided_by=verdict.decided_by,
+            parsed=verdict.parsed,
+            reasoning=verdict.reasoning,
+            error=verdict.error,
+            score=verdict.score,
+            latency_ms=verdict.latency_ms,
+            output_tokens=verdict.output_tokens,
+        ),
+    )

@@ -1,0 +1,46 @@
+"""Server settings (no third-party imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guardrail.errors import ConfigurationError
+
+__all__ = ["ServerSettings"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the moderation server behaves.
+
+    - ``api_key``: when set, every endpoint but ``/healthz`` and ``/readyz`` needs
+      ``Authorization: Bearer <api_key>`` (401 otherwise).
+    - ``max_body_bytes``: larger request bodies get 413 before they are read in full.
+    - ``request_timeout_s``: a request whose guard call takes longer is decided by the guard's
+      ``on_error`` policy (blocked by default, ``decided_by="policy"``); with ``on_error="raise"``
+      the server answers 504.
+    - ``max_concurrency``: guard calls running at once; ``max_queue``: requests allowed to wait
+      for a slot. Beyond that the server answers 503 with ``Retry-After`` instead of queueing
+      without bound.
+    - ``max_inputs``: strings per ``/v1/moderations`` request.
+    - ``model_name``: the model name reported in responses (default: the guard's).
+    """
+
+    api_key: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    request_timeout_s: float = 300.0
+    max_concurrency: int = 4
+    max_queue: int = 256
+    retry_after_s: int = 1
+    max_inputs: int = 64
+    model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigurationError("max_body_bytes must be at least 1024")
+        if self.request_timeout_s <= 0:
+            raise ConfigurationError("request_timeout_s must be > 0")
+        if self.max_concurrency < 1 or self.max_queue < 0 or self.max_inputs < 1:
+            raise ConfigurationError("max_concurrency and max_inputs must be >= 1, max_queue >= 0")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigurationError("api_key must not be empty")

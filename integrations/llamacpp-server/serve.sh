@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Serve a GuardReasoner-VL GGUF (from `python -m guardrail export gguf`) with an OpenAI-compatible
+# llama.cpp server, on CPU, for guardrail's remote backend:
+#   Guard.from_endpoint("http://127.0.0.1:8080/v1", "guardreasoner-vl")
+#
+#   MODEL   the language-model GGUF      MMPROJ  the vision projector GGUF (mmproj)
+#   PORT (default 8080)  CTX (default 8192)  THREADS (default: all cores)
+#   SERVER  "python" (llama-cpp-python's server, default) or "native" (llama.cpp's llama-server)
+set -euo pipefail
+: "${MODEL:?set MODEL to the model GGUF}" "${MMPROJ:?set MMPROJ to the mmproj GGUF}"
+PORT="${PORT:-8080}" CTX="${CTX:-8192}" THREADS="${THREADS:-$(nproc)}"
+if [ "${SERVER:-python}" = "native" ]; then
+  # llama.cpp's own server renders the chat template stored in the GGUF (--jinja)
+  exec llama-server -m "$MODEL" --mmproj "$MMPROJ" --port "$PORT" -c "$CTX" -t "$THREADS" \
+    --alias "${SERVED_NAME:-guardreasoner-vl}" --jinja "$@"
+fi
+# pip install "llama-cpp-python[server]"
+exec python -m llama_cpp.server --model "$MODEL" --clip_model_path "$MMPROJ" \
+  --chat_format qwen2.5-vl --model_alias "${SERVED_NAME:-guardreasoner-vl}" \
+  --n_ctx "$CTX" --n_threads "$THREADS" --port "$PORT" --host 127.0.0.1 "$@"
