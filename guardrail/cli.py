@@ -24,6 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, str] = {
     "check": "guardrail.cli:add_check",
+    "eval": "guardrail.eval.cli:add_eval",
 }
 
 
