@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,7 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _need(rec: Mapping[str, Any], key: str, types: type | tuple[type, ...], path: Path, line: int) -> Any:
     if key not in rec:
         raise PredictionsError(f"missing field {key!r}", path=str(path), line=line)
-    if not isinstance(rec[key], types) or isinstance(rec[key], bool) and types in (int, float, (int, float)):
+    if not isinstance(rec[key], types) or isinstance(rec[key], bool):
         raise PredictionsError(f"field {key!r} has the wrong type ({type(rec[key]).__name__})", path=str(path),
                                line=line)  # fmt: skip
     return rec[key]
@@ -233,12 +233,9 @@ def _predicted(values: Any, path: Path, line: int) -> dict[str, str | None]:
     return out
 
 
-def _read_guardrail(
-    path: Path, first: tuple[int, dict[str, Any]] | None, rest: Iterator[tuple[int, dict[str, Any]]]
-) -> PredictionSet:  # noqa: E501
+def _read_guardrail(path: Path, items: Iterable[tuple[int, dict[str, Any]]]) -> PredictionSet:
     rows: list[PredictionRow] = []
     bench: str | None = None
-    items = ([first] if first else []) + list(rest)
     for line, rec in items:
         name = _need(rec, "benchmark", str, path, line)
         if bench is None:
@@ -321,7 +318,7 @@ def read_predictions(path: str | os.PathLike[str]) -> PredictionSet:
     if {"prompt", "label", "predict"} <= rec.keys():
         return _read_guardreasoner(path, [first, *lines])
     if "benchmark" in rec and "labels" in rec:
-        return _read_guardrail(path, first, lines)
+        return _read_guardrail(path, [first, *lines])
     raise PredictionsError(
         "unknown predictions format: expected guardrail rows (benchmark, labels, predicted, raw_output) "
         "or GuardReasoner rows (prompt, label, predict)", path=str(path), line=line,

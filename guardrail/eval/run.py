@@ -176,6 +176,10 @@ def run_benchmarks(
 
     Every benchmark is checked against the guard's profile (tasks, images) before any is run.
     """
+    files = [output_path(out_dir, b.name) for b in benchmarks]
+    clash = sorted({b.name for b, f in zip(benchmarks, files, strict=True) if files.count(f) > 1})
+    if clash:
+        raise ConfigurationError(f"two benchmarks would write the same predictions file: {', '.join(clash)}")
     for b in benchmarks:
         _check_supported(guard, b)
     out = Path(out_dir)

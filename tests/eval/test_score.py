@@ -206,8 +206,11 @@ def test_other_bad_inputs(tmp_path):
     empty.write_text("\n")
     with pytest.raises(PredictionsError, match="empty"):
         read_predictions(empty)
+    (tmp_path / "empty-folder").mkdir()
     with pytest.raises(PredictionsError, match="no predictions files"):
-        discover(tmp_path / "nothing-here" if (tmp_path / "nothing-here").mkdir() is None else tmp_path)
+        discover(tmp_path / "empty-folder")
+    with pytest.raises(PredictionsError, match="no such file"):
+        discover(tmp_path / "missing")
     a = read_predictions(write(tmp_path / "a.jsonl", [row(0, "harmful", "", "harmful")]))
     with pytest.raises(PredictionsError, match="more than one predictions file"):
         score_sets([a, a])
