@@ -25,6 +25,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, str] = {
     "check": "guardrail.cli:add_check",
     "serve": "guardrail.server.cli:add_serve",
+    "eval": "guardrail.eval.cli:add_eval",
 }
 
 

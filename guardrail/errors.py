@@ -15,7 +15,10 @@ The hierarchy::
     │   ├── BackendTimeoutError         the backend did not answer in time
     │   └── BackendUnavailableError     the backend cannot be reached or is not loaded
     ├── ParseError                      the model output carries no usable verdict (policy "raise")
-    └── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
+    ├── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
+    └── DatasetError (ValueError)       evaluation data is unusable (malformed file, unknown label);
+        │                               `path` and `line` say where
+        └── PredictionsError            a predictions file given to `guardrail.eval score/report`
 
 Third-party exceptions are translated into these at the boundary where they occur (the backend
 modules), chained with ``raise ... from exc``; anything not recognised is re-raised unchanged.
@@ -33,6 +36,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigurationError",
+    "DatasetError",
     "GuardViolation",
     "GuardrailError",
     "ImageError",
@@ -40,6 +44,7 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "ParseError",
+    "PredictionsError",
     "TextTooLongError",
     "TooManyImagesError",
 ]
@@ -132,6 +137,27 @@ class GuardViolation(GuardrailError):
         self.verdict = verdict
         self.stage = stage
         super().__init__(message or _violation_message(verdict, stage))
+
+
+class DatasetError(GuardrailError, ValueError):
+    """A benchmark file cannot be used: malformed, or a label the evaluation does not know.
+
+    ``path`` is the file and ``line`` the 1-based line (JSONL, CSV) or item (JSON list) at fault,
+    when known; both are part of the message.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        where = path or ""
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class PredictionsError(DatasetError):
+    """A predictions file (``guardrail.eval score``/``report`` input) is malformed or cannot be
+    scored under the chosen protocol."""
 
 
 def _violation_message(verdict: Any, stage: str | None) -> str:

@@ -1,0 +1,68 @@
+"""Evaluate guards the way the papers do: benchmarks, predictions, F1, reports.
+
+>>> from guardrail.eval import load_benchmark, run_benchmarks, read_predictions, score_sets
+>>> bench = load_benchmark("SimpleSafetyTests", data_dir="data")           # doctest: +SKIP
+>>> run_benchmarks(guard, [bench], "out/")                                 # doctest: +SKIP
+>>> report = score_sets([read_predictions("out/SimpleSafetyTests.jsonl")])  # doctest: +SKIP
+
+Command line: ``python -m guardrail.eval {run,score,report,list}``; see docs/evaluation.md.
+
+- :mod:`~guardrail.eval.datasets`: samples, loaders, the registry of benchmark names;
+- :mod:`~guardrail.eval.run`: run a guard, write and resume predictions files;
+- :mod:`~guardrail.eval.predictions`: read predictions files (ours and GuardReasoner's);
+- :mod:`~guardrail.eval.metrics` and :mod:`~guardrail.eval.score`: pure metrics and protocols;
+- :mod:`~guardrail.eval.report`: markdown, JSON and PNG reports.
+
+Nothing here imports torch; the PNG report imports matplotlib when it draws.
+"""
+
+from __future__ import annotations
+
+from guardrail.errors import DatasetError, PredictionsError
+from guardrail.eval.datasets import (
+    BENCHMARKS,
+    FORMATS,
+    POSITIVE,
+    TASKS,
+    Benchmark,
+    Sample,
+    load_benchmark,
+    resolve_data_dir,
+)
+from guardrail.eval.metrics import Confusion, confusion, weighted_mean
+from guardrail.eval.predictions import PredictionRow, PredictionSet, discover, read_predictions
+from guardrail.eval.report import to_json, to_markdown, to_png, write_report
+from guardrail.eval.run import RunResult, run_benchmark, run_benchmarks
+from guardrail.eval.score import PROTOCOLS, Average, ScoreReport, TaskScore, score_sets
+
+__all__ = [
+    "BENCHMARKS",
+    "FORMATS",
+    "POSITIVE",
+    "PROTOCOLS",
+    "TASKS",
+    "Average",
+    "Benchmark",
+    "Confusion",
+    "DatasetError",
+    "PredictionRow",
+    "PredictionSet",
+    "PredictionsError",
+    "RunResult",
+    "Sample",
+    "ScoreReport",
+    "TaskScore",
+    "confusion",
+    "discover",
+    "load_benchmark",
+    "read_predictions",
+    "resolve_data_dir",
+    "run_benchmark",
+    "run_benchmarks",
+    "score_sets",
+    "to_json",
+    "to_markdown",
+    "to_png",
+    "write_report",
+    "weighted_mean",
+]

@@ -1,0 +1,5 @@
+"""``python -m guardrail.eval``: see :mod:`guardrail.eval.cli`."""
+
+from guardrail.eval.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""``python -m guardrail.eval {run,score,report,list}`` (also ``python -m guardrail eval ...``).
+
+Commands are registered in :data:`EVAL_COMMANDS`. Exit codes: 0 done, 2 error (bad arguments,
+unknown benchmark, malformed data or predictions file, the model cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from guardrail.cli import add_backend_arguments, guard_from_args
+
+__all__ = ["EVAL_COMMANDS", "add_eval", "main"]
+
+EXIT_OK, EXIT_ERROR = 0, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="benchmark data directory (holding benchmarks/); default: $GUARDRAIL_DATA_DIR, else ./data",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- run
+def add_run(parser: argparse.ArgumentParser) -> Handler:
+    """Run a guard over benchmarks and write one predictions file per benchmark."""
+    parser.description = (
+        "Run a guard over benchmarks; writes OUT/<benchmark>.jsonl (one row per sample) and OUT/run.json. "
+        "Re-running with the same --out resumes where it stopped."
+    )
+    add_backend_arguments(parser)
+    parser.add_argument("--benchmarks", nargs="+", required=True, metavar="NAME_OR_PATH",
+                        help="registered names (see the list command) or files, as [FORMAT:]PATH")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output folder")
+    _data_dir_argument(parser)
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per model call (default 8)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N samples of each benchmark")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    return _run
+
+
+def _run(args: argparse.Namespace) -> int:
+    from guardrail.eval.datasets import load_benchmark
+    from guardrail.eval.run import console_progress, run_benchmarks
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 0):
+        print("error: --batch-size must be >= 1 and --limit >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    benchmarks = [load_benchmark(name, args.data_dir) for name in args.benchmarks]  # before the model loads
+    guard = guard_from_args(args)
+    try:
+        results = run_benchmarks(guard, benchmarks, args.out, batch_size=args.batch_size, limit=args.limit,
+                                 progress=console_progress(not args.no_progress))  # fmt: skip
+    finally:
+        guard.close()
+    for r in results:
+        print(f"{r.benchmark}: {r.written} new, {r.skipped} already done, {r.total} selected -> {r.path}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------- score
+def _load_reports(paths: Sequence[str], names: Sequence[str] | None, protocol: str):  # noqa: ANN202
+    from guardrail.errors import ConfigurationError
+    from guardrail.eval.predictions import discover, read_predictions
+    from guardrail.eval.score import score_sets
+
+    if names and len(names) != len(paths):
+        raise ConfigurationError(f"{len(names)} --names for {len(paths)} --predictions")
+    reports = []
+    for i, path in enumerate(paths):
+        sets = [read_predictions(p) for p in discover(path)]
+        reports.append(score_sets(sets, protocol, guard=names[i] if names else None, source=os.fspath(path)))
+    return reports
+
+
+def add_score(parser: argparse.ArgumentParser) -> Handler:
+    """Score predictions: per-benchmark F1, precision, recall, and the papers' weighted averages."""
+    parser.description = (
+        "Score one guard's predictions (a file or an OUT folder of `run`, or GuardReasoner "
+        "<Benchmark>/generated_predictions.jsonl folders)."
+    )
+    parser.add_argument("--predictions", required=True, metavar="FILE_OR_DIR")
+    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict",
+                        help="strict (default): a parse failure counts once as wrong; guardreasoner: the "
+                             "papers' scorer, quirks included")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    parser.add_argument("--name", default=None, help="the guard's name in the report (default: the model)")
+    parser.add_argument("--out", action="append", default=[], metavar="FILE",
+                        help="also write a report: .md, .json or .png (repeatable)")  # fmt: skip
+    return _score
+
+
+def _score(args: argparse.Namespace) -> int:
+    from guardrail.eval.report import to_json, to_markdown, write_report
+
+    reports = _load_reports([args.predictions], [args.name] if args.name else None, args.protocol)
+    for out in args.out:
+        write_report(reports, out)
+    print(to_json(reports) if args.json else to_markdown(reports))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- report
+def add_report(parser: argparse.ArgumentParser) -> Handler:
+    """Compare several guards: markdown, JSON and PNG reports of their predictions."""
+    parser.description = "Score several guards' predictions and write side-by-side reports."
+    parser.add_argument("--predictions", nargs="+", required=True, metavar="FILE_OR_DIR",
+                        help="one predictions folder (or file) per guard")  # fmt: skip
+    parser.add_argument(
+        "--names", nargs="+", default=None, help="a name per --predictions (default: the model)"
+    )
+    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict")
+    parser.add_argument(
+        "--out", nargs="+", required=True, metavar="FILE", help="report files: .md, .json, .png"
+    )
+    return _report
+
+
+def _report(args: argparse.Namespace) -> int:
+    from guardrail.eval.report import write_report
+
+    reports = _load_reports(args.predictions, args.names, args.protocol)
+    for out in args.out:
+        print(f"wrote {write_report(reports, out)}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ list
+def add_list(parser: argparse.ArgumentParser) -> Handler:
+    """List the registered benchmarks and whether their data is present."""
+    _data_dir_argument(parser)
+    return _list
+
+
+def _list(args: argparse.Namespace) -> int:
+    from guardrail.errors import ConfigurationError
+    from guardrail.eval.datasets import BENCHMARKS, resolve_data_dir
+
+    try:
+        root = resolve_data_dir(args.data_dir)
+    except ConfigurationError as exc:
+        root = None
+        print(f"note: {exc}", file=sys.stderr)
+    width = max(map(len, BENCHMARKS))
+    for name, spec in BENCHMARKS.items():
+        present = "?" if root is None else ("yes" if (root / spec.path).exists() else "missing")
+        print(f"{name:<{width}}  {present:<7}  {spec.description}")
+    return EXIT_OK
+
+
+#: Sub-command name -> function filling its parser and returning the handler.
+EVAL_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], Handler]] = {
+    "run": add_run,
+    "score": add_score,
+    "report": add_report,
+    "list": add_list,
+}
+
+
+def add_eval(parser: argparse.ArgumentParser) -> Handler:
+    """Evaluate guards on benchmarks: run, score, report, list."""
+    parser.description = "Evaluate guards on benchmarks: run them, score their predictions, compare, list."
+    sub = parser.add_subparsers(dest="eval_command", metavar="COMMAND", required=True)
+    handlers = {}
+    for name, add in EVAL_COMMANDS.items():
+        handlers[name] = add(sub.add_parser(name, help=(add.__doc__ or "").strip().split("\n")[0]))
+
+    def dispatch(args: argparse.Namespace) -> int:
+        return handlers[args.eval_command](args)
+
+    return dispatch
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from guardrail.errors import GuardrailError
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    parser = argparse.ArgumentParser(prog="python -m guardrail.eval")
+    handler = add_eval(parser)
+    args = parser.parse_args(argv)
+    try:
+        return handler(args)
+    except GuardrailError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,155 @@
+"""Reports of one or several guards side by side: markdown, JSON, PNG chart.
+
+:func:`write_report` picks the format from the file name (``.md``, ``.json``, ``.png``). The
+chart needs matplotlib (``pip install "guardrail-vl[eval]"``); it is imported only to draw, and
+drawn on an Agg canvas without pyplot, so an app's matplotlib backend is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from guardrail._deps import require
+from guardrail.errors import ConfigurationError
+from guardrail.eval.datasets import TASKS
+from guardrail.eval.score import ScoreReport
+
+__all__ = ["REPORT_FORMATS", "to_json", "to_markdown", "to_png", "write_report"]
+
+_TASK_TITLE = {"request": "request harmfulness", "response": "response harmfulness", "refusal": "refusal"}
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _rows(reports: Sequence[ScoreReport]) -> list[tuple[str, str, str, int]]:
+    """(benchmark, task, modality, n) in task order, first seen first."""
+    seen: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+    for task in TASKS:
+        for report in reports:
+            for r in report.results:
+                if r.task == task and (r.benchmark, task) not in seen:
+                    seen[(r.benchmark, task)] = (r.benchmark, task, r.modality, r.n)
+    return list(seen.values())
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _detail(report: ScoreReport) -> list[str]:
+    header = ["benchmark", "task", "modality", "n", "F1", "precision", "recall", "parse failures", "errors",
+              "mean output tokens", "mean latency (ms)"]  # fmt: skip
+    rows = [
+        [r.benchmark, r.task, r.modality, str(r.n), _fmt(r.f1), _fmt(r.precision), _fmt(r.recall),
+         str(r.parse_failures), str(r.errors), _fmt(r.mean_output_tokens, 1), _fmt(r.mean_latency_ms, 1)]
+        for r in report.results
+    ]  # fmt: skip
+    averages = [[f"average ({a.scope})", a.task, "", str(a.weight), _fmt(a.f1), "", "", "", "", "", ""]
+                for a in report.averages]  # fmt: skip
+    return _table(header, rows + averages)
+
+
+def to_markdown(reports: Sequence[ScoreReport]) -> str:
+    """One table per guard (F1, precision, recall, failures, tokens, latency) with the
+    sample-weighted averages; with several guards, an F1 comparison table first."""
+    if not reports:
+        raise ConfigurationError("nothing to report")
+    protocol = ", ".join(sorted({r.protocol for r in reports}))
+    lines = [f"# Guard evaluation ({protocol} protocol)", "",
+             "F1 in %, positive class: harmful (request, response) or refusal.", ""]  # fmt: skip
+    if len(reports) > 1:
+        header = ["benchmark", "task", "modality", "n", *(f"{r.guard} F1" for r in reports)]
+        rows = []
+        for bench, task, modality, n in _rows(reports):
+            cells = []
+            for report in reports:
+                s = report.get(bench, task)
+                cells.append(_fmt(s.f1) if s else "-")
+            rows.append([bench, task, modality, str(n), *cells])
+        for task in TASKS:
+            for scope in ("text", "all"):
+                avgs = [r.average(task, scope) for r in reports]
+                if any(avgs):
+                    rows.append(
+                        [f"average ({scope})", task, "", "", *(_fmt(a.f1) if a else "-" for a in avgs)]
+                    )
+        lines += ["## F1 side by side", "", *_table(header, rows), ""]
+    for report in reports:
+        lines += [f"## {report.guard}", "", f"Predictions: `{report.source}`", "", *_detail(report), ""]
+    return "\n".join(lines)
+
+
+def to_json(reports: Sequence[ScoreReport]) -> str:
+    """``{"protocol": ..., "guards": [ScoreReport.as_dict(), ...]}``."""
+    protocols = sorted({r.protocol for r in reports})
+    return json.dumps({"protocol": protocols[0] if len(protocols) == 1 else protocols,
+                       "guards": [r.as_dict() for r in reports]}, indent=2)  # fmt: skip
+
+
+def to_png(reports: Sequence[ScoreReport], path: str | os.PathLike[str]) -> None:
+    """A bar chart of F1 per benchmark and task, one bar per guard, averages at the right."""
+    require("matplotlib", extra="eval", feature="the PNG report")
+    from matplotlib.figure import Figure
+
+    if not reports:
+        raise ConfigurationError("nothing to report")
+    groups: list[tuple[str, list[float | None]]] = []
+    for bench, task, _, _ in _rows(reports):
+        values = []
+        for report in reports:
+            s = report.get(bench, task)
+            values.append(s.f1 if s else None)
+        groups.append((f"{bench}\n({task})", values))
+    for task in TASKS:
+        avgs = [r.average(task, "all") for r in reports]
+        if any(avgs):
+            groups.append((f"average\n({task})", [a.f1 if a else None for a in avgs]))
+    width = 0.8 / len(reports)
+    fig = Figure(figsize=(max(6.0, 0.9 * len(groups) * max(1, len(reports)) ** 0.5 + 2), 4.8), dpi=100)
+    ax = fig.add_subplot()
+    for i, report in enumerate(reports):
+        xs = [g + (i - (len(reports) - 1) / 2) * width for g in range(len(groups))]
+        ys = [v[i] if v[i] is not None else 0.0 for _, v in groups]
+        bars = ax.bar(xs, ys, width=width, label=report.guard)
+        ax.bar_label(bars, labels=[_fmt(v[i], 1) for _, v in groups], fontsize=7, padding=1)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8, rotation=30, ha="right")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("F1 (%)")
+    protocol = ", ".join(sorted({r.protocol for r in reports}))
+    ax.set_title(f"F1 per benchmark ({protocol} protocol)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), format="png")
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+
+
+#: File suffix -> writer(reports, path).
+REPORT_FORMATS = {
+    ".md": lambda reports, path: _write_text(to_markdown(reports), path),
+    ".json": lambda reports, path: _write_text(to_json(reports), path),
+    ".png": to_png,
+}
+
+
+def write_report(reports: Sequence[ScoreReport], path: str | os.PathLike[str]) -> Path:
+    """Write ``reports`` to ``path`` in the format its suffix names (``.md``, ``.json``, ``.png``)."""
+    path = Path(path)
+    writer = REPORT_FORMATS.get(path.suffix.lower())
+    if writer is None:
+        raise ConfigurationError(
+            f"unknown report format {path.suffix or path.name!r}; use .md, .json or .png"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer(reports, path)
+    return path
