@@ -6,6 +6,7 @@ The hierarchy::
     ├── ConfigurationError (ValueError) a mistake in how the guard was set up
     │   └── MissingDependencyError (ImportError)
     │                                   an optional extra is not installed; names the extra
+    ├── DataError (ValueError)          a data file (training corpus) has unusable rows; names them
     ├── InputError (ValueError)         the request itself is unusable; never reaches the model
     │   ├── ImageError                  undecodable, truncated, unsupported or disallowed image
     │   │   └── ImageTooLargeError      over the byte or pixel limit (decompression bombs)
@@ -33,6 +34,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigurationError",
+    "DataError",
     "GuardViolation",
     "GuardrailError",
     "ImageError",
@@ -64,6 +66,17 @@ class MissingDependencyError(ConfigurationError, ImportError):
             f"{what} needs the '{package}' package, which is not installed. "
             f'Install it with: pip install "guardrail-vl[{extra}]"'
         )
+
+
+class DataError(GuardrailError, ValueError):
+    """A data file cannot be used: unreadable, or rows that fail validation (``on_bad_row="fail"``).
+
+    ``issues`` lists the bad rows (objects with ``path``, ``row`` (1-based) and ``reason``).
+    """
+
+    def __init__(self, message: str, *, issues: tuple[Any, ...] = ()):
+        super().__init__(message)
+        self.issues = issues
 
 
 class InputError(GuardrailError, ValueError):
