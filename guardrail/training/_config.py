@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -171,6 +172,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if inner is str:
             if isinstance(value, str):
                 return value
+            if isinstance(value, os.PathLike):
+                return os.fspath(value)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return str(value)
             raise TypeError

@@ -470,7 +470,7 @@ def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
     p = Path(path)
     if not p.is_absolute():
         p = Path(base) / p
-    p = Path(os.path.normpath(p))
+    p = Path(os.path.abspath(p))  # absolute: rows written elsewhere (sample, augment) still find it
     if not p.is_file():
         raise _BadRow(f"image file not found: {p}")
     if check:

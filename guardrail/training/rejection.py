@@ -36,7 +36,7 @@ from typing import Any
 from guardrail.backends.base import Backend, GenerationOptions
 from guardrail.errors import ConfigurationError
 from guardrail.profiles import Profile
-from guardrail.training._common import DataConfig, timer
+from guardrail.training._common import DataConfig, timer, torch_threads
 from guardrail.training._config import option
 from guardrail.training.data import Example, write_examples
 
@@ -70,6 +70,9 @@ class RejectionConfig(DataConfig):
     min_keep: int = option(0, "keep at least this many (topped up with the most-often-wrong samples)")
     resume: bool = option(True, "skip samples already recorded in output_dir/progress.jsonl")
     disable_tqdm: bool = option(False, "hide the progress bar")
+    num_threads: int | None = option(
+        None, "CPU threads for torch while sampling (local backends; default: torch's)"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -83,6 +86,8 @@ class RejectionConfig(DataConfig):
             raise ConfigurationError("sample.max_new_tokens and sample.batch_size must be at least 1")
         if self.min_keep < 0:
             raise ConfigurationError("sample.min_keep must be >= 0")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigurationError("sample.num_threads must be at least 1")
 
     def require_paths(self, *, need_model: bool) -> None:
         if need_model and not self.model:
@@ -164,6 +169,13 @@ def rejection_sample(
     by default ``config.backend`` is loaded for ``config.model``. ``progress(done, total)`` is
     called after each batch.
     """
+    with torch_threads(config.num_threads):
+        return _rejection_sample(config, backend, progress)
+
+
+def _rejection_sample(
+    config: RejectionConfig, backend: Backend | None, progress: Callable[[int, int], None] | None
+) -> SampleResult:
     elapsed = timer()
     config.require_paths(need_model=backend is None)
     data = config.load(require_target=False)
@@ -192,11 +204,12 @@ def rejection_sample(
 
         backend = load_backend(config.backend, config.model, **config.backend_options)
     bar = _progress_bar(len(todo), config.disable_tqdm)
+    already = len(done)  # seeds follow the position in the data, so a resumed run draws the same
     try:
         with progress_file.open("a", encoding="utf-8") as fh:
             for start in range(0, len(todo), config.batch_size):
                 batch = todo[start : start + config.batch_size]
-                records = _sample_batch(backend, profile, batch, config, seed_offset=len(done) + start)
+                records = _sample_batch(backend, profile, batch, config, seed_offset=already + start)
                 for rec in records:
                     fh.write(json.dumps(rec) + "\n")
                     done[rec["id"]] = rec

@@ -231,6 +231,30 @@ def _trainer_class(trl: Any) -> type:
     return GuardGRPOTrainer
 
 
+def _skip_empty_image_chunks(model: Any) -> None:
+    """Let the model take a chunk of rows without images in a batch that has some.
+
+    TRL 1.16 computes log-probabilities of a generation batch in chunks of
+    ``per_device_train_batch_size`` rows and hands each chunk its slice of ``pixel_values`` /
+    ``image_grid_thw``: a chunk of text-only prompts gets empty tensors, on which the vision
+    encoder fails. Such a chunk has no image tokens, so the empty inputs are dropped before the
+    multimodal model runs (a forward pre-hook on it; every wrapper - PEFT, DDP, DeepSpeed -
+    calls it through ``__call__``).
+    """
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "get_image_features"):
+        return
+
+    def drop_empty(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        pixels = kwargs.get("pixel_values")
+        if pixels is not None and getattr(pixels, "shape", (1,))[0] == 0:
+            kwargs = {**kwargs, "pixel_values": None, "image_grid_thw": None}
+            return args, kwargs
+        return None
+
+    inner.register_forward_pre_hook(drop_empty, with_kwargs=True)
+
+
 def train_rl(config: RLConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Run GRPO as ``config`` says and save a model ``Guard.from_pretrained`` loads.
 
@@ -271,6 +295,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         kwargs["vllm_server_base_url"] = config.vllm_server_base_url
     trl_args = build_trl_config(trl.GRPOConfig, kwargs, config.trainer_args, config.section)
     model, processor = load_model(config, bf16=bool(trl_args.bf16))
+    _skip_empty_image_chunks(model)
     trl_args.generation_kwargs = {
         "suppress_tokens": suppressed_token_ids(processor),
         **(trl_args.generation_kwargs or {}),
