@@ -322,6 +322,12 @@ def _finish(
     )
     stats_file = out / "stats.json"
     stats_file.write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
+    if not hard:
+        log.warning(
+            "sample: no sample qualified (keep: %s); the next stages need data: set sample.min_keep "
+            "or keep: any_wrong",
+            config.keep,
+        )
     log.info(
         "sample: kept %d of %d samples (%d topped up); error rates %s",
         stats.kept, stats.samples, stats.topped_up, stats.error_rate,

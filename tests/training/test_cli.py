@@ -39,7 +39,7 @@ def test_flags_override_the_recipe(capsys):
         ],
     )
     assert cfg["model"] == "base" and cfg["max_steps"] == 5 and cfg["learning_rate"] == 0.01
-    assert cfg["lr_scheduler_type"] == "constant"  # from the recipe's sft section
+    assert cfg["lr_scheduler_type"] == "cosine" and cfg["num_train_epochs"] == 40  # from the sft section
     assert (
         cfg["data"] == ["training/data/tiny/train.jsonl"] and cfg["output_dir"] == "runs/tiny/sft"
     )  # inherited
@@ -190,3 +190,19 @@ def test_tiny_recipe_runs_end_to_end_from_the_command_line(tiny_vl_path, tmp_pat
     result = run_pipeline(raw)
     assert result.skipped == ("sft", "sample", "augment", "rl") and result.final_model == str(out / "rl")
     assert result.stages["sft"]["global_step"] == 30
+
+
+def test_configs_rewards_and_the_command_line_import_no_heavy_library():
+    """Configs are checked (and --help shown) before torch, transformers or TRL load."""
+    code = (
+        "import sys, guardrail.training as t, guardrail.training.rewards, guardrail.training.clipping\n"
+        "from guardrail.training import SFTConfig, RLConfig, RejectionConfig, AugmentConfig, RecipeConfig\n"
+        "from guardrail.training.cli import build_parser\n"
+        "build_parser(); RLConfig(model='m', output_dir='o')\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'trl', 'datasets', 'peft', 'numpy') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, env=subprocess_env(), cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"heavy modules imported: {proc.stdout}"
