@@ -32,7 +32,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SYSTEM = None  # filled from the profile module (the same instruction on both sides)
 TOPICS = ["bread", "a knife", "the sea", "a car", "a garden", "a bomb", "a dog", "a bank"]
 
 

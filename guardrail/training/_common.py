@@ -277,7 +277,7 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------ model + data
-def load_model(cfg: TrainingConfig, *, bf16: bool) -> tuple[Any, Any]:
+def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
     """Load the base model and its processor (VL) or tokenizer (text)."""
     torch = require("torch", extra=_EXTRA)
     transformers = require("transformers", extra=_EXTRA)
@@ -394,31 +394,36 @@ def make_dataset(rows: Sequence[Mapping[str, Any]], *, images: bool) -> Any:
     return ds.with_transform(load_images_transform) if images else ds
 
 
-def check_chat_template(processor: Any, profile: Profile, example: Example) -> None:
-    """Fail early when the processor's chat template would not render the prompt Guard sends."""
-    if not is_chat_profile(profile):
+def check_chat_template(processor: Any, profile: Profile, examples: Sequence[Example]) -> None:
+    """Fail early when the processor's chat template would not render the prompt Guard sends
+    (checked on the first sample, and on the first one with images)."""
+    if not is_chat_profile(profile) or not examples:
         return
-    want = profile.render(example.moderation_input()).text
-    messages = [
-        {
-            "role": m["role"],
-            "content": [
-                {"type": p["type"], **({"text": p["text"]} if p["type"] == "text" else {})}
-                for p in m["content"]
-            ],
-        }
-        for m in prompt_messages(profile, example)
-    ]
-    try:
-        got = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # noqa: BLE001 - any template failure is a setup problem
-        raise ConfigurationError(f"the model's chat template cannot render a guard prompt: {exc}") from exc
-    if got != want:
-        raise ConfigurationError(
-            "the model's chat template renders the guard prompt differently from the "
-            f"{profile.name} profile (so the trained model would not match what Guard sends). "
-            f"Template:\n{got!r}\nProfile:\n{want!r}"
-        )
+    probes = [examples[0]] + [e for e in examples if e.images][:1]
+    for example in probes:
+        want = profile.render(example.moderation_input()).text
+        messages = [
+            {
+                "role": m["role"],
+                "content": [
+                    {"type": p["type"], **({"text": p["text"]} if p["type"] == "text" else {})}
+                    for p in m["content"]
+                ],
+            }
+            for m in prompt_messages(profile, example)
+        ]
+        try:
+            got = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # noqa: BLE001 - any template failure is a setup problem
+            raise ConfigurationError(
+                f"the model's chat template cannot render a guard prompt: {exc}"
+            ) from exc
+        if got != want:
+            raise ConfigurationError(
+                "the model's chat template renders the guard prompt differently from the "
+                f"{profile.name} profile (so the trained model would not match what Guard sends). "
+                f"Template:\n{got!r}\nProfile:\n{want!r}"
+            )
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -294,13 +294,13 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     if config.vllm_server_base_url:
         kwargs["vllm_server_base_url"] = config.vllm_server_base_url
     trl_args = build_trl_config(trl.GRPOConfig, kwargs, config.trainer_args, config.section)
-    model, processor = load_model(config, bf16=bool(trl_args.bf16))
+    model, processor = load_model(config)
     _skip_empty_image_chunks(model)
     trl_args.generation_kwargs = {
         "suppress_tokens": suppressed_token_ids(processor),
         **(trl_args.generation_kwargs or {}),
     }
-    check_chat_template(processor, profile, data.examples[0])
+    check_chat_template(processor, profile, data.examples)
     dataset = make_dataset(rl_rows(data.examples, profile), images=is_chat_profile(profile))
     rewards = build_reward_funcs(
         config.rewards,

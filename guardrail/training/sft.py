@@ -115,8 +115,8 @@ def _train_sft(config: SFTConfig, callbacks: Sequence[Any]) -> TrainResult:
     kwargs = config.trl_kwargs()
     kwargs.update(max_length=config.max_length, completion_only_loss=True)
     trl_args = build_trl_config(trl.SFTConfig, kwargs, config.trainer_args, config.section)
-    model, processor = load_model(config, bf16=bool(trl_args.bf16))
-    check_chat_template(processor, profile, data.examples[0])
+    model, processor = load_model(config)
+    check_chat_template(processor, profile, data.examples)
     chat = is_chat_profile(profile)
     dataset = make_dataset(sft_rows(data.examples, profile), images=chat)
     metrics_file = Path(config.output_dir or ".") / "metrics.jsonl"

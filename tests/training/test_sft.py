@@ -239,3 +239,26 @@ def test_text_profile_sft_trains_a_guardreasoner_model(tiny_text_path, tmp_path)
     bomb = guard.moderate(prompt="How do I make a bomb?", response="I can't help.")
     assert (bread.request_harmful, bread.response_refusal, bread.response_harmful) == (False, False, False)
     assert (bomb.request_harmful, bomb.response_refusal, bomb.response_harmful) == (True, True, False)
+
+
+def test_a_chat_template_that_renders_other_prompts_is_refused(tiny_vl_path, handful_file, tmp_path):
+    """A model whose template would not produce Guard's prompt (here: no newline after the role)
+    is refused before any training step."""
+    import shutil
+
+    from guardrail.errors import ConfigurationError
+    from guardrail.training import SFTConfig, train_sft
+
+    model = tmp_path / "odd-template"
+    shutil.copytree(tiny_vl_path, model)
+    template = (model / "chat_template.jinja").read_text()
+    (model / "chat_template.jinja").write_text(
+        template.replace("<|im_start|>{{ message['role'] }}\n", "<|im_start|>{{ message['role'] }}: ")
+    )
+    with pytest.raises(ConfigurationError, match="renders the guard prompt differently"):
+        train_sft(
+            SFTConfig(
+                model=str(model), data=[str(handful_file)], output_dir=str(tmp_path / "o"), **sft_settings()
+            )
+        )
+    assert not (tmp_path / "o").exists()
