@@ -80,7 +80,10 @@ QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 #: Library code whose changes make a cached demo guard stale (besides the version number).
 LIBRARY_SOURCES = ("guardrail/testing/tiny.py", "guardrail/training", "guardrail/profiles")
+#: GGUF precision: q8_0 for real guards; f32 for the tiny one, whose 64-wide layers quantised to
+#: 8 bits give different answers (measured: same labels on 19 of the 30 held-out rows; f32: 30).
 GGUF_QUANT = "q8_0"
+GGUF_QUANT_TINY = "f32"
 REFUSAL = "Sorry, I can't help with that."
 DEFAULT_REPLY = "Sure! Here is a short, friendly answer."
 HELDOUT_NAME = "demo-heldout"
@@ -184,7 +187,7 @@ def cache_key(recipe: dict[str, Any]) -> str:
     for dist in ("torch", "transformers", "trl", "peft"):
         with contextlib.suppress(PackageNotFoundError):
             h.update(f"{dist} {version(dist)}".encode())
-    h.update(f"max_new_tokens {DEMO_MAX_NEW_TOKENS} quant {GGUF_QUANT}".encode())
+    h.update(f"base unscaled; max_new_tokens {DEMO_MAX_NEW_TOKENS}; quant {GGUF_QUANT_TINY}".encode())
     return h.hexdigest()[:16]
 
 
@@ -257,7 +260,10 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
         with console.timed("building the tiny Qwen2.5-VL base model offline (guardrail.testing)"):
             tmp = root / "base.partial"
             shutil.rmtree(tmp, ignore_errors=True)
-            build_tiny_model(tmp, "guardreasoner-vl", seed=0)
+            # The builder's default logit/attention scaling makes a *random* model's answers depend
+            # on its input (for tests); a model that is going to be trained learns and generalises
+            # better from the ordinary initialisation (held-out request F1 76-83 vs 43-65, measured).
+            build_tiny_model(tmp, "guardreasoner-vl", seed=0, logit_scale=1.0, attention_scale=1.0)
             tmp.rename(base)
 
     # 2. training: the tiny CPU recipe on the demo set
@@ -310,7 +316,7 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
         console.step(f"GGUF export: cached ({summary['gguf']['model']})")
         guard.gguf = summary["gguf"]
     else:
-        guard.gguf, guard.gguf_note = export_gguf(console, final, root / "gguf")
+        guard.gguf, guard.gguf_note = export_gguf(console, final, root / "gguf", tiny=True)
         if guard.gguf:
             summary["gguf"] = guard.gguf
             _write_json(summary_file, summary)
@@ -356,25 +362,36 @@ def given_guard(
             guard.gguf = json.loads(marker.read_text(encoding="utf-8"))
             console.step(f"GGUF export: cached ({guard.gguf['model']})")
         else:
-            guard.gguf, guard.gguf_note = export_gguf(console, local, out)
+            guard.gguf, guard.gguf_note = export_gguf(console, local, out, tiny=False)
             if guard.gguf:
                 _write_json(marker, guard.gguf)
     return guard
 
 
 def export_gguf(
-    console: Console, model_dir: Path, out: Path
+    console: Console, model_dir: Path, out: Path, *, tiny: bool
 ) -> tuple[dict[str, str | None] | None, str | None]:
-    """GGUF files (model + mmproj) for the llama.cpp channel, or ``(None, why not)``."""
+    """GGUF files (model + mmproj) for the llama.cpp channel, or ``(None, why not)``.
+
+    The tiny model's home-made BPE tokenizer is unknown to llama.cpp's converter: it is declared
+    ``qwen2`` (the same split regex). Real GuardReasoner(-VL) tokenizers are recognised."""
     try:
         from guardrail.export import export_gguf as export  # type: ignore[attr-defined]
     except ImportError:
         note = "this version of guardrail has no GGUF exporter (guardrail.export): llama.cpp channel skipped"
         console.step(f"GGUF export: skipped - {note}")
         return None, note
+    quant = GGUF_QUANT_TINY if tiny else GGUF_QUANT
     try:
-        with console.timed(f"exporting to GGUF ({GGUF_QUANT}) for llama.cpp"):
-            files = export(model_dir, out, quant=GGUF_QUANT, progress=lambda m: console.say(f"{'':11}{m}"))
+        with console.timed(f"exporting to GGUF ({quant}) for llama.cpp"):
+            files = export(
+                model_dir,
+                out,
+                quant=quant,
+                name="demo-guard" if tiny else None,
+                assume_pre_tokenizer="qwen2" if tiny else None,
+                progress=lambda m: console.say(f"{'':11}{m}"),
+            )
     except GuardrailError as exc:  # MissingDependencyError, ExportError...
         note = f"GGUF export failed ({type(exc).__name__}: {exc}): llama.cpp channel skipped"
         console.step(note)
@@ -429,7 +446,9 @@ def load_gguf_guard(demo: DemoGuard) -> tuple[Guard | None, str | None]:
         return None, demo.gguf_note or "no GGUF files"
     if not hasattr(Guard, "from_gguf"):
         return None, "this version of guardrail has no llama.cpp backend (Guard.from_gguf)"
-    options: dict[str, Any] = {"n_threads": 1, "max_new_tokens": DEMO_MAX_NEW_TOKENS} if demo.tiny else {}
+    options: dict[str, Any] = {}
+    if demo.tiny:  # one thread is as fast for a tiny model; its context is 4096 tokens
+        options.update(n_threads=1, n_ctx=4096, max_new_tokens=DEMO_MAX_NEW_TOKENS)
     if demo.max_new_tokens is not None:
         options["max_new_tokens"] = demo.max_new_tokens
     guard = Guard.from_gguf(demo.gguf["model"], demo.gguf.get("mmproj"), **options)  # type: ignore[attr-defined]
@@ -708,6 +727,15 @@ def print_table(console: Console, rows: list[Row]) -> None:
             console.say("  ".join("-" * w for w in widths))
 
 
+def gguf_parity(rows: list[Row]) -> tuple[int, int] | None:
+    """(same, compared): llama.cpp's verdicts against the server's, which runs the transformers
+    backend on the same model; both check each request (and response) in one call."""
+    gguf = {r.sample: r.verdict for r in rows if r.channel == "llama.cpp" and r.checks}
+    hf = {r.sample: r.verdict for r in rows if r.channel == "server + OpenAI client" and r.checks}
+    common = sorted(gguf.keys() & hf.keys())
+    return (sum(gguf[k] == hf[k] for k in common), len(common)) if common else None
+
+
 def describe_heldout(heldout: dict[str, Any]) -> str:
     parts = []
     for task in ("request", "response"):
@@ -795,6 +823,12 @@ def main(argv: list[str] | None = None) -> int:
     console.say(
         "decided by: 'model' = read from the guard's output, 'policy' = unreadable output, blocked (fail closed)."
     )
+    parity = gguf_parity(rows)
+    if parity:
+        console.say(
+            f"llama.cpp on the GGUF export and transformers (behind the server) agree on {parity[0]} of "
+            f"{parity[1]} samples."
+        )
     if demo.tiny:
         h = demo.heldout or {}
         console.say("")
@@ -820,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
             "guard": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(demo).items()},
             "rows": [dataclasses.asdict(r) for r in rows],
             "problems": problems,
+            "gguf_parity": gguf_parity(rows),
             "seconds": round(console.elapsed(), 2),
         })  # fmt: skip
     return 1 if problems else 0
