@@ -186,6 +186,9 @@ class TransformersBackend(Backend):
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
             batch["image_grid_thw"] = torch.cat([g for _, _, g in encoded if g is not None], dim=0)
+            # Marks the image tokens (1) as the processor does; without it transformers gives
+            # them sequential 1-D positions instead of Qwen2.5-VL's 3-D (M-RoPE) positions.
+            batch["mm_token_type_ids"] = (input_ids == self._special_id("<|image_pad|>")).long()
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
 

@@ -56,6 +56,21 @@ def test_token_ids_equal_the_processor(guard, case):
         assert ids[first - len(human) : first] == human
 
 
+@pytest.mark.parametrize("case", ["image", "two images+response"])
+def test_logits_equal_the_processor_path(guard, case):
+    """Image tokens get Qwen2.5-VL's 3-D (M-RoPE) positions: the backend's batch gives the
+    logits of the processor's own inputs (which mark image tokens in mm_token_type_ids)."""
+    import torch
+
+    prompt = rendered(guard, case)
+    backend = guard.backend
+    ref_inputs = backend.processor(text=[prompt.text], images=list(prompt.images), return_tensors="pt")
+    with torch.inference_mode():
+        ours = backend.model(**backend._batch([prompt])).logits
+        ref = backend.model(**ref_inputs).logits
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
 def test_special_token_strings_in_user_text_stay_plain_text(guard):
     tok = guard.backend.tokenizer
     hostile = (
