@@ -158,6 +158,7 @@ def build_tiny_model(
                 "num_attention_heads": 4,
                 "num_key_value_heads": 2,
                 "max_position_embeddings": 4096,
+                "rms_norm_eps": 1e-6,  # Qwen2.5-VL's value
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
                 "bos_token_id": None,
                 "eos_token_id": vocab["<|im_end|>"],
@@ -173,7 +174,7 @@ def build_tiny_model(
                 "patch_size": 14,
                 "spatial_merge_size": 2,
                 "temporal_patch_size": 2,
-                "window_size": 56,
+                "window_size": 112,  # Qwen2.5-VL's value; llama.cpp assumes it
                 "fullatt_block_indexes": [2],
             },
             image_token_id=vocab["<|image_pad|>"],
