@@ -3,6 +3,8 @@
 - :class:`FakeBackend`: scripted outputs, for plumbing tests of code that uses a guard.
 - :func:`build_tiny_model`: a tiny random guard of the real architecture, built offline
   (``python -m guardrail.testing tiny-model OUT_DIR``).
+- :func:`build_tiny_gguf`: its GGUF files for the llama.cpp backend
+  (``python -m guardrail.testing tiny-model OUT_DIR --gguf``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from typing import Any
 
 from guardrail.backends.fake import FakeBackend, result_output
 
-__all__ = ["FakeBackend", "build_tiny_model", "cached_tiny_model", "result_output"]
+__all__ = [
+    "FakeBackend",
+    "build_tiny_gguf",
+    "build_tiny_model",
+    "cached_tiny_gguf",
+    "cached_tiny_model",
+    "result_output",
+]
 
 
 def build_tiny_model(*args: Any, **kwargs: Any):  # noqa: ANN201 - re-export without importing torch
@@ -22,5 +31,17 @@ def build_tiny_model(*args: Any, **kwargs: Any):  # noqa: ANN201 - re-export wit
 
 def cached_tiny_model(*args: Any, **kwargs: Any):  # noqa: ANN201
     from guardrail.testing.tiny import cached_tiny_model as cached
+
+    return cached(*args, **kwargs)
+
+
+def build_tiny_gguf(*args: Any, **kwargs: Any):  # noqa: ANN201
+    from guardrail.testing.tiny import build_tiny_gguf as build
+
+    return build(*args, **kwargs)
+
+
+def cached_tiny_gguf(*args: Any, **kwargs: Any):  # noqa: ANN201
+    from guardrail.testing.tiny import cached_tiny_gguf as cached
 
     return cached(*args, **kwargs)
