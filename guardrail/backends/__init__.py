@@ -4,6 +4,7 @@
 name               module                                      loads
 =================  ==========================================  ===============================
 ``transformers``   :mod:`guardrail.backends.transformers`      local path or hub id (GPU/CPU)
+``llamacpp``       :mod:`guardrail.backends.llamacpp`          GGUF file (+ mmproj), CPU
 ``fake``           :mod:`guardrail.backends.fake`              scripted outputs, for tests
 =================  ==========================================  ===============================
 
@@ -24,6 +25,7 @@ __all__ = ["BACKENDS", "Backend", "Generation", "GenerationOptions", "load_backe
 # name -> "module:callable"; the callable takes (model, **options) and returns a Backend.
 BACKENDS: dict[str, str] = {
     "transformers": "guardrail.backends.transformers:TransformersBackend.from_pretrained",
+    "llamacpp": "guardrail.backends.llamacpp:LlamaCppBackend.from_gguf",
 }
 
 
