@@ -146,8 +146,11 @@ class LlamaCppBackend(Backend):
         self._n_batch = int(getattr(llama, "n_batch", 512))
         self._batch = lc.llama_batch_init(self._n_batch, 0, 1)
         self._special_cache: dict[str, int] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
         self._end_ids = sorted({i for i in self._token_ids(_END_TOKENS)} | self._model_end_ids())
         self._suppress = self._np.array(self._token_ids(_VISION_TOKENS), dtype=self._np.int64)
+        self._greedy = self._greedy_sampler()  # llama.cpp's own: ban vision tokens, then argmax
+        self._logit_buf = self._np.empty(self._n_vocab, dtype=self._np.float32)
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
         self._cancel: threading.Event | None = None  # the running async call's, while its prompt is evaluated
         self._abort_cb = lc.ggml_abort_callback(
@@ -298,13 +301,25 @@ class LlamaCppBackend(Backend):
         return tuple(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _piece(self, token: int, *, special: bool) -> bytes:
-        size = 64
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
-            if n >= 0:
-                return buf.raw[:n]
-            size = -n
+        buf = self._piece_buf
+        n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:  # a piece longer than the buffer
+            buf = ctypes.create_string_buffer(-n)
+            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def _greedy_sampler(self) -> Any:
+        lc = self._llama_cpp
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if self._suppress.size:
+            bias = (lc.llama_logit_bias * int(self._suppress.size))()
+            for i, token in enumerate(self._suppress.tolist()):
+                bias[i].token, bias[i].bias = token, float("-inf")
+            lc.llama_sampler_chain_add(
+                chain, lc.llama_sampler_init_logit_bias(self._n_vocab, len(bias), bias)
+            )
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        return chain
 
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         """Token ids back to text (special tokens rendered only when ``special``)."""
@@ -496,9 +511,10 @@ class LlamaCppBackend(Backend):
         return self._cancel is not None and self._cancel.is_set()
 
     def _logits(self) -> Any:
-        np = self._np
+        """A copy of the last position's logits (float32, n_vocab)."""
         ptr = self._llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        return np.array(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)), dtype=np.float32)
+        ctypes.memmove(self._logit_buf.ctypes.data, ptr, self._logit_buf.nbytes)
+        return self._logit_buf.copy()
 
     # ---------------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
@@ -566,7 +582,10 @@ class LlamaCppBackend(Backend):
         while len(tokens) < options.max_new_tokens:
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
-            token = self._pick(self._logits(), options, rng)
+            if rng is None:  # greedy, in C: no copy of the logits per token
+                token = int(self._llama_cpp.llama_sampler_sample(self._greedy, self.llama.ctx, -1))
+            else:
+                token = self._pick(self._logits(), options, rng)
             tokens.append(token)
             if token in ends:
                 reason = "stop"
@@ -588,11 +607,10 @@ class LlamaCppBackend(Backend):
         return Generation(text=text, output_tokens=len(tokens), finish_reason=reason)
 
     def _pick(self, logits: Any, options: GenerationOptions, rng: Any) -> int:
+        """Sample a token: temperature, then top-p (nucleus), vision tokens banned."""
         np = self._np
         if self._suppress.size:
             logits[self._suppress] = -np.inf
-        if rng is None:
-            return int(np.argmax(logits))
         scaled = logits.astype(np.float64) / options.temperature
         probs = np.exp(scaled - scaled.max())
         probs /= probs.sum()
@@ -645,6 +663,7 @@ class LlamaCppBackend(Backend):
                 self._mtmd.mtmd_free(self._mctx)
                 self._mctx = None
             self._llama_cpp.llama_batch_free(self._batch)
+            self._llama_cpp.llama_sampler_free(self._greedy)
             if self._close_llama:
                 self.llama.close()
 
