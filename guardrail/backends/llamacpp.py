@@ -598,7 +598,7 @@ class LlamaCppBackend(Backend):
                 if any(s in text for s in stops):
                     reason = "stop"
                     break
-            if len(tokens) >= options.max_new_tokens or used + 1 > self._n_ctx - 1:
+            if len(tokens) >= options.max_new_tokens or used >= self._n_ctx:
                 break  # "length": nothing more is evaluated
             self._decode_tokens([token], pos, logits_last=True)
             pos += 1

@@ -314,6 +314,11 @@ def test_prompt_longer_than_the_context_fails_closed(tiny_gguf):
         assert "n_ctx" in verdict.error and "256" in verdict.error
         ok = small.moderate(prompt="hi")  # the backend still works
         assert ok.output_tokens and ok.output_tokens <= 8
+        # an output that reaches the end of the context stops there: "length"
+        prompt = render("text+image")
+        n_prompt = small.backend.encode(prompt).n_tokens
+        full = small.backend.generate([prompt], GenerationOptions(max_new_tokens=1000))[0]
+        assert full.finish_reason == "length" and full.output_tokens == 256 - n_prompt + 1
     finally:
         small.close()
 
