@@ -92,6 +92,28 @@ def vl_eps0(tiny_vl_path):
     return backend
 
 
+BIG = 336 * 336  # raised image bound: images of several 112-pixel attention windows
+
+
+@pytest.fixture(scope="module")
+def big_images(tiny_vl_path, tiny_gguf):
+    """Both backends with the image bound raised from 112x112 to 336x336 pixels, so that images
+    span several of the vision tower's attention windows (transformers reference, its eps-0
+    mirror, llama.cpp)."""
+    from guardrail.backends.llamacpp import LlamaCppBackend
+    from guardrail.backends.transformers import TransformersBackend
+
+    ref, mirrored = (TransformersBackend.from_pretrained(tiny_vl_path, device="cpu") for _ in range(2))
+    for backend in (ref, mirrored):
+        backend.image_processor.size = {"shortest_edge": 784, "longest_edge": BIG}
+    for name, module in mirrored.model.named_modules():
+        if hasattr(module, "variance_epsilon") and "visual" not in name:
+            module.variance_epsilon = 0.0
+    ours = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, image_max_pixels=BIG)
+    yield ref, mirrored, ours
+    ours.close()
+
+
 def render(case_or_item, profile=None):
     item = CASES[case_or_item] if isinstance(case_or_item, str) else case_or_item
     return prepare(profile or GuardReasonerVLProfile(), item, InputLimits()).prompt
@@ -131,6 +153,31 @@ def test_parity_with_transformers(case, llama_vl, vl_backend, vl_eps0):
     assert (ours.argmax(1) == reference.argmax(1)).all()
     assert np.abs(ours - reference).max() < 1e-2
     assert np.abs(ours - mirrored).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("image", "mirror_tol"),
+    [
+        # 3x3 windows, no resizing: only llama.cpp's epsilon quirk and its f16 KV cache differ
+        (Image.fromarray((_rs.rand(252, 336, 3) * 255).astype(np.uint8)), 1e-3),
+        # resized to 392x280 (140 image tokens): Pillow's and torchvision's bicubic differ a little
+        (PHOTO.resize((400, 290), Image.Resampling.BILINEAR), 3e-3),
+    ],
+    ids=["noise 336x252", "photo 400x290"],
+)
+def test_parity_with_several_attention_windows(image, mirror_tol, big_images):
+    ref, mirrored, ours = big_images
+    prompt = render({"prompt": "Is this safe?", "response": "Yes.", "images": [image]})
+    encoded = ours.encode(prompt)
+    ids, _, grid = ref.encode(prompt)
+    assert encoded.token_ids(ref._special_id("<|image_pad|>")) == ids
+    assert encoded.parts[1].n_tokens == int(grid.prod()) // 4 >= 100
+    tokens, reference = transformers_steps(ref, prompt)
+    _, mirror = transformers_steps(mirrored, prompt)
+    logprobs = ours.token_logprobs(prompt, tokens[:-1])
+    assert (logprobs.argmax(1) == reference.argmax(1)).all()
+    assert np.abs(logprobs - reference).max() < 1e-2
+    assert np.abs(logprobs - mirror).max() < mirror_tol
 
 
 def test_greedy_outputs_equal_the_transformers_backend(llama_vl, vl_backend):
