@@ -139,7 +139,9 @@ def build_tiny_model(
     seed: int = 0,
     vocab_size: int = 512,
     logit_scale: float = 8.0,
-    attention_scale: float = 8.0,
+    qk_scale: float = 8.0,
+    vo_scale: float = 25.0,
+    embedding_scale: float = 5.0,
 ) -> Path:
     """Write a tiny random guard model to ``out_dir`` and return its path.
 
@@ -148,10 +150,14 @@ def build_tiny_model(
     near-ties, and greedy decoding would then flip between numerically equivalent runs (a
     padded batch versus one item alone).
 
-    ``attention_scale`` multiplies the language model's attention projections. With the default
-    initialisation attention is nearly uniform, so the output barely depends on the user's text
-    (the long system prompt dominates) and tests could not tell one request's verdict from
-    another's; sharper attention makes different inputs give different outputs.
+    ``qk_scale``, ``vo_scale`` and ``embedding_scale`` shape the language model so that its
+    output depends on the user's text. With the default initialisation attention is nearly
+    uniform and the long system prompt dominates: 12 different prompts gave 3 different outputs,
+    so tests could not tell one request's verdict from another's. Larger query/key weights
+    sharpen attention, larger value/output weights let it move the residual stream, and larger
+    embeddings keep the activations well above RMSNorm's epsilon (llama.cpp's ``qwen2vl``
+    normalises without epsilon; with tiny activations that alone would move log-probabilities
+    by ~2e-2). With the defaults, 11 of those 12 prompts give different outputs.
     """
     torch = require("torch", extra="transformers")
     transformers = require("transformers", extra="transformers")
@@ -226,10 +232,23 @@ def build_tiny_model(
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(logit_scale)
+        head = model.get_output_embeddings().weight
+        head.mul_(logit_scale)
+        # A random model should not end its turn by chance: with their output rows at zero the
+        # end-of-turn tokens score 0 while the best other token scores well above, so greedy
+        # generations run to max_new_tokens, as tests expect. Training teaches the end of turn.
+        for token in ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>"):
+            if token in vocab:
+                head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
-            if "visual" not in name and name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight")):
-                param.mul_(attention_scale)
+            if "visual" in name:
+                continue
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                param.mul_(qk_scale)
+            elif name.endswith(("v_proj.weight", "o_proj.weight")):
+                param.mul_(vo_scale)
+            elif name.endswith("embed_tokens.weight"):
+                param.mul_(embedding_scale)
     model.generation_config = transformers.GenerationConfig(
         eos_token_id=config.get_text_config().eos_token_id,
         pad_token_id=config.get_text_config().pad_token_id,
