@@ -59,6 +59,7 @@ _CORPUS = [
 ]
 
 _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
+_VISION_OUTPUT_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
 def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -237,7 +238,9 @@ def build_tiny_model(
         # A random model should not end its turn by chance: with their output rows at zero the
         # end-of-turn tokens score 0 while the best other token scores well above, so greedy
         # generations run to max_new_tokens, as tests expect. Training teaches the end of turn.
-        for token in ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>"):
+        # Vision tokens likewise (a guard never emits them; engines that do not ban them, such
+        # as an OpenAI-compatible server, then generate what our backends generate).
+        for token in ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", *_VISION_OUTPUT_TOKENS):
             if token in vocab:
                 head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
