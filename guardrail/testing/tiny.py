@@ -19,7 +19,13 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.profiles import GUARDREASONER_INSTRUCTION, GUARDREASONER_VL_INSTRUCTION
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_model"]
+__all__ = [
+    "QWEN_SPECIAL_TOKENS",
+    "build_tiny_gguf",
+    "build_tiny_model",
+    "cached_tiny_gguf",
+    "cached_tiny_model",
+]
 
 QWEN_SPLIT_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 QWEN_SPECIAL_TOKENS = [
@@ -53,6 +59,7 @@ _CORPUS = [
 ]
 
 _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
+_VISION_OUTPUT_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
 def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -133,7 +140,9 @@ def build_tiny_model(
     seed: int = 0,
     vocab_size: int = 512,
     logit_scale: float = 8.0,
-    attention_scale: float = 8.0,
+    qk_scale: float = 8.0,
+    vo_scale: float = 25.0,
+    embedding_scale: float = 5.0,
 ) -> Path:
     """Write a tiny random guard model to ``out_dir`` and return its path.
 
@@ -142,10 +151,14 @@ def build_tiny_model(
     near-ties, and greedy decoding would then flip between numerically equivalent runs (a
     padded batch versus one item alone).
 
-    ``attention_scale`` multiplies the language model's attention projections. With the default
-    initialisation attention is nearly uniform, so the output barely depends on the user's text
-    (the long system prompt dominates) and tests could not tell one request's verdict from
-    another's; sharper attention makes different inputs give different outputs.
+    ``qk_scale``, ``vo_scale`` and ``embedding_scale`` shape the language model so that its
+    output depends on the user's text. With the default initialisation attention is nearly
+    uniform and the long system prompt dominates: 12 different prompts gave 3 different outputs,
+    so tests could not tell one request's verdict from another's. Larger query/key weights
+    sharpen attention, larger value/output weights let it move the residual stream, and larger
+    embeddings keep the activations well above RMSNorm's epsilon (llama.cpp's ``qwen2vl``
+    normalises without epsilon; with tiny activations that alone would move log-probabilities
+    by ~2e-2). With the defaults, 11 of those 12 prompts give different outputs.
     """
     torch = require("torch", extra="transformers")
     transformers = require("transformers", extra="transformers")
@@ -164,6 +177,7 @@ def build_tiny_model(
                 "num_attention_heads": 4,
                 "num_key_value_heads": 2,
                 "max_position_embeddings": 4096,
+                "rms_norm_eps": 1e-6,  # Qwen2.5-VL's value
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
                 "bos_token_id": None,
                 "eos_token_id": vocab["<|im_end|>"],
@@ -179,7 +193,7 @@ def build_tiny_model(
                 "patch_size": 14,
                 "spatial_merge_size": 2,
                 "temporal_patch_size": 2,
-                "window_size": 56,
+                "window_size": 112,  # Qwen2.5-VL's value; llama.cpp assumes it
                 "fullatt_block_indexes": [2],
             },
             image_token_id=vocab["<|image_pad|>"],
@@ -219,10 +233,25 @@ def build_tiny_model(
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(logit_scale)
+        head = model.get_output_embeddings().weight
+        head.mul_(logit_scale)
+        # A random model should not end its turn by chance: with their output rows at zero the
+        # end-of-turn tokens score 0 while the best other token scores well above, so greedy
+        # generations run to max_new_tokens, as tests expect. Training teaches the end of turn.
+        # Vision tokens likewise (a guard never emits them; engines that do not ban them, such
+        # as an OpenAI-compatible server, then generate what our backends generate).
+        for token in ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", *_VISION_OUTPUT_TOKENS):
+            if token in vocab:
+                head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
-            if "visual" not in name and name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight")):
-                param.mul_(attention_scale)
+            if "visual" in name:
+                continue
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                param.mul_(qk_scale)
+            elif name.endswith(("v_proj.weight", "o_proj.weight")):
+                param.mul_(vo_scale)
+            elif name.endswith("embed_tokens.weight"):
+                param.mul_(embedding_scale)
     model.generation_config = transformers.GenerationConfig(
         eos_token_id=config.get_text_config().eos_token_id,
         pad_token_id=config.get_text_config().pad_token_id,
@@ -278,3 +307,45 @@ def cached_tiny_model(profile: str = "guardreasoner-vl", root: str | os.PathLike
         except OSError:  # built concurrently by someone else
             pass
     return path
+
+
+def build_tiny_gguf(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    quant: str = "f32",
+    **kwargs: Any,
+) -> Any:
+    """Export a tiny model (from :func:`build_tiny_model`) to GGUF with
+    :func:`guardrail.export.export_gguf`: ``tiny-{profile}-{quant}.gguf`` and, for VL,
+    ``mmproj-tiny-{profile}-f32.gguf`` (default ``out_dir``: ``model_dir/gguf``).
+
+    Its home-made BPE tokenizer is unknown to llama.cpp's converter and is declared ``qwen2``
+    (the same split regex). Needs the ``llamacpp`` and ``transformers`` extras; the converter's
+    source is fetched once (see :mod:`guardrail.export.gguf`).
+    """
+    from guardrail.export.gguf import export_gguf
+
+    model_dir = Path(model_dir)
+    profile = json.loads((model_dir / "config.json").read_text()).get("guardrail_profile", "model")
+    kwargs.setdefault("assume_pre_tokenizer", "qwen2")
+    return export_gguf(
+        model_dir, out_dir or model_dir / "gguf", quant=quant, name=f"tiny-{profile}", **kwargs
+    )
+
+
+def cached_tiny_gguf(profile: str = "guardreasoner-vl", root: str | os.PathLike[str] | None = None) -> Any:
+    """Build (once) and return the f32 GGUF files of the cached tiny model under ``root``."""
+    from guardrail.export.gguf import find_gguf_files
+
+    model = cached_tiny_model(profile, root)
+    out = model / "gguf"
+    if not (out / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(dir=model, prefix=".gguf-"))
+        build_tiny_gguf(model, tmp)
+        (tmp / ".complete").write_text("f32\n")
+        try:
+            tmp.rename(out)
+        except OSError:  # built concurrently by someone else
+            pass
+    return find_gguf_files(out)

@@ -14,7 +14,8 @@ if [ "${SERVER:-python}" = "native" ]; then
   exec llama-server -m "$MODEL" --mmproj "$MMPROJ" --port "$PORT" -c "$CTX" -t "$THREADS" \
     --alias "${SERVED_NAME:-guardreasoner-vl}" --jinja "$@"
 fi
-# pip install "llama-cpp-python[server]"
-exec python -m llama_cpp.server --model "$MODEL" --clip_model_path "$MMPROJ" \
+# pip install "llama-cpp-python[server]". guardrail's launcher runs llama-cpp-python's server with
+# its qwen2.5-vl template fixed to end in "<|im_start|>assistant\n", the reference prompt.
+exec python -m guardrail.integrations.llamacpp_server --model "$MODEL" --clip_model_path "$MMPROJ" \
   --chat_format qwen2.5-vl --model_alias "${SERVED_NAME:-guardreasoner-vl}" \
   --n_ctx "$CTX" --n_threads "$THREADS" --port "$PORT" --host 127.0.0.1 "$@"
