@@ -24,6 +24,7 @@ DEMO = REPO / "examples" / "demo.py"
 DATA = REPO / "examples" / "demo_data"
 CHANNELS = ("@guard.check", "LangChain", "llama.cpp", "server + OpenAI client")
 VERDICTS = {"allow", "BLOCK", "BLOCK (input)", "BLOCK (output)"}
+HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 
 
 def _load(name: str, path: Path):
@@ -163,8 +164,14 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
     # the held-out predictions were written by the evaluation harness, one per sample
     predictions = next(Path(guard["cache_dir"], "heldout").glob("*.jsonl"))
     assert len(predictions.read_text().splitlines()) == 30
-    llamacpp = guard["gguf"] is not None
-    if not llamacpp:
+    llamacpp = HAVE_LLAMA_CPP  # with the llamacpp extra the GGUF export and its channel must work
+    if llamacpp:
+        assert Path(guard["gguf"]["model"]).stat().st_size > 0 and Path(guard["gguf"]["mmproj"]).exists()
+        assert "exporting to GGUF (f32)" in out
+        # llama.cpp on the f32 export answers as transformers does (one near-tie allowed)
+        same, compared = result["gguf_parity"]
+        assert compared == len(_samples()) and same >= compared - 1, result["gguf_parity"]
+    else:
         assert "llama.cpp: skipped" in out and guard["gguf_note"]
     _check_rows(result, llamacpp=llamacpp)
     # the table has a line for every row
@@ -176,6 +183,7 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
     stamp = (model_dir / "model.safetensors").stat().st_mtime_ns
     second, again = _run(cache, tmp_path / "second.json", "--quick")
     assert "training: cached" in second.stdout and "held-out evaluation: cached" in second.stdout
+    assert ("GGUF export: cached" in second.stdout) == llamacpp
     assert "training the demo guard" not in second.stdout and "building the tiny" not in second.stdout
     assert not again["guard"]["trained_now"] and again["guard"]["heldout"] == heldout
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp
@@ -186,17 +194,33 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
 
 @pytest.mark.slow
 def test_main_job_uses_guardrail_model_everywhere_without_training(tiny_vl_path, tmp_path):
+    """GUARDRAIL_MODEL: nothing trained; with --export-gguf the given model is exported for the
+    llama.cpp channel (a random model: its unreadable outputs are blocked by policy)."""
     cache = tmp_path / "cache"
-    proc, result = _run(
-        cache, tmp_path / "out.json", "--max-new-tokens", "16", GUARDRAIL_MODEL=str(tiny_vl_path)
-    )
+    args = ["--max-new-tokens", "16", *(["--export-gguf"] if HAVE_LLAMA_CPP else [])]
+    proc, result = _run(cache, tmp_path / "out.json", *args, GUARDRAIL_MODEL=str(tiny_vl_path))
     assert "GUARDRAIL_MODEL is set: no training" in proc.stdout
     assert "training" not in proc.stdout.replace("no training", "")
     assert result["guard"]["model"] == str(tiny_vl_path) and not result["guard"]["tiny"]
-    assert "--export-gguf" in result["guard"]["gguf_note"]  # the llama.cpp channel says how to get it
-    assert not cache.exists() or not any(cache.rglob("config.json"))  # nothing was built or trained
-    _check_rows(result, llamacpp=False)
+    assert not any(cache.rglob("config.json"))  # nothing was built or trained
+    _check_rows(result, llamacpp=HAVE_LLAMA_CPP)
+    if HAVE_LLAMA_CPP:
+        assert Path(result["guard"]["gguf"]["model"]).is_relative_to(cache)
+        assert "exporting to GGUF (q8_0)" in proc.stdout
     assert "TINY demo guard" not in proc.stdout
+
+
+def test_without_export_gguf_the_llama_cpp_channel_says_how_to_get_one(tmp_path):
+    demo = _load("demo_main_job", DEMO)
+    console = demo.Console()
+    given = demo.given_guard(
+        console, str(tmp_path), tmp_path / "cache", export=False, max_new_tokens=None, evaluate=False
+    )
+    assert given.gguf is None and "--export-gguf" in given.gguf_note
+    hub = demo.given_guard(
+        console, "org/model", tmp_path / "cache", export=True, max_new_tokens=None, evaluate=False
+    )
+    assert hub.gguf is None and "local model directory" in hub.gguf_note
 
 
 def test_main_job_says_why_a_model_cannot_be_loaded(tmp_path):
