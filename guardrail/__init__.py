@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from guardrail.batching import BatchingOptions
+from guardrail.cache import VerdictCache
 from guardrail.errors import (
     BackendError,
     BackendTimeoutError,
@@ -27,6 +29,7 @@ from guardrail.errors import (
     ParseError,
     TextTooLongError,
     TooManyImagesError,
+    UnsupportedError,
 )
 from guardrail.guard import Guard
 from guardrail.inputs import InputLimits
@@ -41,6 +44,7 @@ __all__ = [
     "BackendError",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "BatchingOptions",
     "ConfigurationError",
     "Guard",
     "GuardViolation",
@@ -53,6 +57,8 @@ __all__ = [
     "ParseError",
     "TextTooLongError",
     "TooManyImagesError",
+    "UnsupportedError",
     "Verdict",
+    "VerdictCache",
     "__version__",
 ]

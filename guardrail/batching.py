@@ -51,7 +51,11 @@ class BatchingOptions:
     max_concurrent_batches: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+        if (
+            isinstance(self.max_batch_size, bool)
+            or not isinstance(self.max_batch_size, int)
+            or self.max_batch_size < 1
+        ):
             raise ConfigurationError(f"max_batch_size must be an integer >= 1; got {self.max_batch_size!r}")
         if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
             raise ConfigurationError(f"max_wait_ms must be >= 0; got {self.max_wait_ms!r}")
@@ -89,7 +93,9 @@ class MicroBatcher(Generic[T]):
         self.options = options
         self.concurrency = options.max_concurrent_batches or max(1, concurrency)
         self._on_batch = on_batch
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()

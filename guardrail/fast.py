@@ -99,7 +99,9 @@ def plan(profile: Profile, item: ModerationInput) -> FastPlan:
 
 
 def score_request(profile: Profile, prepared: Prepared, fast_plan: FastPlan) -> ScoreRequest:
-    return ScoreRequest(prompt=prepared.prompt, prefix=profile.fast_prefix, continuations=fast_plan.continuations)
+    return ScoreRequest(
+        prompt=prepared.prompt, prefix=profile.fast_prefix, continuations=fast_plan.continuations
+    )
 
 
 def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float]:
@@ -124,7 +126,9 @@ def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float
     out = {}
     for i, task in enumerate(fast_plan.tasks):
         positive = TASK_LABELS[task][0]
-        out[task] = sum(w for w, a in zip(weights, fast_plan.assignments, strict=True) if a[i] == positive) / total
+        out[task] = (
+            sum(w for w, a in zip(weights, fast_plan.assignments, strict=True) if a[i] == positive) / total
+        )
     return out
 
 
