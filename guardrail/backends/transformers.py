@@ -178,8 +178,7 @@ class TransformersBackend(Backend):
         return self._pad([self.encode(p) for p in prompts])
 
     def _pad(self, encoded: Sequence[tuple[list[int], Any, Any]]) -> dict[str, Any]:
-        """Left-pad encoded prompts into one batch (``mm_token_type_ids`` marks image tokens, so
-        that Qwen2.5-VL gives them their 3D rotary positions as the processor's output would)."""
+        """Left-pad encoded prompts into one batch."""
         torch = self._torch
         width = max(len(ids) for ids, _, _ in encoded)
         input_ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
@@ -192,7 +191,11 @@ class TransformersBackend(Backend):
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
             batch["image_grid_thw"] = torch.cat([g for _, _, g in encoded if g is not None], dim=0)
-            batch["mm_token_type_ids"] = (input_ids == self._special_id("<|image_pad|>")).to(torch.int)
+            # Qwen2.5-VL computes its 3D (M-RoPE) positions for image tokens only when told which
+            # tokens are image tokens; without this it silently falls back to 1D positions.
+            types = torch.zeros_like(input_ids)
+            types[input_ids == self._special_id("<|image_pad|>")] = 1
+            batch["mm_token_type_ids"] = types
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
 
