@@ -9,6 +9,9 @@ them to the model one by one. The micro-batcher gathers requests from concurrent
   request of the batch arrived, whichever comes first, and only when fewer than
   ``max_concurrent_batches`` batches are running; while all are running, requests keep
   gathering, so the next batch takes everything that arrived meanwhile (up to the size bound);
+- the wait applies only while requests arrive together (the previous batch had more than
+  one): a lone request at a quiet time goes to the backend at once, so batching costs a
+  single caller nothing; requests started in the same event-loop turn always share a batch;
 - each request gets its own result, in its caller's order; a failure that concerns one request
   (a per-item backend error, an unparsable output with ``on_parse_error="raise"``) reaches only
   its caller; invalid input raises in its caller before it is queued; a failure of the whole
@@ -40,8 +43,9 @@ class BatchingOptions:
     """How concurrent async checks are gathered into backend batches.
 
     - ``max_batch_size``: requests per backend call.
-    - ``max_wait_ms``: how long the first request of a batch waits for company. Requests that
-      arrive together (the same event-loop turn) always share a batch, even with 0.
+    - ``max_wait_ms``: how long the first request of a batch waits for company, when requests
+      have been arriving together. Requests of the same event-loop turn always share a batch,
+      even with 0.
     - ``max_concurrent_batches``: batches running at once (default: the backend's
       ``batch_concurrency``, 1 for local models, which run one call at a time anyway).
     """
@@ -72,6 +76,7 @@ class _LoopState:
         self.slots = asyncio.Semaphore(slots)
         self.dispatcher: asyncio.Task | None = None
         self.running: set[asyncio.Task] = set()
+        self.last_size = 0
 
 
 class MicroBatcher(Generic[T]):
@@ -134,13 +139,15 @@ class MicroBatcher(Generic[T]):
         while state.queue:
             if len(state.queue) < size:
                 state.full.clear()
-                if wait > 0:
+                # Wait for company only when requests have been arriving together (the last
+                # batch had several): a lone caller at a quiet time goes out at once.
+                if wait > 0 and state.last_size > 1:
                     try:
                         await asyncio.wait_for(state.full.wait(), wait)
                     except TimeoutError:
                         pass
                 else:
-                    await asyncio.sleep(0)  # let callers of this loop turn queue up
+                    await asyncio.sleep(0)  # callers of this loop turn still join
             await state.slots.acquire()
             batch = []
             while state.queue and len(batch) < size:
@@ -150,6 +157,7 @@ class MicroBatcher(Generic[T]):
             if not batch:
                 state.slots.release()
                 continue
+            state.last_size = len(batch)
             task = asyncio.get_running_loop().create_task(self._run_batch(state, batch))
             state.running.add(task)
             task.add_done_callback(state.running.discard)

@@ -137,10 +137,17 @@ async def test_the_wait_for_company_is_bounded():
     start = time.perf_counter()
     await asyncio.gather(*(guard.amoderate(prompt=f"p{i}") for i in range(4)))  # full: goes at once
     assert time.perf_counter() - start < 2.5
-    guard = Guard(FakeBackend(respond=labelled), batching=BatchingOptions(max_batch_size=64, max_wait_ms=50))
+
+    guard = Guard(FakeBackend(respond=labelled), batching=BatchingOptions(max_batch_size=64, max_wait_ms=300))
     start = time.perf_counter()
-    await guard.amoderate(prompt="alone")
-    assert 0.04 <= time.perf_counter() - start < 2.5  # waited for company, then went alone
+    await guard.amoderate(prompt="alone at a quiet time")  # goes at once
+    quiet = time.perf_counter() - start
+    await asyncio.gather(*(guard.amoderate(prompt=f"r{i}") for i in range(3)))  # requests arrive together...
+    start = time.perf_counter()
+    await guard.amoderate(prompt="alone after a burst")  # ...so the next one waits for company, boundedly
+    waited = time.perf_counter() - start
+    assert quiet < 0.3 <= waited < 2.5
+    assert [len(c) for c in guard.backend.calls] == [1, 3, 1]
 
 
 async def test_fast_and_reasoning_callers_share_one_pass():

@@ -316,9 +316,12 @@ class TransformersBackend(Backend):
         # have seen the whole answer, and keep the tokens after the run's own.
         last = parts[-1] if parts and isinstance(parts[-1], str) else ""
         base = self._encode_text(last) if last else ()
+        # The run is the template's short answer start for chat profiles (the same every time:
+        # cache it); raw-text profiles end with the whole prompt (unique: do not fill the cache).
+        encode = self._encode_text if len(last) < 512 else self._encode_text_uncached
         sequences = []
         for continuation in request.continuations:
-            joint = self._encode_text_uncached(last + continuation)
+            joint = encode(last + continuation)
             if joint[: len(base)] == base:
                 sequences.append(joint[len(base) :])
             else:  # the boundary merged into one token: fall back to tokenizing apart
@@ -344,11 +347,8 @@ class TransformersBackend(Backend):
             input_ids[row, start:] = torch.tensor(trie.tokens, dtype=torch.long)
             prompt_mask[row, off:start] = 1
             allowed[row, 0, off:start, off:start] = torch.ones(size, size, dtype=torch.bool).tril()
-            for node in range(len(trie)):
-                q = start + node
-                allowed[row, 0, q, off:start] = True
-                for a in (*trie.ancestors(node), node):
-                    allowed[row, 0, q, start + a] = True
+            allowed[row, 0, start:, off:start] = True  # every node sees the whole prompt...
+            allowed[row, 0, start:, start:] = torch.tensor(_tree_block(trie), dtype=torch.bool)  # ...and its path
             idx = torch.arange(off)
             allowed[row, 0, idx, idx] = True  # padding rows see themselves (no empty softmax)
             positions[row, off:start] = torch.arange(size)
@@ -415,6 +415,16 @@ class TransformersBackend(Backend):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+@functools.lru_cache(maxsize=64)
+def _tree_block(trie: TokenTrie) -> list[list[bool]]:
+    """Which trie nodes each node attends to: its ancestors and itself."""
+    block = [[False] * len(trie) for _ in range(len(trie))]
+    for node in range(len(trie)):
+        for a in (*trie.ancestors(node), node):
+            block[node][a] = True
+    return block
 
 
 def from_transformers(model: Any, processor: Any, **kwargs: Any) -> TransformersBackend:
