@@ -25,6 +25,7 @@ call to the backend as it comes. The sync methods never wait for others.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -101,12 +102,14 @@ class MicroBatcher(Generic[T]):
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
+        self._lock = threading.Lock()
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            state = self._states[loop] = _LoopState(self.concurrency)
+        with self._lock:  # event loops in several threads may share one guard
+            state = self._states.get(loop)
+            if state is None:
+                state = self._states[loop] = _LoopState(self.concurrency)
         return state
 
     async def submit(self, items: Sequence[T]) -> list[Any]:

@@ -149,7 +149,7 @@ def curves_png(curves: Mapping[str, ThresholdCurve], path: str | os.PathLike[str
     for name, curve in curves.items():
         roc, pr = curve.roc(), curve.pr()
         line = roc_ax.plot([x for x, _ in roc], [y for _, y in roc], label=name, drawstyle="default")[0]
-        pr_ax.step([x for x, _ in pr], [y for _, y in pr], where="post", label=name, color=line.get_color())
+        pr_ax.step([x for x, _ in pr], [y for _, y in pr], where="pre", label=name, color=line.get_color())
         choice = (chosen or {}).get(name)
         if choice is not None and choice.threshold is not None:
             roc_ax.plot([choice.fpr], [choice.tpr], "o", color=line.get_color())
