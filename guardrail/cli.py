@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "check": "guardrail.cli:add_check",
     "serve": "guardrail.server.cli:add_serve",
     "eval": "guardrail.eval.cli:add_eval",
+    "export": "guardrail.export.cli:add_export",
 }
 
 
@@ -47,6 +48,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument("--device", default=None, help="transformers: cuda, cpu, cuda:1 ... (default: auto)")
     g.add_argument("--dtype", default=None, help="transformers: bfloat16, float16, float32 (default: auto)")
+    g.add_argument("--mmproj", default=None, metavar="FILE", help="llamacpp: the vision projector GGUF")
+    g.add_argument(
+        "--threads", type=int, default=None, help="llamacpp: CPU threads (default: half the cores)"
+    )
+    g.add_argument("--n-ctx", type=int, default=None, help="llamacpp: context size in tokens (default: 8192)")
     g.add_argument(
         "--on-parse-error", choices=["block", "allow", "raise"], default="block",
         help="verdict for an unparsable model output (default: block)",
@@ -72,6 +78,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 BACKEND_OPTIONS: dict[str, dict[str, str]] = {
     "transformers": {"device": "device", "dtype": "dtype"},
     "remote": {"base_url": "base_url", "remote_api_key": "api_key"},
+    "llamacpp": {"mmproj": "mmproj", "threads": "n_threads", "n_ctx": "n_ctx"},
 }
 
 

@@ -21,6 +21,7 @@ The hierarchy::
     │   ├── BackendTimeoutError         the backend did not answer in time
     │   └── BackendUnavailableError     the backend cannot be reached or is not loaded
     ├── ParseError                      the model output carries no usable verdict (policy "raise")
+    ├── ExportError                     converting or quantising a model (GGUF export) failed
     └── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
 
 Third-party exceptions are translated into these at the boundary where they occur (the backend
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "DatasetError",
     "DataError",
+    "ExportError",
     "GuardViolation",
     "GuardrailError",
     "ImageError",
@@ -150,6 +152,11 @@ class ParseError(GuardrailError):
         super().__init__(message)
         self.raw_output = raw_output
         self.verdict = verdict
+
+
+class ExportError(GuardrailError):
+    """Exporting a model failed: the converter or the quantiser reported an error, or the
+    converter's source could not be obtained. The message carries the tool's own output."""
 
 
 class GuardViolation(GuardrailError):

@@ -181,6 +181,44 @@ class Guard:
             **speed,
         )
 
+    @classmethod
+    def from_gguf(
+        cls,
+        model_path: str | os.PathLike[str],
+        mmproj: str | os.PathLike[str] | None = None,
+        *,
+        n_threads: int | None = None,
+        n_ctx: int = 8192,
+        profile: str | Profile | None = None,
+        max_new_tokens: int | None = None,
+        on_parse_error: FailurePolicy = "block",
+        on_error: FailurePolicy = "block",
+        limits: InputLimits | None = None,
+        **options: Any,
+    ) -> Guard:
+        """Load a GGUF guard for on-device CPU moderation with llama.cpp (``llamacpp`` extra).
+
+        ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
+        ``mmproj`` the vision projector, needed for images. ``options`` go to
+        :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
+        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...).
+        """
+        from guardrail.backends.llamacpp import LlamaCppBackend
+
+        backend = LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **options)
+        try:
+            return cls(
+                backend,
+                profile,
+                max_new_tokens=max_new_tokens,
+                on_parse_error=on_parse_error,
+                on_error=on_error,
+                limits=limits,
+            )
+        except BaseException:
+            backend.close()
+            raise
+
     # ------------------------------------------------------------------------- checking
     @property
     def generation_options(self) -> GenerationOptions:

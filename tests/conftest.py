@@ -67,6 +67,40 @@ def tiny_text_path(tiny_cache) -> Path:
     return cached_tiny_model("guardreasoner", tiny_cache)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_llama_cpp_devnull():
+    """llama-cpp-python opens two /dev/null files at import and never closes them; close them at
+    the end of the session so the interpreter's exit does not report them as leaked."""
+    yield
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_vl_path):
+    """The tiny VL guard as f32 GGUF files (``.model``, ``.mmproj``), for llama.cpp.
+
+    The first build fetches llama.cpp's converter (llama-cpp-python's source distribution, once
+    per machine, cached in ~/.cache/guardrail; or set GUARDRAIL_LLAMA_CPP_DIR to a checkout).
+    """
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    from guardrail.testing import cached_tiny_gguf
+
+    return cached_tiny_gguf("guardreasoner-vl", tiny_vl_path.parent)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_gguf(tiny_text_path):
+    """The tiny text (Llama) guard as an f32 GGUF file (``.model``; ``.mmproj`` is None)."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    from guardrail.testing import cached_tiny_gguf
+
+    return cached_tiny_gguf("guardreasoner", tiny_text_path.parent)
+
+
 @pytest.fixture(scope="session")
 def vl_backend(tiny_vl_path):
     from guardrail.backends.transformers import TransformersBackend

@@ -5,6 +5,7 @@ name               module                                      loads
 =================  ==========================================  ===============================
 ``transformers``   :mod:`guardrail.backends.transformers`      local path or hub id (GPU/CPU)
 ``remote``         :mod:`guardrail.backends.remote`            OpenAI-compatible endpoint
+``llamacpp``       :mod:`guardrail.backends.llamacpp`          GGUF file (+ mmproj), CPU
 ``fake``           :mod:`guardrail.backends.fake`              scripted outputs, for tests
 =================  ==========================================  ===============================
 
@@ -26,6 +27,7 @@ __all__ = ["BACKENDS", "Backend", "Generation", "GenerationOptions", "load_backe
 BACKENDS: dict[str, str] = {
     "transformers": "guardrail.backends.transformers:TransformersBackend.from_pretrained",
     "remote": "guardrail.backends.remote:load",
+    "llamacpp": "guardrail.backends.llamacpp:LlamaCppBackend.from_gguf",
 }
 
 

@@ -4,6 +4,8 @@
 - :func:`build_tiny_model`: a tiny random guard of the real architecture, built offline
   (``python -m guardrail.testing tiny-model OUT_DIR``).
 - :func:`serve_app`: run an ASGI app (e.g. the moderation server) on 127.0.0.1 in a thread.
+- :func:`build_tiny_gguf`: its GGUF files for the llama.cpp backend
+  (``python -m guardrail.testing tiny-model OUT_DIR --gguf``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import Any
 
 from guardrail.backends.fake import FakeBackend, result_output
 
-__all__ = ["FakeBackend", "build_tiny_model", "cached_tiny_model", "result_output", "serve_app"]
+__all__ = [
+    "FakeBackend",
+    "build_tiny_gguf",
+    "build_tiny_model",
+    "cached_tiny_gguf",
+    "cached_tiny_model",
+    "result_output",
+    "serve_app",
+]
 
 
 def build_tiny_model(*args: Any, **kwargs: Any):  # noqa: ANN201 - re-export without importing torch
@@ -31,3 +41,15 @@ def serve_app(*args: Any, **kwargs: Any):  # noqa: ANN201 - re-export without im
     from guardrail.testing.server import serve_app as serve
 
     return serve(*args, **kwargs)
+
+
+def build_tiny_gguf(*args: Any, **kwargs: Any):  # noqa: ANN201
+    from guardrail.testing.tiny import build_tiny_gguf as build
+
+    return build(*args, **kwargs)
+
+
+def cached_tiny_gguf(*args: Any, **kwargs: Any):  # noqa: ANN201
+    from guardrail.testing.tiny import cached_tiny_gguf as cached
+
+    return cached(*args, **kwargs)

@@ -19,7 +19,13 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.profiles import GUARDREASONER_INSTRUCTION, GUARDREASONER_VL_INSTRUCTION
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_model"]
+__all__ = [
+    "QWEN_SPECIAL_TOKENS",
+    "build_tiny_gguf",
+    "build_tiny_model",
+    "cached_tiny_gguf",
+    "cached_tiny_model",
+]
 
 QWEN_SPLIT_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 QWEN_SPECIAL_TOKENS = [
@@ -164,6 +170,7 @@ def build_tiny_model(
                 "num_attention_heads": 4,
                 "num_key_value_heads": 2,
                 "max_position_embeddings": 4096,
+                "rms_norm_eps": 1e-6,  # Qwen2.5-VL's value
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
                 "bos_token_id": None,
                 "eos_token_id": vocab["<|im_end|>"],
@@ -179,7 +186,7 @@ def build_tiny_model(
                 "patch_size": 14,
                 "spatial_merge_size": 2,
                 "temporal_patch_size": 2,
-                "window_size": 56,
+                "window_size": 112,  # Qwen2.5-VL's value; llama.cpp assumes it
                 "fullatt_block_indexes": [2],
             },
             image_token_id=vocab["<|image_pad|>"],
@@ -278,3 +285,45 @@ def cached_tiny_model(profile: str = "guardreasoner-vl", root: str | os.PathLike
         except OSError:  # built concurrently by someone else
             pass
     return path
+
+
+def build_tiny_gguf(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    quant: str = "f32",
+    **kwargs: Any,
+) -> Any:
+    """Export a tiny model (from :func:`build_tiny_model`) to GGUF with
+    :func:`guardrail.export.export_gguf`: ``tiny-{profile}-{quant}.gguf`` and, for VL,
+    ``mmproj-tiny-{profile}-f32.gguf`` (default ``out_dir``: ``model_dir/gguf``).
+
+    Its home-made BPE tokenizer is unknown to llama.cpp's converter and is declared ``qwen2``
+    (the same split regex). Needs the ``llamacpp`` and ``transformers`` extras; the converter's
+    source is fetched once (see :mod:`guardrail.export.gguf`).
+    """
+    from guardrail.export.gguf import export_gguf
+
+    model_dir = Path(model_dir)
+    profile = json.loads((model_dir / "config.json").read_text()).get("guardrail_profile", "model")
+    kwargs.setdefault("assume_pre_tokenizer", "qwen2")
+    return export_gguf(
+        model_dir, out_dir or model_dir / "gguf", quant=quant, name=f"tiny-{profile}", **kwargs
+    )
+
+
+def cached_tiny_gguf(profile: str = "guardreasoner-vl", root: str | os.PathLike[str] | None = None) -> Any:
+    """Build (once) and return the f32 GGUF files of the cached tiny model under ``root``."""
+    from guardrail.export.gguf import find_gguf_files
+
+    model = cached_tiny_model(profile, root)
+    out = model / "gguf"
+    if not (out / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(dir=model, prefix=".gguf-"))
+        build_tiny_gguf(model, tmp)
+        (tmp / ".complete").write_text("f32\n")
+        try:
+            tmp.rename(out)
+        except OSError:  # built concurrently by someone else
+            pass
+    return find_gguf_files(out)

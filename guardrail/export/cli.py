@@ -1,0 +1,72 @@
+"""``python -m guardrail export gguf --model DIR --out DIR [--quant q8_0]``.
+
+Exit codes: 0 written, 2 error (bad arguments, converter or quantiser failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_export"]
+
+
+def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the CLI handler
+    """Export a guard model for other runtimes (GGUF for llama.cpp)."""
+    parser.description = "Export a guard model for other runtimes."
+    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    gguf = formats.add_parser(
+        "gguf",
+        help="GGUF files for llama.cpp: the language model (quantised) and, for VL guards, the mmproj",
+        description=(
+            "Convert a Hugging Face guard model directory to GGUF with llama.cpp's own converter, "
+            "then quantise the language model with llama-cpp-python. Needs the transformers and "
+            "llamacpp extras."
+        ),
+    )
+    gguf.add_argument("--model", required=True, metavar="DIR", help="Hugging Face model directory")
+    gguf.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    gguf.add_argument(
+        "--quant", default="q8_0",
+        choices=["f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m"],
+        help="language-model type (default: q8_0, near-lossless; q4_k_m is smaller and faster)",
+    )  # fmt: skip
+    gguf.add_argument("--name", default=None, help="file name stem (default: the model directory's name)")
+    gguf.add_argument(
+        "--no-mmproj", action="store_true", help="skip the vision projector of a vision-language model"
+    )
+    gguf.add_argument(
+        "--llama-cpp", default=None, metavar="DIR",
+        help="llama.cpp checkout to take convert_hf_to_gguf.py from (default: the installed "
+        "llama-cpp-python's source distribution, fetched once with pip and cached)",
+    )  # fmt: skip
+    gguf.add_argument(
+        "--assume-pre-tokenizer", default=None, metavar="NAME",
+        help="llama.cpp pre-tokenizer for a tokenizer the converter does not recognise (e.g. qwen2)",
+    )  # fmt: skip
+    gguf.add_argument("--threads", type=int, default=None, help="quantisation threads (default: all cores)")
+    return _run_export
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from guardrail.export.gguf import export_gguf
+
+    files = export_gguf(
+        args.model,
+        args.out,
+        quant=args.quant,
+        name=args.name,
+        mmproj=False if args.no_mmproj else None,
+        llama_cpp_dir=args.llama_cpp,
+        assume_pre_tokenizer=args.assume_pre_tokenizer,
+        threads=args.threads,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(f"model:  {files.model}")
+    if files.mmproj:
+        print(f"mmproj: {files.mmproj}")
+    run = f"python -m guardrail check --backend llamacpp --model {files.model}"
+    if files.mmproj:
+        run += f" --mmproj {files.mmproj}"
+    print(f"try it: {run} --prompt 'How do I bake bread?'")
+    return 0
