@@ -201,10 +201,12 @@ class Guard:
         ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
         ``mmproj`` the vision projector, needed for images. ``options`` go to
         :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
-        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...).
+        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...), except the
+        guard's speed options (``mode``, ``threshold``, ``cascade_band``, ``batching``, ``cache``).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
+        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
         backend = LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **options)
         try:
             return cls(
@@ -214,6 +216,7 @@ class Guard:
                 on_parse_error=on_parse_error,
                 on_error=on_error,
                 limits=limits,
+                **speed,
             )
         except BaseException:
             backend.close()
