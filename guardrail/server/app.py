@@ -85,10 +85,26 @@ class Admission:
             self._cond.notify(1)
 
 
+class _GuardStatsCollector:
+    """Exports the guard's own counters (``guard.stats``: cache hits and misses, fast and
+    reasoning verdicts, backend and micro-batch calls) as ``guardrail_guard_<name>_total``."""
+
+    def __init__(self, stats: Any):
+        self.stats = stats
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        from guardrail.stats import COUNTERS
+
+        for name, value in self.stats.snapshot().items():
+            yield CounterMetricFamily(f"guardrail_guard_{name}", COUNTERS.get(name, name), value=value)
+
+
 class Metrics:
     """Prometheus metrics in a registry of the app's own (several apps per process are fine)."""
 
-    def __init__(self, admission: Admission):
+    def __init__(self, admission: Admission, guard_stats: Any = None):
         prom = require("prometheus_client", extra=_EXTRA)
         self.prom = prom
         self.registry = prom.CollectorRegistry()
@@ -111,6 +127,8 @@ class Metrics:
         self.queue_depth.set_function(lambda: admission.waiting)
         self.in_flight = prom.Gauge("guardrail_in_flight", "Guard calls running", registry=r)
         self.in_flight.set_function(lambda: admission.running)
+        if guard_stats is not None:
+            r.register(_GuardStatsCollector(guard_stats))
 
     def count(self, verdicts: list[Verdict]) -> None:
         for v in verdicts:
@@ -200,7 +218,7 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     """Build the moderation server app for ``guard``."""
     settings = settings or ServerSettings()
     admission = Admission(settings.max_concurrency, settings.max_queue)
-    metrics = Metrics(admission)
+    metrics = Metrics(admission, getattr(guard, "stats", None))
     model_name = settings.model_name or str(guard.backend.model_name or "guardrail")
     state = {"ready": True}
 
