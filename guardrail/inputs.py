@@ -165,13 +165,15 @@ def _data_url_bytes(url: str, limits: InputLimits, where: str) -> bytes:
 def _read_file(path: str, limits: InputLimits, where: str) -> bytes:
     try:
         size = os.path.getsize(path)
-    except OSError as exc:
-        raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ImageError(f"{where}: cannot read file {path[:200]!r}: {getattr(exc, 'strerror', None) or exc}") from None
     if size > limits.max_image_bytes:
         raise ImageTooLargeError(f"{where}: file is {size} bytes; the limit is {limits.max_image_bytes}")
+    if not os.path.isfile(path):
+        raise ImageError(f"{where}: {path[:200]!r} is not a regular file")
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            return fh.read(limits.max_image_bytes + 1)
     except OSError as exc:
         raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
 
@@ -204,12 +206,14 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
         raise ImageTooLargeError(f"{where}: {len(data)} bytes; the limit is {limits.max_image_bytes}")
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit applies; PIL's global bomb check would only warn or raise
-            # at a different threshold.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Our own pixel limit applies (PIL's bomb check would warn at another threshold), and
+            # PIL's warnings about damaged metadata ("Corrupt EXIF data") are not the caller's
+            # business: the image either decodes or raises ImageError below.
+            warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits, where)  # header only: nothing decoded yet
             img.load()
+            return _to_rgb(img, where)
     except (ImageError, InputError):
         raise
     except Image.DecompressionBombError as exc:
@@ -219,7 +223,6 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL raises OSError for truncated data, SyntaxError/ValueError for broken headers.
         raise ImageError(f"{where}: cannot decode image ({exc})") from None
-    return _to_rgb(img, where)
 
 
 def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str) -> None:
