@@ -54,6 +54,7 @@ class InputLimits:
     remote_timeout_s: float = 10.0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
 
 
@@ -95,6 +96,10 @@ def _check_text(name: str, value: Any, limits: InputLimits) -> str | None:
         raise InputError(f"{name} must be a string, not {type(value).__name__}")
     if len(value) > limits.max_text_chars:
         raise TextTooLongError(f"{name} has {len(value)} characters; the limit is {limits.max_text_chars}")
+    if _SURROGATE.search(value):
+        # Lone surrogates (e.g. from a JSON "\ud800" escape) are not text and tokenizers refuse
+        # them: replace each with U+FFFD, which keeps every other character where it was.
+        value = _SURROGATE.sub("\ufffd", value)
     return value
 
 
