@@ -186,6 +186,11 @@ class TransformersBackend(Backend):
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
             batch["image_grid_thw"] = torch.cat([g for _, _, g in encoded if g is not None], dim=0)
+            # Qwen2.5-VL computes its 3D (M-RoPE) positions for image tokens only when told which
+            # tokens are image tokens; without this it silently falls back to 1D positions.
+            types = torch.zeros_like(input_ids)
+            types[input_ids == self._special_id("<|image_pad|>")] = 1
+            batch["mm_token_type_ids"] = types
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
 

@@ -133,6 +133,7 @@ def build_tiny_model(
     seed: int = 0,
     vocab_size: int = 512,
     logit_scale: float = 8.0,
+    attention_scale: float = 8.0,
 ) -> Path:
     """Write a tiny random guard model to ``out_dir`` and return its path.
 
@@ -140,6 +141,11 @@ def build_tiny_model(
     well separated; with the default initialisation the top tokens of a random model are
     near-ties, and greedy decoding would then flip between numerically equivalent runs (a
     padded batch versus one item alone).
+
+    ``attention_scale`` multiplies the language model's attention projections. With the default
+    initialisation attention is nearly uniform, so the output barely depends on the user's text
+    (the long system prompt dominates) and tests could not tell one request's verdict from
+    another's; sharper attention makes different inputs give different outputs.
     """
     torch = require("torch", extra="transformers")
     transformers = require("transformers", extra="transformers")
@@ -214,6 +220,9 @@ def build_tiny_model(
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(logit_scale)
+        for name, param in model.named_parameters():
+            if "visual" not in name and name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight")):
+                param.mul_(attention_scale)
     model.generation_config = transformers.GenerationConfig(
         eos_token_id=config.get_text_config().eos_token_id,
         pad_token_id=config.get_text_config().pad_token_id,

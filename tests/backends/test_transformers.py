@@ -108,6 +108,25 @@ def reference_generate(backend, case, max_new_tokens):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+def test_batch_inputs_equal_the_processor_and_give_the_same_logits(guard, case):
+    """Every tensor the model reads (incl. the image-token types that drive M-RoPE positions)
+    matches the processor's, and so do the next-token logits."""
+    import torch
+
+    prompt = rendered(guard, case)
+    batch = guard.backend._batch([prompt])
+    kwargs = {"images": list(prompt.images)} if prompt.images else {}
+    ref = guard.backend.processor(text=[prompt.text], return_tensors="pt", **kwargs)
+    for key in ref:
+        if key in batch or prompt.images:
+            assert torch.equal(batch[key].to(ref[key].dtype), ref[key]), key
+    with torch.inference_mode():
+        ours = guard.backend.model(**batch).logits[0, -1]
+        theirs = guard.backend.model(**ref).logits[0, -1]
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_end_to_end_output_equals_reference_code_path(guard, case):
     verdict = guard.moderate(**CASES[case])
     assert verdict.raw_output == reference_generate(guard.backend, case, 12)
