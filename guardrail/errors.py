@@ -6,6 +6,10 @@ The hierarchy::
     ├── ConfigurationError (ValueError) a mistake in how the guard was set up
     │   └── MissingDependencyError (ImportError)
     │                                   an optional extra is not installed; names the extra
+    ├── DataError (ValueError)          a data file cannot be used; training loaders list the bad rows
+    │   └── DatasetError                evaluation data is unusable (malformed file, unknown label);
+    │       │                           `path` and `line` say where
+    │       └── PredictionsError        a predictions file given to `guardrail.eval score/report`
     ├── InputError (ValueError)         the request itself is unusable; never reaches the model
     │   ├── ImageError                  undecodable, truncated, unsupported or disallowed image
     │   │   └── ImageTooLargeError      over the byte or pixel limit (decompression bombs)
@@ -15,10 +19,7 @@ The hierarchy::
     │   ├── BackendTimeoutError         the backend did not answer in time
     │   └── BackendUnavailableError     the backend cannot be reached or is not loaded
     ├── ParseError                      the model output carries no usable verdict (policy "raise")
-    ├── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
-    └── DatasetError (ValueError)       evaluation data is unusable (malformed file, unknown label);
-        │                               `path` and `line` say where
-        └── PredictionsError            a predictions file given to `guardrail.eval score/report`
+    └── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
 
 Third-party exceptions are translated into these at the boundary where they occur (the backend
 modules), chained with ``raise ... from exc``; anything not recognised is re-raised unchanged.
@@ -37,6 +38,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigurationError",
     "DatasetError",
+    "DataError",
     "GuardViolation",
     "GuardrailError",
     "ImageError",
@@ -69,6 +71,17 @@ class MissingDependencyError(ConfigurationError, ImportError):
             f"{what} needs the '{package}' package, which is not installed. "
             f'Install it with: pip install "guardrail-vl[{extra}]"'
         )
+
+
+class DataError(GuardrailError, ValueError):
+    """A data file cannot be used: unreadable, or rows that fail validation (``on_bad_row="fail"``).
+
+    ``issues`` lists the bad rows (objects with ``path``, ``row`` (1-based) and ``reason``).
+    """
+
+    def __init__(self, message: str, *, issues: tuple[Any, ...] = ()):
+        super().__init__(message)
+        self.issues = issues
 
 
 class InputError(GuardrailError, ValueError):
@@ -139,7 +152,7 @@ class GuardViolation(GuardrailError):
         super().__init__(message or _violation_message(verdict, stage))
 
 
-class DatasetError(GuardrailError, ValueError):
+class DatasetError(DataError):
     """A benchmark file cannot be used: malformed, or a label the evaluation does not know.
 
     ``path`` is the file and ``line`` the 1-based line (JSONL, CSV) or item (JSON list) at fault,

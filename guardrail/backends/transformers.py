@@ -67,6 +67,11 @@ class TransformersBackend(Backend):
                 if i is not None and i not in self._end_ids:
                     self._end_ids.append(int(i))
         self._suppress_ids = self._token_ids(_VISION_TOKENS)
+        # Qwen2.5-VL computes its 3D (M-RoPE) positions of image tokens from `mm_token_type_ids`
+        # (1 = image token, as the processor marks them); without it transformers falls back to
+        # text positions, which is not what the model was trained with.
+        self._image_pad_id = self._token_ids(("<|image_pad|>",))
+        self._wants_mm_types = _accepts(model, "mm_token_type_ids")
         self._special_cache: dict[str, int] = {}
         # Template text (the system prompt above all) repeats on every call: remember its ids.
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
@@ -183,14 +188,11 @@ class TransformersBackend(Backend):
             mask[row, width - len(ids) :] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
         pixels = [pv for _, pv, _ in encoded if pv is not None]
+        if pixels and self._wants_mm_types and self._image_pad_id:
+            batch["mm_token_type_ids"] = (input_ids == self._image_pad_id[0]).long()
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
             batch["image_grid_thw"] = torch.cat([g for _, _, g in encoded if g is not None], dim=0)
-            # Qwen2.5-VL computes its 3D (M-RoPE) positions for image tokens only when told which
-            # tokens are image tokens; without this it silently falls back to 1D positions.
-            types = torch.zeros_like(input_ids)
-            types[input_ids == self._special_id("<|image_pad|>")] = 1
-            batch["mm_token_type_ids"] = types
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
 
@@ -242,6 +244,15 @@ class TransformersBackend(Backend):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def _accepts(model: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return False
 
 
 def from_transformers(model: Any, processor: Any, **kwargs: Any) -> TransformersBackend:

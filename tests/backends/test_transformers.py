@@ -48,6 +48,10 @@ def test_token_ids_equal_the_processor(guard, case):
     assert ids == ref["input_ids"][0].tolist()
     if prompt.images:
         assert (pixels == ref["pixel_values"]).all() and (grid == ref["image_grid_thw"]).all()
+        # the image tokens are marked as the processor marks them: Qwen2.5-VL derives the 3D
+        # positions of the image tokens from these, and gets them wrong without
+        batch = guard.backend._batch([prompt])
+        assert batch["mm_token_type_ids"].tolist() == ref["mm_token_type_ids"].tolist()
         # the vision tokens sit where <image> was: right after "Human user:\n"
         tok = guard.backend.tokenizer
         start = tok.convert_tokens_to_ids("<|vision_start|>")

@@ -1,0 +1,5 @@
+"""``python -m guardrail.training``: see :mod:`guardrail.training.cli`."""
+
+from guardrail.training.cli import main
+
+raise SystemExit(main())

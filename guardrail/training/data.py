@@ -1,0 +1,585 @@
+"""Training data: read corpora, validate every row, write our own JSONL.
+
+Three row formats are read (``data_format="auto"`` tells them apart per row):
+
+``sharegpt`` (GuardReasoner-VLTrain)
+    ``{"messages": [system, user, assistant], "images": ["./a.png", ...]}`` (or ShareGPT's
+    ``"conversations"`` with ``from``/``value``). The user text is
+    ``Human user:\\n<image>\\n{prompt}\\n\\nAI assistant:\\n{response or None}\\n\\n`` with one
+    ``<image>`` per image; the assistant text is the target, whose ``<result>`` gives the labels.
+``guardreasoner`` (GuardReasonerTrain)
+    ``{"instruction": ..., "input": "Human user:\\n...", "output": "...Answers: ..."}``. For the
+    ``guardreasoner-vl`` profile the output is rewritten as
+    ``<think>\\n{reasoning}\\n</think>\\n<result>\\nRequest: ...\\nResponse: ...\\n</result>``.
+``guardrail`` (what ``sample`` and ``augment`` write)
+    ``{"id", "prompt", "response", "images", "request_label", "response_label", "target"}``.
+
+The system prompt and the layout of the user text are *not* taken from the file: prompts are
+rebuilt by the library's profile at training time, exactly as :class:`~guardrail.Guard` builds
+them at inference (images first, right after ``Human user:``).
+
+Every row is checked; a bad row is reported with its file and 1-based row number (line number
+for JSONL) and then skipped and counted (``on_bad_row="skip"``) or the load fails with a
+:class:`~guardrail.errors.DataError` listing the bad rows (``on_bad_row="fail"``). Checks:
+
+- the row is an object in a known format; user text in the ``Human user:`` form;
+- request text not empty (unless the request is images only), response not empty;
+- labels are ``harmful`` or ``unharmful`` (``none``/``harmless`` as the profiles read them);
+  a request label is always needed, a response label when there is a response;
+- the number of ``<image>`` placeholders equals the number of images; every image file exists
+  and its header can be read;
+- texts contain no chat-template special token (``<|im_end|>``...): TRL renders the chat as one
+  string before tokenizing, so such a token would be trained as markup, unlike at inference;
+- when a target is needed (SFT), it is present and well formed for the profile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from guardrail.errors import DataError
+from guardrail.profiles import (
+    GuardReasonerProfile,
+    GuardReasonerVLProfile,
+    ModerationInput,
+    Profile,
+    get_profile,
+)
+
+__all__ = [
+    "DATA_FORMATS",
+    "Example",
+    "LoadedData",
+    "RowIssue",
+    "load_examples",
+    "parse_user_text",
+    "read_rows",
+    "write_examples",
+]
+
+log = logging.getLogger("guardrail.training")
+
+DATA_FORMATS = ("auto", "sharegpt", "guardreasoner", "guardrail")
+LABELS = ("harmful", "unharmful")
+IMAGE_PLACEHOLDER = "<image>"
+# Chat-template tokens of the supported model families; none may appear in training texts.
+SPECIAL_TOKENS = (
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|begin_of_text|>", "<|end_of_text|>",
+    "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
+)  # fmt: skip
+
+_HUMAN = "Human user:\n"
+_AI = "\n\nAI assistant:\n"
+_LABEL_SYNONYMS = {"harmful": "harmful", "unharmful": "unharmful", "harmless": "unharmful"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One validated training sample.
+
+    ``images`` are absolute file paths (decoded only when a batch needs them). ``request_label``
+    and ``response_label`` are ``"harmful"``/``"unharmful"``; ``response_label`` is None when the
+    sample has no response. ``target`` is the assistant text for SFT (None for RL-only rows).
+    """
+
+    prompt: str | None
+    response: str | None
+    images: tuple[str, ...] = ()
+    request_label: str | None = None
+    response_label: str | None = None
+    target: str | None = None
+    refusal_label: str | None = None
+    id: str = ""
+    source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def moderation_input(self, images: Sequence[Any] | None = None) -> ModerationInput:
+        """The request as the profiles see it; ``images`` replaces the paths (decoded images)."""
+        return ModerationInput(
+            prompt=self.prompt,
+            response=self.response,
+            images=tuple(self.images if images is None else images),
+        )
+
+    def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The ``guardrail`` JSONL row; image paths relative to ``base_dir`` when inside it."""
+        row: dict[str, Any] = {
+            "id": self.id,
+            "prompt": self.prompt,
+            "response": self.response,
+            "images": [_relative(p, base_dir) for p in self.images],
+            "request_label": self.request_label,
+            "response_label": self.response_label,
+        }
+        if self.refusal_label is not None:
+            row["refusal_label"] = self.refusal_label
+        if self.target is not None:
+            row["target"] = self.target
+        if self.meta:
+            row["meta"] = dict(self.meta)
+        return row
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """A bad row: the file, its 1-based row (line) number and what is wrong."""
+
+    path: str
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.row}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """The result of :func:`load_examples`: the good rows and the bad ones."""
+
+    examples: tuple[Example, ...]
+    issues: tuple[RowIssue, ...]
+    rows: int
+
+    @property
+    def skipped(self) -> int:
+        return len(self.issues)
+
+    def summary(self) -> str:
+        return f"{len(self.examples)} examples from {self.rows} rows ({self.skipped} bad rows skipped)"
+
+
+class _BadRow(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------- reading
+def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(row_number, parsed_row)`` from a JSONL file (line numbers) or a JSON list.
+
+    A line that is not valid JSON yields a :class:`_BadRow` instance as its row.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read data file {path}: {exc}") from exc
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON: {exc}") from exc
+        for i, row in enumerate(rows, start=1):
+            yield i, row
+        return
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield i, _BadRow(f"not valid JSON: {exc.msg}")
+
+
+def load_examples(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    profile: str | Profile = "guardreasoner-vl",
+    data_format: str = "auto",
+    image_root: str | os.PathLike[str] | None = None,
+    on_bad_row: str = "skip",
+    require_target: bool = False,
+    max_samples: int | None = None,
+    check_images: bool = True,
+) -> LoadedData:
+    """Read and validate training rows from one or more files (see the module docstring).
+
+    - ``image_root``: where relative image paths start (default: each data file's directory).
+    - ``on_bad_row``: ``"skip"`` (log each bad row, count it, go on) or ``"fail"`` (raise
+      :class:`~guardrail.errors.DataError` listing every bad row, after reading all of them).
+    - ``require_target``: rows without a usable assistant target are bad (SFT).
+    - ``max_samples``: stop after this many good rows.
+    """
+    if data_format not in DATA_FORMATS:
+        raise DataError(f"unknown data format {data_format!r}; known: {', '.join(DATA_FORMATS)}")
+    if on_bad_row not in ("skip", "fail"):
+        raise DataError(f"on_bad_row must be 'skip' or 'fail', not {on_bad_row!r}")
+    prof = get_profile(profile) if not isinstance(profile, Profile) else profile
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    examples: list[Example] = []
+    issues: list[RowIssue] = []
+    seen_ids: set[str] = set()
+    rows = 0
+    for path in paths:
+        path = Path(path)
+        base = Path(image_root) if image_root is not None else path.parent
+        for number, raw in read_rows(path):
+            rows += 1
+            try:
+                if isinstance(raw, _BadRow):
+                    raise raw
+                ex = parse_row(
+                    raw, data_format=data_format, profile=prof, image_base=base, check_images=check_images
+                )
+                if require_target:
+                    _check_target(ex, prof)
+                if not ex.id:
+                    ex = replace(ex, id=f"{path.stem}-{number}")
+                if ex.id in seen_ids:
+                    raise _BadRow(f"duplicate id {ex.id!r}")
+                seen_ids.add(ex.id)
+                examples.append(replace(ex, source=f"{path}:{number}"))
+            except _BadRow as exc:
+                issue = RowIssue(str(path), number, str(exc))
+                issues.append(issue)
+                if on_bad_row == "skip" and len(issues) <= 20:
+                    log.warning("skipping bad row %s", issue)
+            if max_samples is not None and len(examples) >= max_samples:
+                break
+        if max_samples is not None and len(examples) >= max_samples:
+            break
+    if issues and on_bad_row == "fail":
+        shown = "\n".join(f"  {i}" for i in issues[:20])
+        more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
+        raise DataError(
+            f"{len(issues)} bad row(s) in the training data:\n{shown}{more}", issues=tuple(issues)
+        )
+    if len(issues) > 20:
+        log.warning("... %d more bad rows skipped", len(issues) - 20)
+    if issues:
+        log.warning("skipped %d bad row(s) of %d", len(issues), rows)
+    return LoadedData(tuple(examples), tuple(issues), rows)
+
+
+def parse_row(
+    raw: Any,
+    *,
+    data_format: str = "auto",
+    profile: Profile | None = None,
+    image_base: str | os.PathLike[str] = ".",
+    check_images: bool = True,
+) -> Example:
+    """Turn one parsed JSON row into an :class:`Example`; raise ``_BadRow`` with the reason."""
+    prof = profile or GuardReasonerVLProfile()
+    if not isinstance(raw, Mapping):
+        raise _BadRow(f"a row must be a JSON object, not {type(raw).__name__}")
+    fmt = data_format if data_format != "auto" else _detect(raw)
+    if fmt == "sharegpt":
+        ex = _from_sharegpt(raw, prof)
+    elif fmt == "guardreasoner":
+        ex = _from_guardreasoner(raw, prof)
+    else:
+        ex = _from_guardrail(raw)
+    images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
+    ex = replace(ex, images=images)
+    _check_texts(ex)
+    return ex
+
+
+def _detect(raw: Mapping[str, Any]) -> str:
+    if "messages" in raw or "conversations" in raw:
+        return "sharegpt"
+    if "instruction" in raw and "output" in raw:
+        return "guardreasoner"
+    if "request_label" in raw or "prompt" in raw:
+        return "guardrail"
+    raise _BadRow(
+        "unknown row format: expected 'messages' (ShareGPT), 'instruction'/'input'/'output' "
+        "(GuardReasoner) or 'prompt'/'request_label' (guardrail)"
+    )
+
+
+def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Example:
+    messages = raw.get("messages", raw.get("conversations"))
+    if not isinstance(messages, list) or not messages:
+        raise _BadRow("'messages' must be a non-empty list")
+    by_role: dict[str, str] = {}
+    for m in messages:
+        if not isinstance(m, Mapping):
+            raise _BadRow("each message must be an object")
+        role = m.get("role", m.get("from"))
+        role = {"human": "user", "gpt": "assistant"}.get(role, role)
+        content = m.get("content", m.get("value"))
+        if role not in ("system", "user", "assistant"):
+            raise _BadRow(f"unknown message role {role!r}")
+        if role in by_role:
+            raise _BadRow(f"more than one {role} message (multi-turn rows are not supported)")
+        by_role[role] = _content_text(content)
+    if "user" not in by_role:
+        raise _BadRow("no user message")
+    images = _image_list(raw)
+    user = by_role["user"]
+    n_placeholders = user.count(IMAGE_PLACEHOLDER)
+    if n_placeholders != len(images):
+        raise _BadRow(
+            f"the user text has {n_placeholders} <image> placeholder(s) but the row has {len(images)} image(s)"
+        )
+    prompt, response = parse_user_text(user)
+    target = by_role.get("assistant")
+    labels = _labels_from_target(target, prof, prompt, response, bool(images)) if target is not None else {}
+    labels = {**labels, **_explicit_labels(raw)}
+    return Example(
+        prompt=prompt,
+        response=response,
+        images=tuple(images),
+        request_label=_required_label(labels.get("request"), "request"),
+        response_label=_response_label(labels.get("response"), response),
+        target=target,
+        id=str(raw.get("id", "") or ""),
+    )
+
+
+def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Example:
+    source = raw.get("input")
+    output = raw.get("output")
+    if not isinstance(source, str) or not isinstance(output, str):
+        raise _BadRow("'input' and 'output' must be strings")
+    if IMAGE_PLACEHOLDER in source:
+        raise _BadRow("GuardReasoner rows are text only; this input has <image>")
+    prompt, response = parse_user_text(source)
+    text_profile = GuardReasonerProfile()
+    item = ModerationInput(prompt=prompt, response=response)
+    parsed = text_profile.parse(output, item)
+    if not parsed.ok:
+        raise _BadRow(f"cannot read the labels from 'output' ({parsed.error})")
+    request = _required_label(parsed.labels.get("request"), "request")
+    response_label = _response_label(parsed.labels.get("response"), response)
+    refusal = parsed.labels.get("refusal") if response is not None else None
+    if isinstance(prof, GuardReasonerProfile):
+        target = output
+    else:
+        reasoning = (parsed.reasoning or "").strip()
+        if not reasoning:
+            raise _BadRow("'output' has no reasoning before its answers")
+        target = vl_target(reasoning, request, response_label)
+    return Example(
+        prompt=prompt,
+        response=response,
+        request_label=request,
+        response_label=response_label,
+        refusal_label=refusal,
+        target=target,
+        id=str(raw.get("id", "") or ""),
+    )
+
+
+def _from_guardrail(raw: Mapping[str, Any]) -> Example:
+    prompt, response = raw.get("prompt"), raw.get("response")
+    for name, value in (("prompt", prompt), ("response", response)):
+        if value is not None and not isinstance(value, str):
+            raise _BadRow(f"'{name}' must be a string or null, not {type(value).__name__}")
+    target = raw.get("target")
+    if target is not None and not isinstance(target, str):
+        raise _BadRow("'target' must be a string or null")
+    images = _image_list(raw)
+    if prompt is None and not images:
+        raise _BadRow("no request: give 'prompt' and/or 'images'")
+    meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
+    refusal = raw.get("refusal_label")
+    if refusal is not None and refusal not in ("refusal", "compliance"):
+        raise _BadRow(f"unknown refusal label {refusal!r} (expected refusal or compliance)")
+    return Example(
+        prompt=prompt,
+        response=response,
+        images=tuple(images),
+        request_label=_required_label(raw.get("request_label"), "request"),
+        response_label=_response_label(raw.get("response_label"), response),
+        refusal_label=refusal,
+        target=target,
+        id=str(raw.get("id", "") or ""),
+        meta=dict(meta),
+    )
+
+
+def parse_user_text(text: str) -> tuple[str | None, str | None]:
+    """Split ``Human user:\\n{prompt}\\n\\nAI assistant:\\n{response}\\n\\n`` into its texts.
+
+    ``<image>`` placeholders are removed (the profile puts images first, as at inference); an
+    image-only request gives ``prompt=None``; a response ``None`` gives ``response=None``.
+
+    >>> parse_user_text("Human user:\\n<image>\\nWhat is this?\\n\\nAI assistant:\\nNone\\n\\n")
+    ('What is this?', None)
+    """
+    if not text.startswith("Human user:"):
+        raise _BadRow("the user text does not start with 'Human user:'")
+    body = text[len("Human user:") :].removeprefix("\n")
+    head, sep, tail = body.partition(_AI)
+    if not sep:
+        if body.rstrip().endswith("AI assistant:"):  # no response section content at all
+            head, tail = body.rstrip()[: -len("AI assistant:")].rstrip("\n"), "None"
+        else:
+            raise _BadRow("the user text has no 'AI assistant:' section")
+    had_image = IMAGE_PLACEHOLDER in head
+    prompt = re.sub(r"<image>\n?", "", head).strip("\n") if had_image else head
+    prompt_value: str | None = prompt
+    if had_image and not prompt.strip():
+        prompt_value = None
+    response = tail[:-2] if tail.endswith("\n\n") else tail.rstrip("\n")
+    response_value: str | None = None if response.strip() == "None" else response
+    return prompt_value, response_value
+
+
+def vl_target(reasoning: str, request: str | None, response: str | None) -> str:
+    """A GuardReasoner-VL assistant text with the given reasoning and labels."""
+    return (
+        f"<think>\n{reasoning}\n</think>\n<result>\nRequest: {request or 'None'}\n"
+        f"Response: {response or 'None'}\n</result>"
+    )
+
+
+# ------------------------------------------------------------------------------- checking
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # structured parts: images count as placeholders
+        out = []
+        for part in content:
+            if not isinstance(part, Mapping):
+                raise _BadRow("message content parts must be objects")
+            if part.get("type") == "text":
+                out.append(str(part.get("text", "")))
+            elif part.get("type") == "image":
+                out.append(IMAGE_PLACEHOLDER)
+            else:
+                raise _BadRow(f"unsupported content part type {part.get('type')!r}")
+        return "".join(out)
+    raise _BadRow("message content must be a string or a list of parts")
+
+
+def _image_list(raw: Mapping[str, Any]) -> list[str]:
+    images = raw.get("images", raw.get("image"))
+    if images is None:
+        return []
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+        raise _BadRow("'images' must be a list of file paths")
+    return list(images)
+
+
+def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
+    p = Path(path)
+    if not p.is_absolute():
+        p = Path(base) / p
+    p = Path(os.path.abspath(p))  # absolute: rows written elsewhere (sample, augment) still find it
+    if not p.is_file():
+        raise _BadRow(f"image file not found: {p}")
+    if check:
+        try:
+            from PIL import Image
+
+            with Image.open(p) as img:
+                img.size  # noqa: B018 - reads the header only
+        except Exception as exc:  # noqa: BLE001 - any decoder failure makes the row unusable
+            raise _BadRow(f"cannot read image {p}: {exc}") from None
+    return str(p)
+
+
+def _labels_from_target(
+    target: str, prof: Profile, prompt: str | None, response: str | None, has_images: bool
+) -> dict[str, str | None]:
+    item = ModerationInput(prompt=prompt, response=response, images=(None,) if has_images else ())
+    vl = prof if isinstance(prof, GuardReasonerVLProfile) else GuardReasonerVLProfile()
+    parsed = vl.parse(target, item)
+    if not parsed.ok and not isinstance(prof, GuardReasonerVLProfile):
+        parsed = prof.parse(target, item)
+    if not parsed.ok:
+        raise _BadRow(f"cannot read the labels from the assistant text ({parsed.error})")
+    return dict(parsed.labels)
+
+
+def _explicit_labels(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    if raw.get("request_label") is not None:
+        out["request"] = raw["request_label"]
+    if raw.get("response_label") is not None:
+        out["response"] = raw["response_label"]
+    return out
+
+
+def _normalise(value: Any, task: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in _LABEL_SYNONYMS:
+        raise _BadRow(f"unknown {task} label {value!r} (expected harmful or unharmful)")
+    return _LABEL_SYNONYMS[value.strip().lower()]
+
+
+def _required_label(value: Any, task: str) -> str:
+    if value is None:
+        raise _BadRow(f"no {task} label")
+    return _normalise(value, task)
+
+
+def _response_label(value: Any, response: str | None) -> str | None:
+    if response is None:
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() in ("none", "unharmful", "harmless")
+        ):
+            return None
+        raise _BadRow(f"response label {value!r} given for a row without a response")
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        raise _BadRow("no response label for a row with a response")
+    return _normalise(value, "response")
+
+
+def _check_texts(ex: Example) -> None:
+    if ex.prompt is not None and not ex.prompt.strip() and not ex.images:
+        raise _BadRow("empty request text")
+    if ex.response is not None and not ex.response.strip():
+        raise _BadRow("empty response text")
+    for name, text in (("request", ex.prompt), ("response", ex.response)):
+        if text is None:
+            continue
+        for tok in SPECIAL_TOKENS:
+            if tok in text:
+                raise _BadRow(f"the {name} text contains the chat-template token {tok!r}")
+
+
+def _check_target(ex: Example, prof: Profile) -> None:
+    if ex.target is None or not ex.target.strip():
+        raise _BadRow("no assistant target text (SFT needs one)")
+    for tok in SPECIAL_TOKENS:
+        if tok in ex.target:
+            raise _BadRow(f"the target contains the chat-template token {tok!r}")
+    if isinstance(prof, GuardReasonerVLProfile):
+        from guardrail.training.rewards import is_well_formed
+
+        if not is_well_formed(ex.target):
+            raise _BadRow("the target is not '<think>...</think>' followed by '<result>...</result>'")
+    parsed = prof.parse(ex.target, ex.moderation_input())
+    if not parsed.ok:
+        raise _BadRow(f"the target has no labels the {prof.name} profile can read ({parsed.error})")
+
+
+# -------------------------------------------------------------------------------- writing
+def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> int:
+    """Write examples as ``guardrail`` JSONL (images relative to the file's directory); return the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(ex.to_row(path.parent), ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def _relative(path: str, base: str | os.PathLike[str] | None) -> str:
+    if base is None:
+        return path
+    try:
+        return (
+            os.path.relpath(path, base) if Path(path).resolve().is_relative_to(Path(base).resolve()) else path
+        )
+    except ValueError:
+        return path

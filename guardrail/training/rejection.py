@@ -1,0 +1,363 @@
+"""Rejection sampling: find the samples the SFT model gets wrong every time.
+
+The model answers each sample ``k`` times with randomness (paper: 4 times at temperature 1.0,
+top_p 0.95) through a guard **backend**, named as for :func:`guardrail.backends.load_backend`
+(``transformers`` locally; a remote endpoint such as a vLLM server plugs in by name once its
+backend exists), or passed in as an object. Prompts are rendered by the profile and answers
+parsed by it, as :class:`~guardrail.Guard` does. A prediction is wrong when a label the sample
+has (request; response when there is one) differs from the gold label, or when the output
+cannot be parsed. Samples whose ``k`` predictions are all wrong are kept (``keep:
+all_wrong``); ``any_wrong`` keeps those wrong at least once. ``min_keep`` tops the kept set up
+with the most-often-wrong samples when too few qualify (small runs need some RL data).
+
+Outputs in ``output_dir``:
+
+- ``hard.jsonl``: the kept samples (``guardrail`` rows, image paths relative to the file, with
+  ``meta.wrong`` = how many of the ``k`` predictions were wrong);
+- ``stats.json``: counts and error rates (see :class:`SamplingStats`);
+- ``progress.jsonl``: one line per finished sample; a rerun skips those (``resume: true``),
+  so an interrupted run loses nothing and repeats nothing.
+
+A generation that fails in the backend (``Generation.error``) is neither right nor wrong: it is
+counted in ``errors`` and its sample is not kept. A failure of a whole backend call stops the
+run with the backend's error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from guardrail.backends.base import Backend, GenerationOptions
+from guardrail.errors import ConfigurationError
+from guardrail.profiles import Profile
+from guardrail.training._common import DataConfig, timer, torch_threads
+from guardrail.training._config import option
+from guardrail.training.data import Example, write_examples
+
+__all__ = ["RejectionConfig", "SampleResult", "SamplingStats", "judge", "rejection_sample"]
+
+log = logging.getLogger("guardrail.training")
+
+TASKS = ("request", "response")
+
+
+@dataclass
+class RejectionConfig(DataConfig):
+    """Settings of ``python -m guardrail.training sample`` (recipe section ``sample``)."""
+
+    section = "sample"
+
+    model: str | None = option(
+        None, "the SFT model (directory or hub id; for a remote backend, the served model)"
+    )
+    output_dir: str | None = option(None, "where hard.jsonl, stats.json and progress.jsonl go")
+    backend: str = option("transformers", "guard backend name (see guardrail.backends.BACKENDS)")
+    backend_options: dict = option(
+        factory=dict, help="options for the backend loader (e.g. {device: cuda, dtype: bfloat16})"
+    )
+    k: int = option(4, "generations per sample")
+    temperature: float = option(1.0, "sampling temperature")
+    top_p: float = option(0.95, "nucleus sampling")
+    max_new_tokens: int = option(1024, "generation budget per answer")
+    batch_size: int = option(8, "samples per backend call (each repeated k times)")
+    keep: str = option("all_wrong", "which samples to keep", choices=("all_wrong", "any_wrong"))
+    min_keep: int = option(0, "keep at least this many (topped up with the most-often-wrong samples)")
+    resume: bool = option(True, "skip samples already recorded in output_dir/progress.jsonl")
+    disable_tqdm: bool = option(False, "hide the progress bar")
+    num_threads: int | None = option(
+        None, "CPU threads for torch while sampling (local backends; default: torch's)"
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.k < 1:
+            raise ConfigurationError("sample.k must be at least 1")
+        if self.temperature <= 0:
+            raise ConfigurationError("sample.temperature must be positive (rejection sampling samples)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigurationError("sample.top_p must be in (0, 1]")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigurationError("sample.max_new_tokens and sample.batch_size must be at least 1")
+        if self.min_keep < 0:
+            raise ConfigurationError("sample.min_keep must be >= 0")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigurationError("sample.num_threads must be at least 1")
+
+    def require_paths(self, *, need_model: bool) -> None:
+        if need_model and not self.model:
+            raise ConfigurationError("sample.model: give the model to sample from")
+        if not self.output_dir:
+            raise ConfigurationError("sample.output_dir: give an output directory")
+
+
+@dataclass(frozen=True)
+class SamplingStats:
+    """What rejection sampling saw.
+
+    - ``samples``: samples judged; ``generations``: answers generated (``samples x k``);
+    - ``kept``: samples written to ``hard.jsonl`` (``topped_up`` of them by ``min_keep``);
+    - ``parse_failures`` and ``errors``: answers without labels / failed in the backend;
+    - ``error_rate``: per task, the share of parsed-or-unparsable answers with a wrong label
+      for that task (``response`` over samples that have a response), and ``any`` over all;
+    - ``wrong_histogram``: how many samples had 0, 1, ..., k wrong answers.
+    """
+
+    samples: int
+    k: int
+    generations: int
+    kept: int
+    topped_up: int
+    parse_failures: int
+    errors: int
+    error_rate: dict[str, float]
+    wrong_histogram: dict[str, int]
+    mean_output_tokens: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """The kept samples, where they were written, and the statistics."""
+
+    hard_file: str
+    stats_file: str
+    stats: SamplingStats
+    kept: tuple[Example, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One answer checked against the gold labels."""
+
+    wrong: bool | None  # None: the backend failed for this answer
+    parsed: bool
+    wrong_tasks: tuple[str, ...]
+    output_tokens: int | None
+
+
+def judge(
+    profile: Profile, example: Example, text: str, *, error: bool = False, output_tokens: int | None = None
+) -> Judgement:
+    """Check one answer: wrong when unparsable or when a task's label differs from the gold one."""
+    if error:
+        return Judgement(None, False, (), output_tokens)
+    item = example.moderation_input()
+    parsed = profile.parse(text, item)
+    gold = {"request": example.request_label, "response": example.response_label}
+    tasks = [t for t in TASKS if gold[t] is not None]
+    if not parsed.ok:
+        return Judgement(True, False, tuple(tasks), output_tokens)
+    wrong = tuple(t for t in tasks if parsed.labels.get(t) != gold[t])
+    return Judgement(bool(wrong), True, wrong, output_tokens)
+
+
+def rejection_sample(
+    config: RejectionConfig,
+    *,
+    backend: Backend | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SampleResult:
+    """Run rejection sampling as ``config`` says (see the module docstring).
+
+    ``backend``: a ready backend (e.g. :class:`~guardrail.testing.FakeBackend` in tests);
+    by default ``config.backend`` is loaded for ``config.model``. ``progress(done, total)`` is
+    called after each batch.
+    """
+    with torch_threads(config.num_threads):
+        return _rejection_sample(config, backend, progress)
+
+
+def _rejection_sample(
+    config: RejectionConfig, backend: Backend | None, progress: Callable[[int, int], None] | None
+) -> SampleResult:
+    elapsed = timer()
+    config.require_paths(need_model=backend is None)
+    data = config.load(require_target=False)
+    profile = config.get_profile()
+    out = Path(config.output_dir or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / "progress.jsonl"
+    done = (
+        {i: r for i, r in _read_progress(progress_file).items() if r.get("k") == config.k}
+        if config.resume
+        else {}
+    )
+    if not config.resume and progress_file.exists():
+        progress_file.unlink()
+    todo = [ex for ex in data.examples if ex.id not in done]
+    if done:
+        log.info(
+            "sample: %d of %d samples already done (progress.jsonl), %d to go",
+            len(data.examples) - len(todo),
+            len(data.examples),
+            len(todo),
+        )
+    own_backend = backend is None
+    if backend is None and todo:
+        from guardrail.backends import load_backend
+
+        backend = load_backend(config.backend, config.model, **config.backend_options)
+    bar = _progress_bar(len(todo), config.disable_tqdm)
+    already = len(done)  # seeds follow the position in the data, so a resumed run draws the same
+    try:
+        with progress_file.open("a", encoding="utf-8") as fh:
+            for start in range(0, len(todo), config.batch_size):
+                batch = todo[start : start + config.batch_size]
+                records = _sample_batch(backend, profile, batch, config, seed_offset=already + start)
+                for rec in records:
+                    fh.write(json.dumps(rec) + "\n")
+                    done[rec["id"]] = rec
+                fh.flush()
+                if bar is not None:
+                    bar.update(len(batch))
+                if progress is not None:
+                    progress(len(done), len(data.examples))
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_backend and backend is not None:
+            backend.close()
+    return _finish(config, data.examples, done, out, elapsed)
+
+
+def _sample_batch(
+    backend: Any, profile: Profile, batch: Sequence[Example], config: RejectionConfig, seed_offset: int
+) -> list[dict[str, Any]]:
+    from guardrail.inputs import load_image
+
+    prompts = []
+    for ex in batch:
+        images = [load_image(p, index=i) for i, p in enumerate(ex.images)]
+        rendered = profile.render(ex.moderation_input(images))
+        prompts.extend([rendered] * config.k)
+    options = GenerationOptions(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed + seed_offset,
+    )
+    generations = backend.generate(prompts, options)
+    if len(generations) != len(prompts):
+        raise RuntimeError(f"backend returned {len(generations)} outputs for {len(prompts)} prompts")
+    records = []
+    for i, ex in enumerate(batch):
+        judged = [
+            judge(profile, ex, g.text, error=g.error is not None, output_tokens=g.output_tokens)
+            for g in generations[i * config.k : (i + 1) * config.k]
+        ]
+        records.append(
+            {
+                "id": ex.id,
+                "k": config.k,
+                "wrong": sum(1 for j in judged if j.wrong),
+                "errors": sum(1 for j in judged if j.wrong is None),
+                "parse_failures": sum(1 for j in judged if j.wrong is not None and not j.parsed),
+                "wrong_tasks": {t: sum(1 for j in judged if t in j.wrong_tasks) for t in TASKS},
+                "tokens": [j.output_tokens for j in judged],
+            }
+        )
+    return records
+
+
+def _finish(
+    config: RejectionConfig,
+    examples: Sequence[Example],
+    records: dict[str, Any],
+    out: Path,
+    elapsed: Callable[[], float],
+) -> SampleResult:
+    k = config.k
+    recs = [(ex, records[ex.id]) for ex in examples if ex.id in records]
+
+    def qualifies(rec: dict[str, Any]) -> bool:
+        if rec["errors"]:
+            return False
+        return rec["wrong"] == k if config.keep == "all_wrong" else rec["wrong"] > 0
+
+    kept = [(ex, rec) for ex, rec in recs if qualifies(rec)]
+    topped = 0
+    if len(kept) < config.min_keep:
+        kept_ids = {ex.id for ex, _ in kept}
+        rest = sorted(
+            ((ex, rec) for ex, rec in recs if ex.id not in kept_ids and not rec["errors"]),
+            key=lambda er: -er[1]["wrong"],
+        )  # stable: ties keep the data order
+        extra = rest[: config.min_keep - len(kept)]
+        topped = len(extra)
+        kept_ids |= {ex.id for ex, _ in extra}
+        kept = [(ex, rec) for ex, rec in recs if ex.id in kept_ids]
+    hard = [replace(ex, meta={**dict(ex.meta), "wrong": rec["wrong"], "k": k}) for ex, rec in kept]
+    hard_file = out / "hard.jsonl"
+    write_examples(hard_file, hard)
+
+    answers = sum(k - rec["errors"] for _, rec in recs)
+    with_response = [rec for ex, rec in recs if ex.response_label is not None]
+    response_answers = sum(k - rec["errors"] for rec in with_response)
+    tokens = [t for _, rec in recs for t in rec["tokens"] if t is not None]
+    histogram = {str(n): 0 for n in range(k + 1)}
+    for _, rec in recs:
+        histogram[str(rec["wrong"])] = histogram.get(str(rec["wrong"]), 0) + 1
+    stats = SamplingStats(
+        samples=len(recs),
+        k=k,
+        generations=len(recs) * k,
+        kept=len(hard),
+        topped_up=topped,
+        parse_failures=sum(rec["parse_failures"] for _, rec in recs),
+        errors=sum(rec["errors"] for _, rec in recs),
+        error_rate={
+            "request": _rate(sum(rec["wrong_tasks"]["request"] for _, rec in recs), answers),
+            "response": _rate(sum(rec["wrong_tasks"]["response"] for rec in with_response), response_answers),
+            "any": _rate(sum(rec["wrong"] for _, rec in recs), answers),
+        },
+        wrong_histogram=histogram,
+        mean_output_tokens=(sum(tokens) / len(tokens)) if tokens else None,
+        seconds=round(elapsed(), 3),
+    )
+    stats_file = out / "stats.json"
+    stats_file.write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
+    if not hard:
+        log.warning(
+            "sample: no sample qualified (keep: %s); the next stages need data: set sample.min_keep "
+            "or keep: any_wrong",
+            config.keep,
+        )
+    log.info(
+        "sample: kept %d of %d samples (%d topped up); error rates %s",
+        stats.kept, stats.samples, stats.topped_up, stats.error_rate,
+    )  # fmt: skip
+    return SampleResult(str(hard_file), str(stats_file), stats, tuple(hard))
+
+
+def _rate(wrong: int, total: int) -> float:
+    return round(wrong / total, 6) if total else 0.0
+
+
+def _read_progress(path: Path) -> dict[str, Any]:
+    done: dict[str, Any] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by an interruption: that sample is redone
+        if isinstance(rec, dict) and "id" in rec:
+            done[rec["id"]] = rec
+    return done
+
+
+def _progress_bar(total: int, disable: bool) -> Any:
+    if disable or total == 0 or os.environ.get("GUARDRAIL_NO_PROGRESS"):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with the training extra
+        return None
+    return tqdm(total=total, desc="rejection sampling", unit="sample")
