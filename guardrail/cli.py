@@ -41,7 +41,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-new-tokens", type=int, default=None, help="generation budget (default: the profile's)"
     )
-    g.add_argument("--base-url", default=None, help="remote: the endpoint's API root, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument(
+        "--base-url", default=None, help="remote: the endpoint's API root, e.g. http://127.0.0.1:8080/v1"
+    )
     g.add_argument(
         "--remote-api-key", default=os.environ.get("GUARDRAIL_REMOTE_API_KEY"),
         help="remote: the endpoint's API key (default: $GUARDRAIL_REMOTE_API_KEY)",
@@ -66,12 +68,18 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="reasoning (default), fast (label probabilities, no reasoning) or cascade (fast, then "
              "reasoning when the score is uncertain)",
     )  # fmt: skip
-    g.add_argument("--threshold", type=float, default=0.5, help="fast/cascade: P(harmful) that blocks (default 0.5)")
+    g.add_argument(
+        "--threshold", type=float, default=0.5, help="fast/cascade: P(harmful) that blocks (default 0.5)"
+    )
     g.add_argument(
         "--cascade-band", type=float, nargs=2, default=(0.2, 0.8), metavar=("LOW", "HIGH"),
         help="cascade: reason when LOW <= score <= HIGH (default 0.2 0.8)",
     )  # fmt: skip
     g.add_argument("--cache-size", type=int, default=0, help="verdict cache entries (default 0: no cache)")
+    g.add_argument(
+        "--generation-timeout", type=float, default=None, metavar="SECONDS",
+        help="bound on the model's generation per call; unfinished outputs follow --on-error",
+    )  # fmt: skip
 
 
 # Backend-specific CLI options -> loader keyword, per backend. Other backends add entries.
@@ -96,6 +104,8 @@ def guard_from_args(args: argparse.Namespace) -> Any:
         "threshold": getattr(args, "threshold", 0.5),
         "cascade_band": tuple(getattr(args, "cascade_band", (0.2, 0.8))),
     }
+    if getattr(args, "generation_timeout", None) is not None:
+        speed["timeout_s"] = args.generation_timeout
     if getattr(args, "cache_size", 0):
         from guardrail.cache import VerdictCache
 

@@ -44,7 +44,12 @@ class Guard:
       GuardReasoner-VL).
     - ``on_parse_error``: what an unparsable model output gives: ``"block"`` (default,
       fail closed), ``"allow"`` or ``"raise"`` (:class:`~guardrail.errors.ParseError`).
-    - ``on_error``: the same for backend failures (the exception is raised with ``"raise"``).
+    - ``on_error``: the same for backend failures (the exception is raised with ``"raise"``),
+      timeouts included.
+    - ``timeout_s``: bound on the model's generation per call (default: none). An output not
+      finished in time is a backend failure for ``on_error`` (blocked by default), never a
+      truncated verdict. Enforced by every backend (transformers ``max_time``, llama.cpp between
+      tokens and inside prompt evaluation, remote as its request deadline).
     - ``limits``: :class:`~guardrail.inputs.InputLimits` for texts and images.
 
     Speed (see docs/performance.md):
@@ -77,6 +82,7 @@ class Guard:
         on_error: FailurePolicy = "block",
         limits: InputLimits | None = None,
         profile_options: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
         mode: Mode = "reasoning",
         threshold: float = 0.5,
         cascade_band: tuple[float, float] = (0.2, 0.8),
@@ -93,6 +99,9 @@ class Guard:
             raise ConfigurationError("max_new_tokens must be at least 1")
         self.max_new_tokens = max_new_tokens or self.profile.default_max_new_tokens
         self.limits = limits or InputLimits()
+        if timeout_s is not None and not timeout_s > 0:
+            raise ConfigurationError("timeout_s must be > 0 (or None for no bound)")
+        self.timeout_s = timeout_s
         self.mode: Mode = fast.validate_mode(mode)
         self.threshold = fast.validate_threshold(threshold)
         self.cascade_band = fast.validate_band(cascade_band)
@@ -101,7 +110,9 @@ class Guard:
         if cache is True:
             cache = VerdictCache()
         if cache not in (None, False) and not isinstance(cache, VerdictCache):
-            raise ConfigurationError(f"cache must be a VerdictCache, True or None; got {type(cache).__name__}")
+            raise ConfigurationError(
+                f"cache must be a VerdictCache, True or None; got {type(cache).__name__}"
+            )
         self.cache: VerdictCache | None = cache if isinstance(cache, VerdictCache) else None
         if batching is True:
             batching = BatchingOptions()
@@ -225,7 +236,9 @@ class Guard:
     # ------------------------------------------------------------------------- checking
     @property
     def generation_options(self) -> GenerationOptions:
-        return GenerationOptions(max_new_tokens=self.max_new_tokens, stop=tuple(self.profile.stop))
+        return GenerationOptions(
+            max_new_tokens=self.max_new_tokens, stop=tuple(self.profile.stop), timeout_s=self.timeout_s
+        )
 
     def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
                  mode: Mode | None = None) -> Verdict:  # fmt: skip
@@ -244,7 +257,9 @@ class Guard:
         verdicts = await self.amoderate_batch([item], mode=mode)
         return verdicts[0]
 
-    def moderate_batch(self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None) -> list[Verdict]:
+    def moderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
         """Check several requests with batched model calls; verdicts come back in order.
 
         Each item is a dict with any of ``prompt``, ``response``, ``images``. All items are
@@ -263,7 +278,9 @@ class Guard:
             self._fill(outcomes, misses, computed, keys)
         return _raise_first(outcomes)
 
-    async def amoderate_batch(self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None) -> list[Verdict]:
+    async def amoderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
         """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
@@ -391,7 +408,9 @@ class Guard:
         self.stats.incr("cache_misses", len(keys) - hits)
         return keys, outcomes
 
-    def _fill(self, outcomes: list[Any], indices: list[int], computed: Sequence[Any], keys: list[str] | None) -> None:
+    def _fill(
+        self, outcomes: list[Any], indices: list[int], computed: Sequence[Any], keys: list[str] | None
+    ) -> None:
         for i, outcome in zip(indices, computed, strict=True):
             outcomes[i] = outcome
             if keys is not None and self.cache is not None and isinstance(outcome, Verdict) \
@@ -426,7 +445,7 @@ class Guard:
 
 
 # Options of Guard(...) that the factories take next to the backend's options.
-_SPEED_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache")
+_SPEED_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s")
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

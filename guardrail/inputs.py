@@ -171,7 +171,9 @@ def _read_file(path: str, limits: InputLimits, where: str) -> bytes:
     try:
         size = os.path.getsize(path)
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise ImageError(f"{where}: cannot read file {path[:200]!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ImageError(
+            f"{where}: cannot read file {path[:200]!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if size > limits.max_image_bytes:
         raise ImageTooLargeError(f"{where}: file is {size} bytes; the limit is {limits.max_image_bytes}")
     if not os.path.isfile(path):

@@ -26,7 +26,7 @@ from typing import Any
 from guardrail import core, fast
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.core import FailurePolicy, Prepared
-from guardrail.errors import UnsupportedError
+from guardrail.errors import BackendTimeoutError, ParseError, UnsupportedError
 from guardrail.fast import Mode
 from guardrail.profiles.base import Profile, RenderedPrompt
 from guardrail.stats import GuardStats
@@ -108,7 +108,7 @@ def moderate(
         plans = {i: fast.plan(s.profile, works[i].prepared.item) for i in scored}
         call = ScoreCall([fast.score_request(s.profile, works[i].prepared, plans[i]) for i in scored])
         _count_call(stats, len(scored))
-        results = _results((yield call), len(scored), s, lambda e: ScoreResult(error=e))
+        results = _results((yield call), len(scored), s, lambda e: ScoreResult(error=e), stats)
         now = clock()
         for i, result in zip(scored, results, strict=True):
             w = works[i]
@@ -117,6 +117,7 @@ def moderate(
                 if result.error is not None:
                     if isinstance(result.error, UnsupportedError):
                         raise result.error
+                    _count_error(stats, result.error)
                     out[i] = _error_verdict(s, result.error, latency, path="fast")
                     continue
                 try:
@@ -144,10 +145,12 @@ def moderate(
         call = GenerateCall([works[i].prepared.prompt for i in to_generate], s.options)
         _count_call(stats, len(to_generate))
         generations = _results((yield call), len(to_generate), s,
-                               lambda e: Generation(text="", finish_reason="error", error=e))  # fmt: skip
+                               lambda e: Generation(text="", finish_reason="error", error=e), stats)  # fmt: skip
         now = clock()
         for i, generation in zip(to_generate, generations, strict=True):
             w = works[i]
+            if generation.error is not None:
+                _count_error(stats, generation.error)
             try:
                 verdict = core.assemble(
                     s.profile, w.prepared, generation, on_parse_error=s.on_parse_error, on_error=s.on_error,
@@ -161,13 +164,25 @@ def moderate(
                 out[i] = verdict.model_copy(update=update)
                 if verdict.decided_by == "model":
                     stats.incr("reasoning_verdicts")
-            except Exception as exc:  # noqa: BLE001 - this request's own failure (ParseError, "raise")
+                elif generation.error is None:
+                    stats.incr("parse_failures")
+            except ParseError as exc:  # on_parse_error="raise"
+                stats.incr("parse_failures")
+                out[i] = exc
+            except Exception as exc:  # noqa: BLE001 - this request's own failure (on_error="raise")
                 out[i] = exc
 
     for outcome in out:
         if isinstance(outcome, Verdict) and outcome.decided_by == "policy":
             log.warning("verdict decided by policy: %s", outcome.error)
+            stats.incr("policy_allows" if outcome.allowed else "policy_blocks")
     return out  # type: ignore[return-value]
+
+
+def _count_error(stats: GuardStats, error: BaseException) -> None:
+    stats.incr("backend_errors")
+    if isinstance(error, BackendTimeoutError):
+        stats.incr("timeouts")
 
 
 def _count_call(stats: GuardStats, n: int) -> None:
@@ -175,7 +190,9 @@ def _count_call(stats: GuardStats, n: int) -> None:
     stats.incr("backend_items", n)
 
 
-def _results(received: Any, n: int, s: Settings, failed: Callable[[Exception], Any]) -> list[Any]:
+def _results(
+    received: Any, n: int, s: Settings, failed: Callable[[Exception], Any], stats: GuardStats
+) -> list[Any]:
     """The per-request results of a call, or per-request failures when the whole call failed."""
     if isinstance(received, Failed):
         error = received.error
@@ -183,7 +200,11 @@ def _results(received: Any, n: int, s: Settings, failed: Callable[[Exception], A
         error = RuntimeError(f"backend returned {len(received)} results for {n} requests")
     else:
         return list(received)
-    if isinstance(error, UnsupportedError) or s.on_error == "raise":
+    if isinstance(error, UnsupportedError):
+        raise error
+    if s.on_error == "raise":
+        for _ in range(n):
+            _count_error(stats, error)
         raise error
     log.warning("guard backend %s failed: %r", s.backend, error, exc_info=error)
     return [failed(error)] * n

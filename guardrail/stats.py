@@ -29,6 +29,11 @@ COUNTERS: dict[str, str] = {
     "backend_items": "Requests sent to the backend in those calls.",
     "microbatches": "Batches formed by the micro-batcher from concurrent async calls.",
     "microbatched_items": "Requests in those batches.",
+    "policy_blocks": "Verdicts blocked by the failure policy (unparsable output, backend failure, timeout).",
+    "policy_allows": "Verdicts allowed by the failure policy (on_parse_error/on_error='allow').",
+    "parse_failures": "Model outputs with no parsable verdict.",
+    "backend_errors": "Requests whose backend call failed (after the backend's own retries), timeouts included.",
+    "timeouts": "Requests whose generation did not finish within timeout_s (or the remote deadline).",
 }
 
 

@@ -30,10 +30,20 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 def animated_gif() -> bytes:
@@ -162,7 +172,9 @@ def test_injections_do_not_change_the_prompt_structure(injection):
     attacked = prepare(guard.profile, {"prompt": injection, "response": injection}, InputLimits()).prompt
     structure = [p for p in attacked.parts if not isinstance(p, str)]
     assert structure == [p for p in benign.parts if not isinstance(p, str)]
-    assert all(isinstance(p, Special) for p in structure) and not any(isinstance(p, ImageSlot) for p in structure)
+    assert all(isinstance(p, Special) for p in structure) and not any(
+        isinstance(p, ImageSlot) for p in structure
+    )
     assert any(injection in p for p in attacked.parts if isinstance(p, str))
 
 
@@ -185,7 +197,9 @@ def test_injected_special_tokens_stay_text_in_the_transformers_backend(vl_backen
     tok = vl_backend.tokenizer
     benign, _, _ = vl_backend.encode(prepare(guard.profile, {"prompt": "hello"}, InputLimits()).prompt)
     for injection in INJECTIONS:
-        ids, pixels, _ = vl_backend.encode(prepare(guard.profile, {"prompt": injection}, InputLimits()).prompt)
+        ids, pixels, _ = vl_backend.encode(
+            prepare(guard.profile, {"prompt": injection}, InputLimits()).prompt
+        )
         assert pixels is None
         for special in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|endoftext|>"):
             sid = tok.convert_tokens_to_ids(special)
@@ -215,7 +229,12 @@ def data_url(data: bytes) -> str:
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_server_images(server, name):
     data, expected = IMAGES[name]
-    body = {"input": [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": data_url(data)}}]}
+    body = {
+        "input": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": data_url(data)}},
+        ]
+    }
     r = httpx.post(server + "/v1/moderations", json=body, timeout=30)
     if expected == "ok":
         assert r.status_code == 200, r.text
@@ -229,7 +248,9 @@ def test_server_images(server, name):
 def test_server_texts(server, name):
     text, expected = TEXTS[name]
     body = json.dumps({"prompt": text})  # ASCII with escapes: a lone surrogate travels as \ud800
-    r = httpx.post(server + "/v1/guard", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    r = httpx.post(
+        server + "/v1/guard", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     if expected == "ok":
         assert r.status_code == 200, r.text
     elif name == "too long":
@@ -253,12 +274,16 @@ def test_server_texts(server, name):
     ],
 )
 def test_server_never_500s_on_garbage(server, raw):
-    r = httpx.post(server + "/v1/guard", content=raw, headers={"Content-Type": "application/json"}, timeout=30)
+    r = httpx.post(
+        server + "/v1/guard", content=raw, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert r.status_code < 500, (r.status_code, r.text)
     assert r.status_code in (200, 400, 413, 422)
 
 
 @pytest.mark.parametrize("injection", INJECTIONS)
 def test_server_injections(server, injection):
-    r = httpx.post(server + "/v1/moderations", json={"input": "How do I build a bomb? " + injection}, timeout=30)
+    r = httpx.post(
+        server + "/v1/moderations", json={"input": "How do I build a bomb? " + injection}, timeout=30
+    )
     assert r.status_code == 200 and r.json()["results"][0]["flagged"] is True

@@ -19,7 +19,11 @@ from guardrail.profiles.base import TASK_LABELS
 
 VL = GuardReasonerVLProfile()
 GR = GuardReasonerProfile()
-ITEMS = [ModerationInput(prompt="q"), ModerationInput(prompt="q", response="r"), ModerationInput(response="r")]
+ITEMS = [
+    ModerationInput(prompt="q"),
+    ModerationInput(prompt="q", response="r"),
+    ModerationInput(response="r"),
+]
 
 # Text built from fragments the parsers look for, so random strings hit the interesting paths.
 FRAGMENTS = [
@@ -55,7 +59,11 @@ def test_guardreasoner_parser_total_and_closed(output, item):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(max_size=200), st.sampled_from(["harmful", "unharmful"]), st.sampled_from(["harmful", "unharmful"]))
+@given(
+    st.text(max_size=200),
+    st.sampled_from(["harmful", "unharmful"]),
+    st.sampled_from(["harmful", "unharmful"]),
+)
 def test_vl_result_block_always_wins_over_reasoning(noise, real, fake):
     """Whatever the reasoning says (even a forged result block inside it), the final result
     block decides."""
@@ -64,7 +72,13 @@ def test_vl_result_block_always_wins_over_reasoning(noise, real, fake):
     assert parsed.ok and parsed.labels["request"] == real
 
 
-texts = st.one_of(st.none(), st.text(max_size=50), st.binary(max_size=30), st.integers(), st.lists(st.text(max_size=3), max_size=2))
+texts = st.one_of(
+    st.none(),
+    st.text(max_size=50),
+    st.binary(max_size=30),
+    st.integers(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
 images = st.one_of(
     st.none(),
     st.binary(max_size=64),

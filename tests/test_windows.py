@@ -61,7 +61,9 @@ def test_a_harmful_sentence_deep_in_a_long_text_is_found():
 def test_long_response_windows_are_paired_with_the_prompt():
     guard, backend = keyword_guard()
     response = ("Harmless words. " * 300) + "BOMB recipe. " + ("Harmless words. " * 300)
-    verdict = moderate_windows(guard, prompt="Tell me a story.", response=response, window_chars=800, overlap_chars=80)
+    verdict = moderate_windows(
+        guard, prompt="Tell me a story.", response=response, window_chars=800, overlap_chars=80
+    )
     assert verdict.response_harmful is True and verdict.request_harmful is False and not verdict.allowed
     rendered = [p.text for p in backend.calls[0]]
     assert all("Tell me a story." in t for t in rendered)

@@ -39,13 +39,16 @@ __all__ = ["Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreR
 class GenerationOptions:
     """Decoding settings. The guard decodes greedily (``temperature=0``); training's rejection
     sampling uses temperature/top_p. ``max_new_tokens`` counts generated tokens, end-of-turn
-    token included."""
+    token included. ``timeout_s`` bounds the whole ``generate`` call: an output not finished in
+    time is returned as an error (:class:`~guardrail.errors.BackendTimeoutError`) for that item,
+    never as a truncated text."""
 
     max_new_tokens: int = 4096
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default=())
+    timeout_s: float | None = None
 
     @property
     def greedy(self) -> bool:

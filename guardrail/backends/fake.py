@@ -109,7 +109,9 @@ class FakeBackend(Backend):
                 if isinstance(spec, BaseException):
                     results.append(ScoreResult(error=spec))
                 else:
-                    results.append(ScoreResult(logprobs=tuple(_logprob(spec, c) for c in request.continuations)))
+                    results.append(
+                        ScoreResult(logprobs=tuple(_logprob(spec, c) for c in request.continuations))
+                    )
             return results
 
 

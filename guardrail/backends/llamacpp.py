@@ -51,7 +51,7 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.backends.scoring import TokenTrie, build_trie
-from guardrail.errors import BackendError, BackendUnavailableError, ConfigurationError
+from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
 from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
 
 __all__ = ["EncodedPrompt", "ImageTokens", "LlamaCppBackend", "from_llamacpp"]
@@ -548,15 +548,39 @@ class LlamaCppBackend(Backend):
         np = self._np
         rng = None if options.greedy else np.random.default_rng(options.seed)
         out: list[Generation] = []
-        for prompt in prompts:
-            with self._lock:
-                self._check_open()
-                try:
-                    out.append(self._generate_one(prompt, options, rng, cancel))
-                except _Cancelled:
-                    return out
-                except BackendError as exc:
-                    out.append(Generation(text="", finish_reason="error", error=exc))
+        timer = None
+        timed_out = threading.Event()
+        if options.timeout_s is not None:
+            # the deadline stops the running prompt through the same path as a cancellation
+            # (next token, or inside prompt evaluation), then fails the rest of the batch
+            cancel = cancel or threading.Event()
+            stop = cancel
+
+            def expire() -> None:
+                timed_out.set()
+                stop.set()
+
+            timer = threading.Timer(options.timeout_s, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            for prompt in prompts:
+                with self._lock:
+                    self._check_open()
+                    try:
+                        out.append(self._generate_one(prompt, options, rng, cancel))
+                    except _Cancelled:
+                        if not timed_out.is_set():
+                            return out  # the caller went away
+                        error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
+                        out.extend(Generation(text="", finish_reason="error", error=error)
+                                   for _ in range(len(prompts) - len(out)))  # fmt: skip
+                        return out
+                    except BackendError as exc:
+                        out.append(Generation(text="", finish_reason="error", error=exc))
+        finally:
+            if timer is not None:
+                timer.cancel()
         return out
 
     def _generate_one(
@@ -698,7 +722,9 @@ class LlamaCppBackend(Backend):
             values.append(float(sum(rows[trie.parents[n]][trie.tokens[n]] for n in path)))
         return values
 
-    def _continuation_tokens(self, parts: Sequence[Any], continuations: Sequence[str]) -> list[tuple[int, ...]]:
+    def _continuation_tokens(
+        self, parts: Sequence[Any], continuations: Sequence[str]
+    ) -> list[tuple[int, ...]]:
         """Each continuation's tokens as the model sees them after the text run it follows
         (tokenized together with that run, as the whole answer would be)."""
         last = parts[-1] if parts and isinstance(parts[-1], str) else ""

@@ -104,6 +104,8 @@ class RemoteRequest:
     body: dict[str, Any]
     # For scoring requests: the candidate text whose log-probability the answer gives.
     scored: str | None = None
+    # The caller's own bound on the call (GenerationOptions.timeout_s), under the backend's.
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -152,7 +154,7 @@ class RemoteCore:
             body["prompt"] = text
             path = "/completions"
         body.update(self.extra_body)
-        return RemoteRequest(path, body)
+        return RemoteRequest(path, body, timeout_s=options.timeout_s)
 
     def _message(self, message: Mapping[str, Any], prompt: RenderedPrompt) -> dict[str, Any]:
         content = message["content"]
@@ -161,7 +163,9 @@ class RemoteCore:
         parts = []
         for part in content:
             if part["type"] == "image":
-                parts.append({"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}})
+                parts.append(
+                    {"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}}
+                )
             else:
                 text = part["text"]
                 if self.escape_special_tokens and message["role"] != "system":
@@ -224,7 +228,9 @@ class RemoteCore:
             if not isinstance(text, str):
                 raise TypeError("output is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"malformed response from endpoint: {exc}; body starts {content[:200]!r}") from exc
+            raise BackendError(
+                f"malformed response from endpoint: {exc}; body starts {content[:200]!r}"
+            ) from exc
         usage = data.get("usage") or {}
         tokens = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
         reason = choice.get("finish_reason")
@@ -302,7 +308,7 @@ def _tail_logprob(tokens: Sequence[str], values: Sequence[float | None], text: s
         if len(spelled) >= len(text):
             break
     raise BackendError(
-        f"the prompt's last tokens ({spelled[-len(text) - 10:]!r}) do not spell the scored text {text!r}"
+        f"the prompt's last tokens ({spelled[-len(text) - 10 :]!r}) do not spell the scored text {text!r}"
     )
 
 
@@ -377,7 +383,9 @@ class RemoteBackend(Backend):
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        limits = self._httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        limits = self._httpx.Limits(
+            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+        )
         self._client = self._httpx.Client(headers=self._headers, limits=limits)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="guardrail-remote")
         self._async_clients: dict[int, Any] = {}
@@ -399,7 +407,9 @@ class RemoteBackend(Backend):
     def _read(self, request: RemoteRequest, status: int, content: bytes) -> Any:
         if request.scored is not None:
             return self.core.interpret_score(status, content, request)
-        return self.core.interpret(status, content, request.path == "/chat/completions", request.body.get("stop", ()))
+        return self.core.interpret(
+            status, content, request.path == "/chat/completions", request.body.get("stop", ())
+        )
 
     @staticmethod
     def _failure(request: RemoteRequest, error: BackendError) -> Any:
@@ -407,8 +417,12 @@ class RemoteBackend(Backend):
             return error
         return Generation(text="", finish_reason="error", error=error)
 
+    def _deadline(self, request: RemoteRequest) -> float:
+        bound = self.timeout if request.timeout_s is None else min(self.timeout, request.timeout_s)
+        return time.monotonic() + bound
+
     def _call_sync(self, request: RemoteRequest) -> Any:
-        deadline = time.monotonic() + self.timeout
+        deadline = self._deadline(request)
         attempt = 0
         while True:
             retry_after = None
@@ -427,7 +441,7 @@ class RemoteBackend(Backend):
         httpx = self._httpx
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BackendTimeoutError(f"no answer from {self.base_url} within {self.timeout}s", retryable=False)
+            raise BackendTimeoutError(f"no answer from {self.base_url} in time", retryable=False)
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
         try:
             with self._client.stream(
@@ -437,7 +451,9 @@ class RemoteBackend(Backend):
                 for chunk in resp.iter_bytes():
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
-                        raise BackendTimeoutError(f"answer from {self.base_url} exceeded {self.timeout}s", retryable=False)
+                        raise BackendTimeoutError(
+                            f"answer from {self.base_url} not complete in time", retryable=False
+                        )
                 return resp.status_code, b"".join(chunks), resp.headers.get("retry-after")
         except BackendError:
             raise
@@ -455,7 +471,13 @@ class RemoteBackend(Backend):
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         built = [self.core.build_score(r) for r in requests]
         flat = [req for group in built for req in group]
-        answers = list(self._pool.map(self._call_sync, flat)) if len(flat) > 1 else [self._call_sync(flat[0])] if flat else []
+        answers = (
+            list(self._pool.map(self._call_sync, flat))
+            if len(flat) > 1
+            else [self._call_sync(flat[0])]
+            if flat
+            else []
+        )
         return _group_scores(built, answers)
 
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
@@ -463,11 +485,15 @@ class RemoteBackend(Backend):
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         built = [self.core.build_score(r) for r in requests]
         client, sem = self._async_client()
-        answers = await asyncio.gather(*(self._call_async(client, sem, req) for group in built for req in group))
+        answers = await asyncio.gather(
+            *(self._call_async(client, sem, req) for group in built for req in group)
+        )
         return _group_scores(built, list(answers))
 
     # ----------------------------------------------------------------------------- async
-    async def agenerate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
+    async def agenerate(
+        self, prompts: Sequence[RenderedPrompt], options: GenerationOptions
+    ) -> list[Generation]:
         if self._closed:
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         requests = [self.core.build(p, options) for p in prompts]
@@ -493,7 +519,7 @@ class RemoteBackend(Backend):
         return entry[0], entry[1]
 
     async def _call_async(self, client: Any, sem: asyncio.Semaphore, request: RemoteRequest) -> Any:
-        deadline = time.monotonic() + self.timeout
+        deadline = self._deadline(request)
         attempt = 0
         while True:
             retry_after = None
@@ -515,7 +541,9 @@ class RemoteBackend(Backend):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _send_async(self, client: Any, request: RemoteRequest, deadline: float) -> tuple[int, bytes, str | None]:
+    async def _send_async(
+        self, client: Any, request: RemoteRequest, deadline: float
+    ) -> tuple[int, bytes, str | None]:
         httpx = self._httpx
         remaining = max(deadline - time.monotonic(), 0.001)
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
@@ -533,7 +561,9 @@ class RemoteBackend(Backend):
             return BackendUnavailableError(f"cannot connect to {where}: connect timeout", retryable=True)
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeoutError(f"no answer from {where} within {self.timeout}s", retryable=False)
-        if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        if isinstance(
+            exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+        ):
             return BackendUnavailableError(f"connection to {where} failed: {exc}", retryable=True)
         if isinstance(exc, httpx.HTTPError):
             return BackendError(f"HTTP error talking to {where}: {exc}", retryable=False)

@@ -22,13 +22,14 @@ import dataclasses
 import functools
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from guardrail._deps import require
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.backends.scoring import TokenTrie, build_trie
-from guardrail.errors import BackendError, ConfigurationError, ImageError
+from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
 from guardrail.profiles import profile_for_model_type
 from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
 
@@ -216,6 +217,8 @@ class TransformersBackend(Backend):
             kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=0)
         if options.stop:
             kwargs["stop_strings"] = list(options.stop)
+        if options.timeout_s is not None:
+            kwargs["max_time"] = options.timeout_s
         return transformers.GenerationConfig(**kwargs)
 
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
@@ -228,13 +231,28 @@ class TransformersBackend(Backend):
             extra = {"tokenizer": self.tokenizer} if options.stop else {}
             if options.seed is not None:
                 torch.manual_seed(options.seed)
+            started = time.monotonic()
             try:
                 with torch.inference_mode():
                     out = self.model.generate(**batch, generation_config=config, **extra)
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"generation failed: {exc}", retryable=False) from exc
+            elapsed = time.monotonic() - started
         new = out[:, batch["input_ids"].shape[1] :].tolist()
-        return [self._finish(row, options) for row in new]
+        results = [self._finish(row, options) for row in new]
+        if options.timeout_s is not None and elapsed >= options.timeout_s:
+            # generate() stopped at max_time: an unfinished output is a timeout, not a verdict
+            error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
+            ends = set(self._end_ids)
+
+            def finished(row: list[int], result: Generation) -> bool:
+                return any(t in ends for t in row) or any(s in result.text for s in options.stop)
+
+            results = [
+                r if finished(row, r) else Generation(text=r.text, finish_reason="error", error=error)
+                for row, r in zip(new, results, strict=True)
+            ]
+        return results
 
     def _finish(self, tokens: list[int], options: GenerationOptions) -> Generation:
         ends = set(self._end_ids)
@@ -304,7 +322,9 @@ class TransformersBackend(Backend):
                 tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
                 try:
                     with self._torch.inference_mode():
-                        scored = (self._score_tree if tree else self._score_flat)([(e, t) for _, e, t in rows])
+                        scored = (self._score_tree if tree else self._score_flat)(
+                            [(e, t) for _, e, t in rows]
+                        )
                 except (RuntimeError, ValueError) as exc:
                     raise BackendError(f"scoring failed: {exc}", retryable=False) from exc
                 for (i, _, _), logprobs in zip(rows, scored, strict=True):
@@ -350,7 +370,9 @@ class TransformersBackend(Backend):
             prompt_mask[row, off:start] = 1
             allowed[row, 0, off:start, off:start] = torch.ones(size, size, dtype=torch.bool).tril()
             allowed[row, 0, start:, off:start] = True  # every node sees the whole prompt...
-            allowed[row, 0, start:, start:] = torch.tensor(_tree_block(trie), dtype=torch.bool)  # ...and its path
+            allowed[row, 0, start:, start:] = torch.tensor(
+                _tree_block(trie), dtype=torch.bool
+            )  # ...and its path
             idx = torch.arange(off)
             allowed[row, 0, idx, idx] = True  # padding rows see themselves (no empty softmax)
             positions[row, off:start] = torch.arange(size)

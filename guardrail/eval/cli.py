@@ -139,10 +139,14 @@ def add_threshold(parser: argparse.ArgumentParser) -> Handler:
         "the threshold with the best recall whose false-positive rate is at most --target-fpr."
     )
     parser.add_argument("--predictions", required=True, metavar="FILE_OR_DIR")
-    parser.add_argument("--target-fpr", type=float, required=True, help="highest false-positive rate allowed, 0-1")
+    parser.add_argument(
+        "--target-fpr", type=float, required=True, help="highest false-positive rate allowed, 0-1"
+    )
     parser.add_argument("--task", choices=["request", "response", "refusal"], default="request",
                         help="task whose score is used (default: request)")  # fmt: skip
-    parser.add_argument("--plot", default=None, metavar="PNG", help="also draw the ROC and PR curves to this file")
+    parser.add_argument(
+        "--plot", default=None, metavar="PNG", help="also draw the ROC and PR curves to this file"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return _threshold
 

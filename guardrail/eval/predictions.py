@@ -136,7 +136,11 @@ def prediction_record(benchmark: str, sample: Sample, verdict: Any, predicted: M
 def _task_scores(verdict: Any) -> dict[str, float | None] | None:
     if verdict is None or verdict.score is None:
         return None
-    return {"request": verdict.request_score, "response": verdict.response_score, "refusal": verdict.refusal_score}
+    return {
+        "request": verdict.request_score,
+        "response": verdict.response_score,
+        "refusal": verdict.refusal_score,
+    }
 
 
 def _backend_error(verdict: Any) -> str | None:

@@ -136,7 +136,11 @@ class Profile(ABC):
     # Reference generation length of the released models.
     default_max_new_tokens: ClassVar[int] = 4096
     #: The key of each task's label line in the output (``Request: harmful``).
-    answer_keys: ClassVar[Mapping[str, str]] = {"request": "Request", "refusal": "Completion", "response": "Response"}
+    answer_keys: ClassVar[Mapping[str, str]] = {
+        "request": "Request",
+        "refusal": "Completion",
+        "response": "Response",
+    }
     #: What follows the last label line of a complete answer (used to write fast-mode outputs).
     answer_suffix: ClassVar[str] = "\n"
 

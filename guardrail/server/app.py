@@ -123,7 +123,9 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
-        self.queue_depth = prom.Gauge("guardrail_queue_depth", "Requests waiting for a guard slot", registry=r)
+        self.queue_depth = prom.Gauge(
+            "guardrail_queue_depth", "Requests waiting for a guard slot", registry=r
+        )
         self.queue_depth.set_function(lambda: admission.waiting)
         self.in_flight = prom.Gauge("guardrail_in_flight", "Guard calls running", registry=r)
         self.in_flight.set_function(lambda: admission.running)
@@ -138,7 +140,9 @@ class Metrics:
         return self.prom.generate_latest(self.registry), self.prom.CONTENT_TYPE_LATEST
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None):
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None
+):
     return JSONResponse(
         {"error": {"message": message, "type": kind, "code": code}}, status_code=status, headers=headers
     )
@@ -243,7 +247,9 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.api_key.encode()
+        ):
             metrics.errors.labels("unauthorized").inc()
             raise _Unauthorized()
 
@@ -282,7 +288,9 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     @app.exception_handler(asyncio.TimeoutError)
     async def _timeout(request: Request, exc: asyncio.TimeoutError) -> Response:
         metrics.errors.labels("timeout").inc()
-        return _error(504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout")
+        return _error(
+            504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout"
+        )
 
     @app.exception_handler(GuardrailError)
     async def _guard_error(request: Request, exc: GuardrailError) -> Response:
@@ -335,7 +343,12 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             results=[_result(v, k) for v, k in zip(verdicts, kinds, strict=True)],
         )
 
-    @app.post("/v1/guard", response_model=Verdict, dependencies=[Depends(require_auth)], summary="Check a request/response")
+    @app.post(
+        "/v1/guard",
+        response_model=Verdict,
+        dependencies=[Depends(require_auth)],
+        summary="Check a request/response",
+    )
     async def check(body: GuardRequest) -> Verdict:
         item = {"prompt": body.prompt, "response": body.response, "images": body.images}
         return (await run_guard([item]))[0]

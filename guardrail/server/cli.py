@@ -69,7 +69,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     guard = guard_from_args(args)
     app = create_app(guard, settings)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30
+        )
     finally:
         guard.close()
     return 0
