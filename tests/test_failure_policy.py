@@ -148,3 +148,28 @@ def test_counters_for_the_model_path():
     guard.moderate(prompt="x")
     stats = guard.stats.snapshot()
     assert stats["reasoning_verdicts"] == 1 and stats["policy_blocks"] == 0 and stats["backend_errors"] == 0
+
+
+# ---------------------------------------------------------------------------------- safe defaults
+def test_pickle_checkpoints_are_refused(tiny_vl_path, tmp_path):
+    """Weights load from safetensors only: a model directory holding only a pickle checkpoint
+    (which can run code when loaded) is refused."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    model_dir = tmp_path / "pickled"
+    shutil.copytree(tiny_vl_path, model_dir)
+    state = load_file(model_dir / "model.safetensors")
+    (model_dir / "model.safetensors").unlink()
+    torch.save(state, model_dir / "pytorch_model.bin")
+    with pytest.raises(BackendError, match="cannot load model"):
+        Guard.from_pretrained(model_dir)
+
+
+def test_remote_code_stays_off(tiny_vl_path):
+    from guardrail.backends.transformers import TransformersBackend
+
+    assert "trust_remote_code" in TransformersBackend.from_pretrained.__kwdefaults__
+    assert TransformersBackend.from_pretrained.__kwdefaults__["trust_remote_code"] is False
