@@ -210,3 +210,35 @@ def test_configuration_errors():
         from guardrail.backends import load_backend
 
         load_backend("remote", "m")
+
+
+def test_connection_reset_mid_response():
+    """A server that sends half an answer and drops the connection: retried, then the policy."""
+    import socketserver
+
+    attempts = []
+
+    class HalfAnswer(socketserver.BaseRequestHandler):
+        def handle(self):
+            attempts.append(1)
+            self.request.recv(65536)
+            self.request.sendall(
+                b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"choices": ['
+            )
+            self.request.shutdown(socket.SHUT_RDWR)
+            self.request.close()
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), HalfAnswer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        t0 = time.monotonic()
+        v = guard_for(url, max_retries=2).moderate(prompt="x")
+        assert time.monotonic() - t0 < 5
+        assert v.decided_by == "policy" and not v.allowed and "connection" in v.error
+        assert len(attempts) == 3  # the first try and two retries
+    finally:
+        server.shutdown()
+        server.server_close()
