@@ -69,10 +69,17 @@ def main() -> None:
         for f in (direct, over_http):  # warm up
             f()
         print(f"{args.model} guard, text+image, {args.requests} requests per run, interleaved runs")
-        print(f"{'clients':>7} {'in-process/s':>13} {'http/s':>9} {'p50 direct':>11} {'p50 http':>9} {'overhead':>10}")
+        print(
+            f"{'clients':>7} {'in-process/s':>13} {'http/s':>9} {'p50 direct':>11} {'p50 http':>9} {'overhead':>10}"
+        )
         for n in args.clients:
             results = {}
-            for name, f in (("direct", direct), ("http", over_http), ("direct2", direct), ("http2", over_http)):
+            for name, f in (
+                ("direct", direct),
+                ("http", over_http),
+                ("direct2", direct),
+                ("http2", over_http),
+            ):
                 with ThreadPoolExecutor(n) as pool:
                     t0 = time.perf_counter()
                     lat = list(pool.map(lambda _, f=f: f(), range(args.requests)))
@@ -81,7 +88,9 @@ def main() -> None:
             h_tp = (results["http"][0] + results["http2"][0]) / 2
             d50 = statistics.median(results["direct"][1] + results["direct2"][1])
             h50 = statistics.median(results["http"][1] + results["http2"][1])
-            print(f"{n:>7} {d_tp:>13.1f} {h_tp:>9.1f} {d50 * 1000:>9.2f}ms {h50 * 1000:>7.2f}ms {(h50 - d50) * 1000:>8.2f}ms")
+            print(
+                f"{n:>7} {d_tp:>13.1f} {h_tp:>9.1f} {d50 * 1000:>9.2f}ms {h50 * 1000:>7.2f}ms {(h50 - d50) * 1000:>8.2f}ms"
+            )
     print("overhead = median HTTP latency - median in-process latency (goal < 2 ms at 1 client)")
 
 

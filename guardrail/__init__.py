@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from guardrail.batching import BatchingOptions
+from guardrail.cache import VerdictCache
 from guardrail.errors import (
     BackendError,
     BackendTimeoutError,
@@ -29,6 +31,7 @@ from guardrail.errors import (
     ParseError,
     TextTooLongError,
     TooManyImagesError,
+    UnsupportedError,
 )
 from guardrail.guard import Guard
 from guardrail.inputs import InputLimits
@@ -43,6 +46,7 @@ __all__ = [
     "BackendError",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "BatchingOptions",
     "ConfigurationError",
     "DataError",
     "ExportError",
@@ -57,6 +61,8 @@ __all__ = [
     "ParseError",
     "TextTooLongError",
     "TooManyImagesError",
+    "UnsupportedError",
     "Verdict",
+    "VerdictCache",
     "__version__",
 ]

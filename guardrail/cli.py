@@ -41,7 +41,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-new-tokens", type=int, default=None, help="generation budget (default: the profile's)"
     )
-    g.add_argument("--base-url", default=None, help="remote: the endpoint's API root, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument(
+        "--base-url", default=None, help="remote: the endpoint's API root, e.g. http://127.0.0.1:8080/v1"
+    )
     g.add_argument(
         "--remote-api-key", default=os.environ.get("GUARDRAIL_REMOTE_API_KEY"),
         help="remote: the endpoint's API key (default: $GUARDRAIL_REMOTE_API_KEY)",
@@ -60,6 +62,23 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--on-error", choices=["block", "allow", "raise"], default="block",
         help="verdict when the backend fails (default: block)",
+    )  # fmt: skip
+    g.add_argument(
+        "--mode", choices=["reasoning", "fast", "cascade"], default="reasoning",
+        help="reasoning (default), fast (label probabilities, no reasoning) or cascade (fast, then "
+             "reasoning when the score is uncertain)",
+    )  # fmt: skip
+    g.add_argument(
+        "--threshold", type=float, default=0.5, help="fast/cascade: P(harmful) that blocks (default 0.5)"
+    )
+    g.add_argument(
+        "--cascade-band", type=float, nargs=2, default=(0.2, 0.8), metavar=("LOW", "HIGH"),
+        help="cascade: reason when LOW <= score <= HIGH (default 0.2 0.8)",
+    )  # fmt: skip
+    g.add_argument("--cache-size", type=int, default=0, help="verdict cache entries (default 0: no cache)")
+    g.add_argument(
+        "--generation-timeout", type=float, default=None, metavar="SECONDS",
+        help="bound on the model's generation per call; unfinished outputs follow --on-error",
     )  # fmt: skip
 
 
@@ -80,6 +99,17 @@ def guard_from_args(args: argparse.Namespace) -> Any:
         for attr, kwarg in BACKEND_OPTIONS.get(args.backend, {}).items()
         if getattr(args, attr, None) is not None
     }
+    speed: dict[str, Any] = {
+        "mode": getattr(args, "mode", "reasoning"),
+        "threshold": getattr(args, "threshold", 0.5),
+        "cascade_band": tuple(getattr(args, "cascade_band", (0.2, 0.8))),
+    }
+    if getattr(args, "generation_timeout", None) is not None:
+        speed["timeout_s"] = args.generation_timeout
+    if getattr(args, "cache_size", 0):
+        from guardrail.cache import VerdictCache
+
+        speed["cache"] = VerdictCache(max_size=args.cache_size)
     return Guard.from_pretrained(
         args.model,
         backend=args.backend,
@@ -88,6 +118,7 @@ def guard_from_args(args: argparse.Namespace) -> Any:
         on_parse_error=args.on_parse_error,
         on_error=args.on_error,
         **options,
+        **speed,
     )
 
 
@@ -133,7 +164,9 @@ def format_verdict(verdict: Any) -> str:
             if verdict.response_refusal is not None
             else ""
         ),
-        f"decided by: {verdict.decided_by}   latency: {verdict.latency_ms:.0f} ms   "
+        f"decided by: {verdict.decided_by}{f' ({verdict.path})' if verdict.path else ''}   "
+        + (f"score: {verdict.score:.3f}   " if verdict.score is not None else "")
+        + f"latency: {verdict.latency_ms:.0f} ms   "
         f"output tokens: {verdict.output_tokens if verdict.output_tokens is not None else '-'}   "
         f"model: {verdict.model}",
     ]

@@ -4,8 +4,10 @@ The hierarchy::
 
     GuardrailError                      root: catch this to catch everything from guardrail
     ├── ConfigurationError (ValueError) a mistake in how the guard was set up
-    │   └── MissingDependencyError (ImportError)
-    │                                   an optional extra is not installed; names the extra
+    │   ├── MissingDependencyError (ImportError)
+    │   │                               an optional extra is not installed; names the extra
+    │   └── UnsupportedError            the backend cannot do what was asked (fast mode on a
+    │                                   backend or endpoint that gives no log-probabilities)
     ├── DataError (ValueError)          a data file cannot be used; training loaders list the bad rows
     │   └── DatasetError                evaluation data is unusable (malformed file, unknown label);
     │       │                           `path` and `line` say where
@@ -51,6 +53,7 @@ __all__ = [
     "PredictionsError",
     "TextTooLongError",
     "TooManyImagesError",
+    "UnsupportedError",
 ]
 
 
@@ -73,6 +76,12 @@ class MissingDependencyError(ConfigurationError, ImportError):
             f"{what} needs the '{package}' package, which is not installed. "
             f'Install it with: pip install "guardrail-vl[{extra}]"'
         )
+
+
+class UnsupportedError(ConfigurationError):
+    """The backend cannot do what was asked, e.g. ``mode="fast"`` on a backend (or an endpoint)
+    that returns no token log-probabilities. Raised whatever the failure policy: it is a setup
+    mistake, not a failure of one check."""
 
 
 class DataError(GuardrailError, ValueError):

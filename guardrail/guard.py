@@ -9,12 +9,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from guardrail import core
-from guardrail.backends.base import Backend, Generation, GenerationOptions
+from guardrail import core, fast, pipeline
+from guardrail.backends.base import Backend, GenerationOptions
+from guardrail.batching import BatchingOptions, MicroBatcher
+from guardrail.cache import VerdictCache, guard_fingerprint, request_key
 from guardrail.core import FailurePolicy, Prepared
-from guardrail.errors import ConfigurationError
+from guardrail.errors import ConfigurationError, UnsupportedError
+from guardrail.fast import Mode
 from guardrail.inputs import InputLimits
+from guardrail.pipeline import Work
 from guardrail.profiles import Profile, get_profile
+from guardrail.stats import GuardStats
 from guardrail.verdict import Verdict
 
 __all__ = ["Guard"]
@@ -39,8 +44,29 @@ class Guard:
       GuardReasoner-VL).
     - ``on_parse_error``: what an unparsable model output gives: ``"block"`` (default,
       fail closed), ``"allow"`` or ``"raise"`` (:class:`~guardrail.errors.ParseError`).
-    - ``on_error``: the same for backend failures (the exception is raised with ``"raise"``).
+    - ``on_error``: the same for backend failures (the exception is raised with ``"raise"``),
+      timeouts included.
+    - ``timeout_s``: bound on the model's generation per call (default: none). An output not
+      finished in time is a backend failure for ``on_error`` (blocked by default), never a
+      truncated verdict. Enforced by every backend (transformers ``max_time``, llama.cpp between
+      tokens and inside prompt evaluation, remote as its request deadline).
     - ``limits``: :class:`~guardrail.inputs.InputLimits` for texts and images.
+
+    Speed (see docs/performance.md):
+
+    - ``mode``: ``"reasoning"`` (default: the model reasons, then answers), ``"fast"`` (no
+      reasoning: P(harmful) from the label probabilities after a forced answer prefix, one
+      forward pass) or ``"cascade"`` (fast first, reasoning only when a score falls in
+      ``cascade_band``). Every check method also takes ``mode=`` per call.
+    - ``threshold``: a task is harmful when its score is at least this (default 0.5).
+    - ``cascade_band``: ``(low, high)``, default ``(0.2, 0.8)``: cascade reasons when
+      ``low <= score <= high``.
+    - ``batching``: micro-batch concurrent async calls (default True; a
+      :class:`~guardrail.batching.BatchingOptions` to tune, False to turn off).
+    - ``cache``: a :class:`~guardrail.cache.VerdictCache` (or True for one with default bounds);
+      off by default.
+
+    ``guard.stats`` counts what the guard did (:class:`~guardrail.stats.GuardStats`).
 
     Invalid input always raises :class:`~guardrail.errors.InputError`; it never reaches the model
     and is never turned into a verdict. One ``Guard`` is safe to share between threads and tasks.
@@ -56,6 +82,12 @@ class Guard:
         on_error: FailurePolicy = "block",
         limits: InputLimits | None = None,
         profile_options: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+        mode: Mode = "reasoning",
+        threshold: float = 0.5,
+        cascade_band: tuple[float, float] = (0.2, 0.8),
+        batching: bool | BatchingOptions | None = True,
+        cache: bool | VerdictCache | None = None,
     ):
         if not isinstance(backend, Backend):
             raise ConfigurationError(f"backend must be a guardrail Backend, not {type(backend).__name__}")
@@ -67,6 +99,32 @@ class Guard:
             raise ConfigurationError("max_new_tokens must be at least 1")
         self.max_new_tokens = max_new_tokens or self.profile.default_max_new_tokens
         self.limits = limits or InputLimits()
+        if timeout_s is not None and not timeout_s > 0:
+            raise ConfigurationError("timeout_s must be > 0 (or None for no bound)")
+        self.timeout_s = timeout_s
+        self.mode: Mode = fast.validate_mode(mode)
+        self.threshold = fast.validate_threshold(threshold)
+        self.cascade_band = fast.validate_band(cascade_band)
+        self._check_mode(self.mode)
+        self.stats = GuardStats()
+        if cache is True:
+            cache = VerdictCache()
+        if cache not in (None, False) and not isinstance(cache, VerdictCache):
+            raise ConfigurationError(
+                f"cache must be a VerdictCache, True or None; got {type(cache).__name__}"
+            )
+        self.cache: VerdictCache | None = cache if isinstance(cache, VerdictCache) else None
+        if batching is True:
+            batching = BatchingOptions()
+        if batching not in (None, False) and not isinstance(batching, BatchingOptions):
+            raise ConfigurationError(f"batching must be a BatchingOptions, True or False; got {batching!r}")
+        self.batching: BatchingOptions | None = batching or None
+        self._batcher: MicroBatcher[Work] | None = None
+        if self.batching is not None:
+            self._batcher = MicroBatcher(
+                self._run_batch, self.batching, concurrency=getattr(backend, "batch_concurrency", 1),
+                on_batch=self._count_microbatch,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------------ factories
     @classmethod
@@ -83,9 +141,12 @@ class Guard:
         **options: Any,
     ) -> Guard:
         """Load a guard model. ``backend`` names the backend; ``options`` go to its loader
-        (for transformers: ``device``, ``dtype``, ``device_map``, ``trust_remote_code``...)."""
+        (for transformers: ``device``, ``dtype``, ``device_map``, ``trust_remote_code``...),
+        except the guard's own speed options (``mode``, ``threshold``, ``cascade_band``,
+        ``batching``, ``cache``; see :class:`Guard`)."""
         from guardrail.backends import load_backend
 
+        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
         return cls(
             load_backend(backend, path_or_hub_id, **options),
             profile,
@@ -93,6 +154,7 @@ class Guard:
             on_parse_error=on_parse_error,
             on_error=on_error,
             limits=limits,
+            **speed,
         )
 
     @classmethod
@@ -113,10 +175,13 @@ class Guard:
 
         ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options`` go to
         :class:`~guardrail.backends.remote.RemoteBackend` (``timeout``, ``max_retries``,
-        ``max_concurrency``, ``extra_body``...). The profile defaults to ``guardreasoner-vl``.
+        ``max_concurrency``, ``extra_body``...), except the guard's speed options (``mode``,
+        ``threshold``, ``cascade_band``, ``batching``, ``cache``). The profile defaults to
+        ``guardreasoner-vl``.
         """
         from guardrail.backends.remote import RemoteBackend
 
+        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
         return cls(
             RemoteBackend(base_url, model, api_key, **options),
             profile,
@@ -124,6 +189,7 @@ class Guard:
             on_parse_error=on_parse_error,
             on_error=on_error,
             limits=limits,
+            **speed,
         )
 
     @classmethod
@@ -146,10 +212,12 @@ class Guard:
         ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
         ``mmproj`` the vision projector, needed for images. ``options`` go to
         :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
-        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...).
+        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...), except the
+        guard's speed options (``mode``, ``threshold``, ``cascade_band``, ``batching``, ``cache``).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
+        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
         backend = LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **options)
         try:
             return cls(
@@ -159,6 +227,7 @@ class Guard:
                 on_parse_error=on_parse_error,
                 on_error=on_error,
                 limits=limits,
+                **speed,
             )
         except BaseException:
             backend.close()
@@ -167,49 +236,75 @@ class Guard:
     # ------------------------------------------------------------------------- checking
     @property
     def generation_options(self) -> GenerationOptions:
-        return GenerationOptions(max_new_tokens=self.max_new_tokens)
+        return GenerationOptions(
+            max_new_tokens=self.max_new_tokens, stop=tuple(self.profile.stop), timeout_s=self.timeout_s
+        )
 
-    def moderate(self, prompt: Any = None, response: Any = None, images: Any = None) -> Verdict:
-        """Check one request (``prompt`` and/or ``images``) and optionally the AI ``response``."""
-        return self.moderate_batch([{"prompt": prompt, "response": response, "images": images}])[0]
+    def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
+                 mode: Mode | None = None) -> Verdict:  # fmt: skip
+        """Check one request (``prompt`` and/or ``images``) and optionally the AI ``response``.
 
-    async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None) -> Verdict:
-        """Async twin of :meth:`moderate`; never blocks the event loop."""
-        verdicts = await self.amoderate_batch([{"prompt": prompt, "response": response, "images": images}])
+        ``mode`` overrides the guard's mode for this call (``"reasoning"``, ``"fast"``,
+        ``"cascade"``)."""
+        item = {"prompt": prompt, "response": response, "images": images}
+        return self.moderate_batch([item], mode=mode)[0]
+
+    async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
+                        mode: Mode | None = None) -> Verdict:  # fmt: skip
+        """Async twin of :meth:`moderate`; never blocks the event loop. Concurrent calls share
+        backend batches (see ``batching``)."""
+        item = {"prompt": prompt, "response": response, "images": images}
+        verdicts = await self.amoderate_batch([item], mode=mode)
         return verdicts[0]
 
-    def moderate_batch(self, items: Sequence[Mapping[str, Any]]) -> list[Verdict]:
-        """Check several requests with one batched model call; verdicts come back in order.
+    def moderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
+        """Check several requests with batched model calls; verdicts come back in order.
 
         Each item is a dict with any of ``prompt``, ``response``, ``images``. All items are
-        validated first: one invalid item raises ``InputError`` and nothing is generated.
+        validated first: one invalid item raises ``InputError`` and nothing is checked.
         """
         start = time.perf_counter()
+        mode = self._resolve_mode(mode)
         prepared = self._prepare(items)
         if not prepared:
             return []
-        try:
-            generations = self.backend.generate([p.prompt for p in prepared], self.generation_options)
-        except Exception as exc:  # noqa: BLE001 - every backend failure goes through the policy
-            generations = self._failed(exc, len(prepared))
-        return self._assemble(prepared, generations, start)
+        works = [Work(p, mode, start) for p in prepared]
+        keys, outcomes = self._lookup(works, start)
+        misses = [i for i, o in enumerate(outcomes) if o is None]
+        if misses:
+            computed = pipeline.run_sync(self.backend, self._pass([works[i] for i in misses]))
+            self._fill(outcomes, misses, computed, keys)
+        return _raise_first(outcomes)
 
-    async def amoderate_batch(self, items: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    async def amoderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
         """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
+        mode = self._resolve_mode(mode)
         core.check_batch(items)
         if any(isinstance(item, Mapping) and item.get("images") for item in items):
-            # decoding images is CPU work: keep it off the event loop
+            # decoding (and hashing) images is CPU work: keep it off the event loop
             prepared = await asyncio.to_thread(self._prepare, items)
+            works = [Work(p, mode, start) for p in prepared]
+            keys, outcomes = await asyncio.to_thread(self._lookup, works, start)
         else:
             prepared = self._prepare(items)
+            works = [Work(p, mode, start) for p in prepared]
+            keys, outcomes = self._lookup(works, start)
         if not prepared:
             return []
-        try:
-            generations = await self.backend.agenerate([p.prompt for p in prepared], self.generation_options)
-        except Exception as exc:  # noqa: BLE001
-            generations = self._failed(exc, len(prepared))
-        return self._assemble(prepared, generations, start)
+        misses = [i for i, o in enumerate(outcomes) if o is None]
+        if misses:
+            todo = [works[i] for i in misses]
+            if self._batcher is not None:
+                computed = await self._batcher.submit(todo)
+            else:
+                computed = await pipeline.run_async(self.backend, self._pass(todo))
+            self._fill(outcomes, misses, computed, keys)
+        return _raise_first(outcomes)
 
     # --------------------------------------------------------------------- integrations
     def check(self, fn: Any = None, /, **options: Any) -> Any:
@@ -252,35 +347,75 @@ class Guard:
         core.check_batch(items)
         return [core.prepare(self.profile, item, self.limits) for item in items]
 
-    def _failed(self, exc: BaseException, n: int) -> list[Generation]:
-        if self.on_error == "raise":
-            raise exc
-        log.warning("guard backend %s failed: %r", self.backend.name, exc, exc_info=exc)
-        return [Generation(text="", finish_reason="error", error=exc)] * n
-
-    def _assemble(
-        self, prepared: list[Prepared], generations: list[Generation], start: float
-    ) -> list[Verdict]:
-        if len(generations) != len(prepared):
-            exc = RuntimeError(f"backend returned {len(generations)} outputs for {len(prepared)} prompts")
-            generations = self._failed(exc, len(prepared))
-        latency = (time.perf_counter() - start) * 1000.0
-        verdicts = [
-            core.assemble(
-                self.profile,
-                p,
-                g,
-                on_parse_error=self.on_parse_error,
-                on_error=self.on_error,
-                latency_ms=latency,
-                model=self.backend.model_name,
+    def _check_mode(self, mode: Mode) -> None:
+        if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
+            raise UnsupportedError(
+                f"mode={mode!r} needs label probabilities, which the {self.backend.name!r} backend cannot "
+                "give; use mode='reasoning', or a backend with log-probabilities (transformers, "
+                "llama.cpp, a vLLM endpoint)"
             )
-            for p, g in zip(prepared, generations, strict=True)
-        ]
-        for v in verdicts:
-            if v.decided_by == "policy":
-                log.warning("verdict decided by policy: %s", v.error)
-        return verdicts
+
+    def _resolve_mode(self, mode: Mode | None) -> Mode:
+        if mode is None:
+            return self.mode
+        mode = fast.validate_mode(mode)
+        self._check_mode(mode)
+        return mode
+
+    def _settings(self) -> pipeline.Settings:
+        return pipeline.Settings(
+            profile=self.profile, options=self.generation_options, threshold=self.threshold,
+            band=self.cascade_band, on_parse_error=self.on_parse_error, on_error=self.on_error,
+            model=self.backend.model_name, backend=self.backend.name,
+        )  # fmt: skip
+
+    def _pass(self, works: Sequence[Work]) -> Any:
+        return pipeline.moderate(self._settings(), works, self.stats, time.perf_counter)
+
+    async def _run_batch(self, works: list[Work]) -> list[Any]:
+        """The micro-batcher's runner: one pass over requests from several callers."""
+        return await pipeline.run_async(self.backend, self._pass(works))
+
+    def _count_microbatch(self, size: int) -> None:
+        self.stats.incr("microbatches")
+        self.stats.incr("microbatched_items", size)
+
+    def _fingerprint(self) -> str:
+        settings = {
+            "backend": self.backend.name, "model": self.backend.model_name,
+            "max_new_tokens": self.max_new_tokens, "threshold": self.threshold,
+            "cascade_band": list(self.cascade_band),
+        }  # fmt: skip
+        return guard_fingerprint(settings, self.profile)
+
+    def _lookup(self, works: Sequence[Work], start: float) -> tuple[list[str] | None, list[Any]]:
+        """Cache keys and the verdicts found (None where the request must be checked)."""
+        self.stats.incr("checks", len(works))
+        if self.cache is None:
+            return None, [None] * len(works)
+        fingerprint = self._fingerprint()
+        keys = [request_key(fingerprint, w.prepared.item, w.mode) for w in works]
+        outcomes: list[Any] = []
+        for key in keys:
+            hit = self.cache.get(key)
+            if hit is None:
+                outcomes.append(None)
+            else:
+                latency = (time.perf_counter() - start) * 1000.0
+                outcomes.append(hit.model_copy(update={"cached": True, "latency_ms": latency}))
+        hits = sum(o is not None for o in outcomes)
+        self.stats.incr("cache_hits", hits)
+        self.stats.incr("cache_misses", len(keys) - hits)
+        return keys, outcomes
+
+    def _fill(
+        self, outcomes: list[Any], indices: list[int], computed: Sequence[Any], keys: list[str] | None
+    ) -> None:
+        for i, outcome in zip(indices, computed, strict=True):
+            outcomes[i] = outcome
+            if keys is not None and self.cache is not None and isinstance(outcome, Verdict) \
+                    and outcome.decided_by == "model":  # fmt: skip
+                self.cache.put(keys[i], outcome)
 
     def close(self) -> None:
         """Release the backend's resources."""
@@ -303,4 +438,19 @@ class Guard:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Guard(backend={self.backend.name!r}, model={self.backend.model_name!r}, profile={self.profile.name!r})"
+        return (
+            f"Guard(backend={self.backend.name!r}, model={self.backend.model_name!r}, "
+            f"profile={self.profile.name!r}, mode={self.mode!r})"
+        )
+
+
+# Options of Guard(...) that the factories take next to the backend's options.
+_SPEED_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s")
+
+
+def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:
+    """The verdicts, or the first per-request exception (a batch call raises as a whole)."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(outcomes)

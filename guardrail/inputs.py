@@ -54,6 +54,7 @@ class InputLimits:
     remote_timeout_s: float = 10.0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
 
 
@@ -95,6 +96,10 @@ def _check_text(name: str, value: Any, limits: InputLimits) -> str | None:
         raise InputError(f"{name} must be a string, not {type(value).__name__}")
     if len(value) > limits.max_text_chars:
         raise TextTooLongError(f"{name} has {len(value)} characters; the limit is {limits.max_text_chars}")
+    if _SURROGATE.search(value):
+        # Lone surrogates (e.g. from a JSON "\ud800" escape) are not text and tokenizers refuse
+        # them: replace each with U+FFFD, which keeps every other character where it was.
+        value = _SURROGATE.sub("\ufffd", value)
     return value
 
 
@@ -165,13 +170,17 @@ def _data_url_bytes(url: str, limits: InputLimits, where: str) -> bytes:
 def _read_file(path: str, limits: InputLimits, where: str) -> bytes:
     try:
         size = os.path.getsize(path)
-    except OSError as exc:
-        raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ImageError(
+            f"{where}: cannot read file {path[:200]!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if size > limits.max_image_bytes:
         raise ImageTooLargeError(f"{where}: file is {size} bytes; the limit is {limits.max_image_bytes}")
+    if not os.path.isfile(path):
+        raise ImageError(f"{where}: {path[:200]!r} is not a regular file")
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            return fh.read(limits.max_image_bytes + 1)
     except OSError as exc:
         raise ImageError(f"{where}: cannot read file {path!r}: {exc.strerror or exc}") from None
 
@@ -204,12 +213,14 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
         raise ImageTooLargeError(f"{where}: {len(data)} bytes; the limit is {limits.max_image_bytes}")
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit applies; PIL's global bomb check would only warn or raise
-            # at a different threshold.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Our own pixel limit applies (PIL's bomb check would warn at another threshold), and
+            # PIL's warnings about damaged metadata ("Corrupt EXIF data") are not the caller's
+            # business: the image either decodes or raises ImageError below.
+            warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits, where)  # header only: nothing decoded yet
             img.load()
+            return _to_rgb(img, where)
     except (ImageError, InputError):
         raise
     except Image.DecompressionBombError as exc:
@@ -219,7 +230,6 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # PIL raises OSError for truncated data, SyntaxError/ValueError for broken headers.
         raise ImageError(f"{where}: cannot decode image ({exc})") from None
-    return _to_rgb(img, where)
 
 
 def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def _find_shared_data() -> Path:
     """Public benchmark data lives beside the checkout (../shared/data); CI may point elsewhere."""
     if os.environ.get("GUARDRAIL_SHARED_DATA"):

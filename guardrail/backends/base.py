@@ -14,6 +14,12 @@ Contract for implementations:
   loop never blocks; natively async backends override it.
 - Text parts of a prompt are user content and must be tokenized as plain text: a user who
   types ``<|im_end|>`` gets those characters, not the special token.
+
+Scoring (optional, for fast mode): ``score`` receives :class:`ScoreRequest` objects (a prompt, a
+forced answer prefix and candidate continuations) and returns, per request, the log-probability
+of each continuation after prompt + prefix, every token teacher-forced. Backends that can do it
+set ``supports_scoring = True``; the default raises :class:`~guardrail.errors.UnsupportedError`.
+The same contract holds: one result per request, in order, per-item failures in ``error``.
 """
 
 from __future__ import annotations
@@ -23,22 +29,26 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from guardrail.errors import UnsupportedError
 from guardrail.profiles.base import RenderedPrompt
 
-__all__ = ["Backend", "Generation", "GenerationOptions"]
+__all__ = ["Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreResult"]
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
     """Decoding settings. The guard decodes greedily (``temperature=0``); training's rejection
     sampling uses temperature/top_p. ``max_new_tokens`` counts generated tokens, end-of-turn
-    token included."""
+    token included. ``timeout_s`` bounds the whole ``generate`` call: an output not finished in
+    time is returned as an error (:class:`~guardrail.errors.BackendTimeoutError`) for that item,
+    never as a truncated text."""
 
     max_new_tokens: int = 4096
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default=())
+    timeout_s: float | None = None
 
     @property
     def greedy(self) -> bool:
@@ -56,6 +66,28 @@ class Generation:
     text: str
     output_tokens: int | None = None
     finish_reason: str | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score ``continuations`` after ``prompt`` followed by the forced answer start ``prefix``.
+
+    ``prefix`` and the continuations are plain text of the assistant's answer (never special
+    tokens). The prefix ends at a tokenizer boundary (the profile's ends with ``Request:``), so
+    tokenizing prefix and continuation together or apart gives the same tokens.
+    """
+
+    prompt: RenderedPrompt
+    prefix: str
+    continuations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Per continuation, the sum of its tokens' log-probabilities (natural log), or ``error``."""
+
+    logprobs: tuple[float, ...] = ()
     error: BaseException | None = None
 
 
@@ -77,6 +109,22 @@ class Backend(ABC):
     ) -> list[Generation]:
         """Async twin of :meth:`generate`; by default runs it in a worker thread."""
         return await asyncio.to_thread(self.generate, prompts, options)
+
+    #: Whether :meth:`score` is implemented (fast and cascade modes need it).
+    supports_scoring: bool = False
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Log-probabilities of each request's continuations; see the module docstring."""
+        raise UnsupportedError(
+            f"the {self.name!r} backend cannot score label probabilities; fast and cascade modes "
+            "need a backend that returns log-probabilities (transformers, llama.cpp, or a vLLM endpoint)"
+        )
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Async twin of :meth:`score`; by default runs it in a worker thread."""
+        if not self.supports_scoring:
+            return self.score(requests)  # raises UnsupportedError without a thread
+        return await asyncio.to_thread(self.score, requests)
 
     def default_profile(self) -> str | None:
         """The profile name the loaded model calls for, when the backend can tell."""

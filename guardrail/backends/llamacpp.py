@@ -23,6 +23,12 @@ How a prompt runs (one at a time, under a lock):
   caps the output (``finish_reason="length"``); a full context also ends it with ``"length"``.
   ``temperature``/``top_p``/``seed`` sample (numpy RNG, reproducible with a seed).
 
+Fast mode (:meth:`LlamaCppBackend.score`): the prompt, with the forced answer, is evaluated
+once; the candidate label lines form a token trie, and the trie is walked on the same context:
+each run of tokens down to a branching point is evaluated in one call with the logits of every
+token kept, then removed from the KV cache before the next branch. A candidate whose tokens all
+hang off the prompt needs no extra call (the prompt's last logits give it).
+
 Errors: a prompt longer than the context, an unusable image or a failed decode is returned as
 that item's ``Generation.error`` (a :class:`~guardrail.errors.BackendError`; the guard's
 ``on_error`` policy decides the verdict); a closed backend raises
@@ -43,9 +49,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions
-from guardrail.errors import BackendError, BackendUnavailableError, ConfigurationError
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
+from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
+from guardrail.backends.scoring import TokenTrie, build_trie
+from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
+from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
 
 __all__ = ["EncodedPrompt", "ImageTokens", "LlamaCppBackend", "from_llamacpp"]
 
@@ -541,15 +548,39 @@ class LlamaCppBackend(Backend):
         np = self._np
         rng = None if options.greedy else np.random.default_rng(options.seed)
         out: list[Generation] = []
-        for prompt in prompts:
-            with self._lock:
-                self._check_open()
-                try:
-                    out.append(self._generate_one(prompt, options, rng, cancel))
-                except _Cancelled:
-                    return out
-                except BackendError as exc:
-                    out.append(Generation(text="", finish_reason="error", error=exc))
+        timer = None
+        timed_out = threading.Event()
+        if options.timeout_s is not None:
+            # the deadline stops the running prompt through the same path as a cancellation
+            # (next token, or inside prompt evaluation), then fails the rest of the batch
+            cancel = cancel or threading.Event()
+            stop = cancel
+
+            def expire() -> None:
+                timed_out.set()
+                stop.set()
+
+            timer = threading.Timer(options.timeout_s, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            for prompt in prompts:
+                with self._lock:
+                    self._check_open()
+                    try:
+                        out.append(self._generate_one(prompt, options, rng, cancel))
+                    except _Cancelled:
+                        if not timed_out.is_set():
+                            return out  # the caller went away
+                        error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
+                        out.extend(Generation(text="", finish_reason="error", error=error)
+                                   for _ in range(len(prompts) - len(out)))  # fmt: skip
+                        return out
+                    except BackendError as exc:
+                        out.append(Generation(text="", finish_reason="error", error=exc))
+        finally:
+            if timer is not None:
+                timer.cancel()
         return out
 
     def _generate_one(
@@ -648,6 +679,107 @@ class LlamaCppBackend(Backend):
                     pos += 1
             return np.stack(rows)
 
+    supports_scoring = True
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Log-probabilities of each request's continuations after prompt + forced answer,
+        teacher-forced (see the module docstring). Per-item failures (a prompt longer than the
+        context, an unusable image) are returned in the item's ``error``."""
+        out: list[ScoreResult] = []
+        for request in requests:
+            with self._lock:
+                self._check_open()
+                try:
+                    out.append(ScoreResult(logprobs=tuple(self._score_one(request))))
+                except BackendError as exc:
+                    out.append(ScoreResult(error=exc))
+        return out
+
+    def _score_one(self, request: ScoreRequest) -> list[float]:
+        prompt = request.prompt
+        parts_in = merge_text([*prompt.parts, request.prefix])
+        trie = build_trie(self._continuation_tokens(parts_in, request.continuations))
+        parts = self._encode(_with_parts(prompt, parts_in))
+        try:
+            n_prompt = sum(p.info.n_tokens if isinstance(p, _Image) else len(p) for p in parts)
+            depth = max(trie.depths, default=0)
+            if n_prompt + depth >= self._n_ctx:
+                raise BackendError(
+                    f"the prompt and its labels take {n_prompt + depth} tokens but the context holds "
+                    f"{self._n_ctx}; load the model with a larger n_ctx (or smaller images)",
+                    retryable=False,
+                )
+            pos, _ = self._prefill(parts, None)
+        finally:
+            self._free(parts)
+        rows = {-1: self._logprob_row(self._logits())}  # node -> log-softmax of the logits after it
+        children: dict[int, list[int]] = {}
+        for node, parent in enumerate(trie.parents):
+            children.setdefault(parent, []).append(node)
+        self._walk(trie, children, -1, pos, rows)
+        values = []
+        for path in trie.paths:
+            values.append(float(sum(rows[trie.parents[n]][trie.tokens[n]] for n in path)))
+        return values
+
+    def _continuation_tokens(
+        self, parts: Sequence[Any], continuations: Sequence[str]
+    ) -> list[tuple[int, ...]]:
+        """Each continuation's tokens as the model sees them after the text run it follows
+        (tokenized together with that run, as the whole answer would be)."""
+        last = parts[-1] if parts and isinstance(parts[-1], str) else ""
+        base = self._encode_text(last) if last else ()
+        encode = self._encode_text if len(last) < 512 else self._encode_text_uncached
+        out = []
+        for continuation in continuations:
+            joint = encode(last + continuation)
+            out.append(joint[len(base) :] if joint[: len(base)] == base else self._encode_text(continuation))
+        return out
+
+    def _walk(self, trie: TokenTrie, children: dict[int, list[int]], node: int, pos: int, rows: dict) -> None:
+        """Evaluate every chain of tokens below ``node`` whose logits a candidate needs."""
+        lc = self._llama_cpp
+        memory = lc.llama_get_memory(self.llama.ctx)
+        for child in children.get(node, []):
+            if child not in children:
+                continue  # a leaf: its probability comes from its parent's logits
+            chain = [child]
+            while len(children.get(chain[-1], [])) == 1 and children[chain[-1]][0] in children:
+                chain.append(children[chain[-1]][0])
+            lc.llama_memory_seq_rm(memory, 0, pos, -1)  # drop the previous branch
+            for i, logits in enumerate(self._decode_all([trie.tokens[n] for n in chain], pos)):
+                rows[chain[i]] = self._logprob_row(logits)
+            self._walk(trie, children, chain[-1], pos + len(chain), rows)
+
+    def _decode_all(self, tokens: Sequence[int], pos: int) -> list[Any]:
+        """Evaluate ``tokens`` from ``pos`` and return the logits after each (copies)."""
+        lc, batch, np = self._llama_cpp, self._batch, self._np
+        out = []
+        for start in range(0, len(tokens), self._n_batch):
+            piece = tokens[start : start + self._n_batch]
+            batch.n_tokens = len(piece)
+            for i, tok in enumerate(piece):
+                batch.token[i] = tok
+                batch.pos[i] = pos + start + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = 1
+            rc = lc.llama_decode(self.llama.ctx, batch)
+            if rc != 0:
+                raise BackendError(f"llama_decode failed (code {rc})", retryable=False)
+            for i in range(len(piece)):
+                ptr = lc.llama_get_logits_ith(self.llama.ctx, i)
+                row = np.empty(self._n_vocab, dtype=np.float32)
+                ctypes.memmove(row.ctypes.data, ptr, row.nbytes)
+                out.append(row)
+        return out
+
+    def _logprob_row(self, logits: Any) -> Any:
+        np = self._np
+        values = logits.astype(np.float64)
+        top = values.max()
+        return values - top - np.log(np.exp(values - top).sum())
+
     # ------------------------------------------------------------------------ cleanup
     def _check_open(self) -> None:
         if self._closed:
@@ -666,6 +798,12 @@ class LlamaCppBackend(Backend):
             self._llama_cpp.llama_sampler_free(self._greedy)
             if self._close_llama:
                 self.llama.close()
+
+
+def _with_parts(prompt: RenderedPrompt, parts: Sequence[Any]) -> RenderedPrompt:
+    import dataclasses
+
+    return dataclasses.replace(prompt, parts=tuple(parts))
 
 
 def qwen_smart_resize(

@@ -22,6 +22,26 @@ Failure handling:
 - A prompt whose request fails for good gets a per-item error; the Guard's ``on_error`` policy
   turns it into a verdict (blocked by default, ``decided_by="policy"``).
 
+Fast mode (label probabilities) needs the engine to return the log-probabilities of prompt
+tokens. Each candidate continuation is sent as its own request (prompt + forced answer +
+candidate, ``max_tokens=1``), all concurrently, so an engine with prefix caching computes the
+shared prompt once:
+
+- chat profiles: ``/chat/completions`` with the answer as a final assistant message,
+  ``continue_final_message=true``, ``add_generation_prompt=false`` and ``prompt_logprobs=0``
+  (vLLM's extension: the response's top-level ``prompt_logprobs`` gives each prompt token's
+  log-probability);
+- raw profiles: ``/completions`` with ``echo=true`` and ``logprobs=1`` (OpenAI's legacy echo
+  format, ``choices[0].logprobs.tokens/token_logprobs``; vLLM and llama.cpp's server give it).
+
+The candidate's log-probability is the sum over the prompt's last tokens, matched by their
+text, that spell the candidate. An endpoint that answers without these log-probabilities raises
+:class:`~guardrail.errors.UnsupportedError`.
+
+Stop strings (reasoning mode stops at ``</result>``) are sent as ``stop``; OpenAI-style servers
+leave the stop string out of the text, so when the server names it (vLLM's ``stop_reason``) it
+is put back, and the output reads as the model wrote it.
+
 Special tokens: an OpenAI-compatible server renders its chat template and tokenizes the result
 with special tokens enabled, so a user who types ``<|im_end|>`` could forge template structure.
 With ``escape_special_tokens=True`` (default) every ``<|...|>`` sequence in user content is sent
@@ -45,12 +65,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions
+from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.errors import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
+    UnsupportedError,
 )
 from guardrail.profiles.base import RenderedPrompt
 
@@ -81,6 +102,10 @@ def escape_special(text: str) -> str:
 class RemoteRequest:
     path: str
     body: dict[str, Any]
+    # For scoring requests: the candidate text whose log-probability the answer gives.
+    scored: str | None = None
+    # The caller's own bound on the call (GenerationOptions.timeout_s), under the backend's.
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -129,7 +154,7 @@ class RemoteCore:
             body["prompt"] = text
             path = "/completions"
         body.update(self.extra_body)
-        return RemoteRequest(path, body)
+        return RemoteRequest(path, body, timeout_s=options.timeout_s)
 
     def _message(self, message: Mapping[str, Any], prompt: RenderedPrompt) -> dict[str, Any]:
         content = message["content"]
@@ -138,7 +163,9 @@ class RemoteCore:
         parts = []
         for part in content:
             if part["type"] == "image":
-                parts.append({"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}})
+                parts.append(
+                    {"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}}
+                )
             else:
                 text = part["text"]
                 if self.escape_special_tokens and message["role"] != "system":
@@ -146,8 +173,46 @@ class RemoteCore:
                 parts.append({"type": "text", "text": text})
         return {"role": message["role"], "content": parts}
 
+    def build_score(self, request: ScoreRequest) -> list[RemoteRequest]:
+        """One request per candidate continuation (see the module docstring)."""
+        out = []
+        for continuation in request.continuations:
+            answer = request.prefix + continuation
+            body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0, "top_p": 1.0}
+            prompt = request.prompt
+            if self.mode == "chat" or (self.mode == "auto" and prompt.messages is not None):
+                if prompt.messages is None:
+                    raise ConfigurationError("this profile has no chat messages; use mode='completions'")
+                body["messages"] = [self._message(m, prompt) for m in prompt.messages]
+                body["messages"].append({"role": "assistant", "content": answer})
+                body.update(add_generation_prompt=False, continue_final_message=True, prompt_logprobs=0)
+                path = "/chat/completions"
+            else:
+                text = self.build(prompt, GenerationOptions(max_new_tokens=1)).body["prompt"]
+                body.update(prompt=text + answer, echo=True, logprobs=1)
+                path = "/completions"
+            body.update(self.extra_body)
+            out.append(RemoteRequest(path, body, scored=continuation))
+        return out
+
     # --------------------------------------------------------------------------- responses
-    def interpret(self, status: int, content: bytes, chat: bool) -> Generation:
+    def interpret_score(self, status: int, content: bytes, request: RemoteRequest) -> float:
+        """The log-probability of ``request.scored`` from the answer's prompt log-probabilities."""
+        if status >= 400:
+            self.interpret(status, content, True)  # raises the typed HTTP error
+        try:
+            data = json.loads(content)
+            tokens, values = _prompt_logprobs(data)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BackendError(f"malformed log-probabilities from endpoint: {exc}") from exc
+        if tokens is None:
+            raise UnsupportedError(
+                "the endpoint returned no prompt log-probabilities, which fast mode needs: serve the "
+                "guard with vLLM (chat: prompt_logprobs; completions: echo + logprobs)"
+            )
+        return _tail_logprob(tokens, values, request.scored or "")
+
+    def interpret(self, status: int, content: bytes, chat: bool, stop: Sequence[str] = ()) -> Generation:
         """Read one HTTP response into a Generation, or raise a typed error."""
         if status >= 400:
             detail = _error_detail(content)
@@ -163,10 +228,15 @@ class RemoteCore:
             if not isinstance(text, str):
                 raise TypeError("output is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"malformed response from endpoint: {exc}; body starts {content[:200]!r}") from exc
+            raise BackendError(
+                f"malformed response from endpoint: {exc}; body starts {content[:200]!r}"
+            ) from exc
         usage = data.get("usage") or {}
         tokens = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
         reason = choice.get("finish_reason")
+        matched = choice.get("stop_reason")
+        if isinstance(matched, str) and matched in stop and not text.endswith(matched):
+            text += matched  # the server left the stop string out; it is part of the answer
         return Generation(
             text=text,
             output_tokens=tokens if isinstance(tokens, int) else None,
@@ -182,6 +252,64 @@ class RemoteCore:
         if hinted is not None:
             delay = min(max(delay, hinted), self.max_backoff_s)
         return delay
+
+
+def _prompt_logprobs(data: Mapping[str, Any]) -> tuple[list[str] | None, list[float | None]]:
+    """Prompt tokens (as text) and their log-probabilities from either format, or (None, [])."""
+    choice = (data.get("choices") or [{}])[0]
+    entries = data.get("prompt_logprobs")
+    if entries is None and isinstance(choice, Mapping):
+        entries = choice.get("prompt_logprobs")
+    if entries is not None:  # vLLM: [None, {"<id>": {"logprob", "rank", "decoded_token"}}, ...]
+        ids = data.get("prompt_token_ids")
+        tokens: list[str] = []
+        values: list[float | None] = []
+        for pos, entry in enumerate(entries):
+            if entry is None:
+                tokens.append("")
+                values.append(None)
+                continue
+            if len(entry) == 1:
+                info = next(iter(entry.values()))
+            elif ids is not None:
+                info = entry[str(ids[pos])] if str(ids[pos]) in entry else entry[ids[pos]]
+            else:
+                raise ValueError("several candidates per prompt position and no prompt_token_ids")
+            tokens.append(str(info.get("decoded_token") or ""))
+            values.append(float(info["logprob"]))
+        return tokens, values
+    legacy = choice.get("logprobs") if isinstance(choice, Mapping) else None
+    if isinstance(legacy, Mapping) and legacy.get("tokens") is not None:
+        tokens = [str(t) for t in legacy["tokens"]]
+        values = [None if v is None else float(v) for v in legacy["token_logprobs"]]
+        usage = data.get("usage") or {}
+        generated = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
+        generated = generated if isinstance(generated, int) and generated >= 0 else 1
+        if generated:  # echo: prompt tokens, then the generated ones
+            tokens, values = tokens[:-generated], values[:-generated]
+        return tokens, values
+    return None, []
+
+
+def _tail_logprob(tokens: Sequence[str], values: Sequence[float | None], text: str) -> float:
+    """The summed log-probability of the last prompt tokens, which must spell ``text``.
+
+    >>> _tail_logprob(["a", " b", "c", " d"], [None, -1.0, -2.0, -0.5], "c d")
+    -2.5
+    """
+    spelled, total = "", 0.0
+    for token, value in zip(reversed(tokens), reversed(values), strict=True):
+        spelled = token + spelled
+        if value is None:
+            break
+        total += value
+        if spelled == text:
+            return total
+        if len(spelled) >= len(text):
+            break
+    raise BackendError(
+        f"the prompt's last tokens ({spelled[-len(text) - 10 :]!r}) do not spell the scored text {text!r}"
+    )
 
 
 def _error_detail(content: bytes) -> str:
@@ -255,7 +383,9 @@ class RemoteBackend(Backend):
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        limits = self._httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        limits = self._httpx.Limits(
+            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+        )
         self._client = self._httpx.Client(headers=self._headers, limits=limits)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="guardrail-remote")
         self._async_clients: dict[int, Any] = {}
@@ -274,19 +404,36 @@ class RemoteBackend(Backend):
             return [self._call_sync(requests[0])]
         return list(self._pool.map(self._call_sync, requests))
 
-    def _call_sync(self, request: RemoteRequest) -> Generation:
-        deadline = time.monotonic() + self.timeout
+    def _read(self, request: RemoteRequest, status: int, content: bytes) -> Any:
+        if request.scored is not None:
+            return self.core.interpret_score(status, content, request)
+        return self.core.interpret(
+            status, content, request.path == "/chat/completions", request.body.get("stop", ())
+        )
+
+    @staticmethod
+    def _failure(request: RemoteRequest, error: BackendError) -> Any:
+        if request.scored is not None:
+            return error
+        return Generation(text="", finish_reason="error", error=error)
+
+    def _deadline(self, request: RemoteRequest) -> float:
+        bound = self.timeout if request.timeout_s is None else min(self.timeout, request.timeout_s)
+        return time.monotonic() + bound
+
+    def _call_sync(self, request: RemoteRequest) -> Any:
+        deadline = self._deadline(request)
         attempt = 0
         while True:
             retry_after = None
             try:
                 status, content, retry_after = self._send_sync(request, deadline)
-                return self.core.interpret(status, content, request.path == "/chat/completions")
+                return self._read(request, status, content)
             except BackendError as exc:
                 error: BackendError = exc
             delay = self.core.retry_delay(attempt, error, retry_after)
             if delay is None or time.monotonic() + delay >= deadline:
-                return Generation(text="", finish_reason="error", error=error)
+                return self._failure(request, error)
             time.sleep(delay)
             attempt += 1
 
@@ -294,7 +441,7 @@ class RemoteBackend(Backend):
         httpx = self._httpx
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BackendTimeoutError(f"no answer from {self.base_url} within {self.timeout}s", retryable=False)
+            raise BackendTimeoutError(f"no answer from {self.base_url} in time", retryable=False)
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
         try:
             with self._client.stream(
@@ -304,15 +451,49 @@ class RemoteBackend(Backend):
                 for chunk in resp.iter_bytes():
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
-                        raise BackendTimeoutError(f"answer from {self.base_url} exceeded {self.timeout}s", retryable=False)
+                        raise BackendTimeoutError(
+                            f"answer from {self.base_url} not complete in time", retryable=False
+                        )
                 return resp.status_code, b"".join(chunks), resp.headers.get("retry-after")
         except BackendError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated in one place
             raise self._translate(exc) from exc
 
+    # --------------------------------------------------------------------------- scoring
+    supports_scoring = True
+    #: Micro-batches in flight at once: HTTP requests of several batches overlap (the engine
+    #: batches them itself).
+    batch_concurrency = 4
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        if self._closed:
+            raise BackendUnavailableError("the remote backend is closed", retryable=False)
+        built = [self.core.build_score(r) for r in requests]
+        flat = [req for group in built for req in group]
+        answers = (
+            list(self._pool.map(self._call_sync, flat))
+            if len(flat) > 1
+            else [self._call_sync(flat[0])]
+            if flat
+            else []
+        )
+        return _group_scores(built, answers)
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        if self._closed:
+            raise BackendUnavailableError("the remote backend is closed", retryable=False)
+        built = [self.core.build_score(r) for r in requests]
+        client, sem = self._async_client()
+        answers = await asyncio.gather(
+            *(self._call_async(client, sem, req) for group in built for req in group)
+        )
+        return _group_scores(built, list(answers))
+
     # ----------------------------------------------------------------------------- async
-    async def agenerate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
+    async def agenerate(
+        self, prompts: Sequence[RenderedPrompt], options: GenerationOptions
+    ) -> list[Generation]:
         if self._closed:
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         requests = [self.core.build(p, options) for p in prompts]
@@ -337,8 +518,8 @@ class RemoteBackend(Backend):
                 self._async_clients[key] = entry
         return entry[0], entry[1]
 
-    async def _call_async(self, client: Any, sem: asyncio.Semaphore, request: RemoteRequest) -> Generation:
-        deadline = time.monotonic() + self.timeout
+    async def _call_async(self, client: Any, sem: asyncio.Semaphore, request: RemoteRequest) -> Any:
+        deadline = self._deadline(request)
         attempt = 0
         while True:
             retry_after = None
@@ -347,7 +528,7 @@ class RemoteBackend(Backend):
                 async with asyncio.timeout(max(remaining, 0.0)):
                     async with sem:
                         status, content, retry_after = await self._send_async(client, request, deadline)
-                return self.core.interpret(status, content, request.path == "/chat/completions")
+                return self._read(request, status, content)
             except TimeoutError:
                 error: BackendError = BackendTimeoutError(
                     f"no answer from {self.base_url} within {self.timeout}s", retryable=False
@@ -356,11 +537,13 @@ class RemoteBackend(Backend):
                 error = exc
             delay = self.core.retry_delay(attempt, error, retry_after)
             if delay is None or time.monotonic() + delay >= deadline:
-                return Generation(text="", finish_reason="error", error=error)
+                return self._failure(request, error)
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _send_async(self, client: Any, request: RemoteRequest, deadline: float) -> tuple[int, bytes, str | None]:
+    async def _send_async(
+        self, client: Any, request: RemoteRequest, deadline: float
+    ) -> tuple[int, bytes, str | None]:
         httpx = self._httpx
         remaining = max(deadline - time.monotonic(), 0.001)
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
@@ -378,7 +561,9 @@ class RemoteBackend(Backend):
             return BackendUnavailableError(f"cannot connect to {where}: connect timeout", retryable=True)
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeoutError(f"no answer from {where} within {self.timeout}s", retryable=False)
-        if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        if isinstance(
+            exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+        ):
             return BackendUnavailableError(f"connection to {where} failed: {exc}", retryable=True)
         if isinstance(exc, httpx.HTTPError):
             return BackendError(f"HTTP error talking to {where}: {exc}", retryable=False)
@@ -414,6 +599,17 @@ class RemoteBackend(Backend):
                 asyncio.run_coroutine_threadsafe(client.aclose(), loop)
             else:
                 loop.run_until_complete(client.aclose())
+
+
+def _group_scores(built: Sequence[Sequence[RemoteRequest]], answers: Sequence[Any]) -> list[ScoreResult]:
+    """Per scoring request: its candidates' log-probabilities, or the first failure among them."""
+    out, i = [], 0
+    for group in built:
+        values = answers[i : i + len(group)]
+        i += len(group)
+        error = next((v for v in values if isinstance(v, BaseException)), None)
+        out.append(ScoreResult(error=error) if error is not None else ScoreResult(logprobs=tuple(values)))
+    return out
 
 
 def from_endpoint(base_url: str, model: str, api_key: str | None = None, **options: Any) -> RemoteBackend:

@@ -18,17 +18,20 @@ benign text. The tests check both against the processor's own output.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions
-from guardrail.errors import BackendError, ConfigurationError, ImageError
+from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
+from guardrail.backends.scoring import TokenTrie, build_trie
+from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
 from guardrail.profiles import profile_for_model_type
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
+from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
 
 __all__ = ["TransformersBackend", "from_transformers"]
 
@@ -178,8 +181,11 @@ class TransformersBackend(Backend):
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
+        return self._pad([self.encode(p) for p in prompts])
+
+    def _pad(self, encoded: Sequence[tuple[list[int], Any, Any]]) -> dict[str, Any]:
+        """Left-pad encoded prompts into one batch."""
         torch = self._torch
-        encoded = [self.encode(p) for p in prompts]
         width = max(len(ids) for ids, _, _ in encoded)
         input_ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -211,6 +217,8 @@ class TransformersBackend(Backend):
             kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=0)
         if options.stop:
             kwargs["stop_strings"] = list(options.stop)
+        if options.timeout_s is not None:
+            kwargs["max_time"] = options.timeout_s
         return transformers.GenerationConfig(**kwargs)
 
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
@@ -223,17 +231,39 @@ class TransformersBackend(Backend):
             extra = {"tokenizer": self.tokenizer} if options.stop else {}
             if options.seed is not None:
                 torch.manual_seed(options.seed)
+            started = time.monotonic()
             try:
                 with torch.inference_mode():
                     out = self.model.generate(**batch, generation_config=config, **extra)
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"generation failed: {exc}", retryable=False) from exc
+            elapsed = time.monotonic() - started
         new = out[:, batch["input_ids"].shape[1] :].tolist()
-        return [self._finish(row, options) for row in new]
+        results = [self._finish(row, options) for row in new]
+        if options.timeout_s is not None and elapsed >= options.timeout_s:
+            # generate() stopped at max_time: an unfinished output is a timeout, not a verdict
+            error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
+            ends = set(self._end_ids)
+
+            def finished(row: list[int], result: Generation) -> bool:
+                return any(t in ends for t in row) or any(s in result.text for s in options.stop)
+
+            results = [
+                r if finished(row, r) else Generation(text=r.text, finish_reason="error", error=error)
+                for row, r in zip(new, results, strict=True)
+            ]
+        return results
 
     def _finish(self, tokens: list[int], options: GenerationOptions) -> Generation:
         ends = set(self._end_ids)
         cut = next((i for i, t in enumerate(tokens) if t in ends), None)
+        if options.stop:
+            # A row stopped by a stop string is padded afterwards: end it at the stop string
+            # (counting no end-of-turn token it never generated).
+            body = tokens[:cut] if cut is not None else [t for t in tokens if t != self._pad_id]
+            stopped = self._stop_at(body, options.stop)
+            if stopped is not None:
+                return stopped
         if cut is None:
             kept = [t for t in tokens if t != self._pad_id] if self._pad_id not in ends else tokens
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
@@ -242,8 +272,183 @@ class TransformersBackend(Backend):
         text = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True)
         return Generation(text=text, output_tokens=cut + 1, finish_reason="stop")
 
+    def _stop_at(self, tokens: list[int], stop: Sequence[str]) -> Generation | None:
+        """The output up to the first stop string (included), or None when there is none.
+
+        Finds the fewest tokens whose text holds a stop string (binary search: once a prefix
+        holds one, every longer prefix does), then cuts the text right after it.
+        """
+        decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
+        text = decode(tokens)
+        if not any(s in text for s in stop):
+            return None
+        lo, hi = 1, len(tokens)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if any(s in decode(tokens[:mid]) for s in stop):
+                hi = mid
+            else:
+                lo = mid + 1
+        text = decode(tokens[:lo])
+        end = min(text.index(s) + len(s) for s in stop if s in text)
+        return Generation(text=text[:end], output_tokens=lo, finish_reason="stop")
+
+    # ------------------------------------------------------------------------- scoring
+    supports_scoring = True
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Log-probabilities of each request's continuations, teacher-forced, in one forward pass.
+
+        The continuations of a request share a token trie appended to its prompt; a custom
+        attention mask lets each trie node see the prompt and its own ancestors only, with
+        rotary positions continuing the prompt's ("tree attention"). Models whose attention
+        implementation takes no custom mask (flash attention) score each continuation as its own
+        sequence instead, with the same result. A request that cannot be encoded (an image for a
+        text-only model) gets a per-item error.
+        """
+        if not requests:
+            return []
+        results: list[ScoreResult | None] = [None] * len(requests)
+        rows: list[tuple[int, tuple[list[int], Any, Any], TokenTrie]] = []
+        with self._lock:
+            for i, request in enumerate(requests):
+                try:
+                    encoded, trie = self._encode_scoring(request)
+                except ImageError as exc:
+                    results[i] = ScoreResult(error=exc)
+                    continue
+                rows.append((i, encoded, trie))
+            if rows:
+                tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
+                try:
+                    with self._torch.inference_mode():
+                        scored = (self._score_tree if tree else self._score_flat)(
+                            [(e, t) for _, e, t in rows]
+                        )
+                except (RuntimeError, ValueError) as exc:
+                    raise BackendError(f"scoring failed: {exc}", retryable=False) from exc
+                for (i, _, _), logprobs in zip(rows, scored, strict=True):
+                    results[i] = ScoreResult(logprobs=tuple(logprobs))
+        return [r for r in results if r is not None]
+
+    def _encode_scoring(self, request: ScoreRequest) -> tuple[tuple[list[int], Any, Any], TokenTrie]:
+        parts = merge_text([*request.prompt.parts, request.prefix])
+        encoded = self.encode(dataclasses.replace(request.prompt, parts=tuple(parts)))
+        # Tokenize each continuation together with the text run it follows, as the model would
+        # have seen the whole answer, and keep the tokens after the run's own.
+        last = parts[-1] if parts and isinstance(parts[-1], str) else ""
+        base = self._encode_text(last) if last else ()
+        # The run is the template's short answer start for chat profiles (the same every time:
+        # cache it); raw-text profiles end with the whole prompt (unique: do not fill the cache).
+        encode = self._encode_text if len(last) < 512 else self._encode_text_uncached
+        sequences = []
+        for continuation in request.continuations:
+            joint = encode(last + continuation)
+            if joint[: len(base)] == base:
+                sequences.append(joint[len(base) :])
+            else:  # the boundary merged into one token: fall back to tokenizing apart
+                sequences.append(self._encode_text(continuation))
+        return encoded, build_trie(sequences)
+
+    def _score_tree(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
+        torch = self._torch
+        device = self.model.device
+        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
+        lengths = [len(ids) + len(trie) for (ids, _, _), trie in rows]
+        width = max(lengths)
+        keep = max(len(trie) for _, trie in rows) + 1
+        n = len(rows)
+        input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
+        prompt_mask = torch.zeros((n, width), dtype=torch.long)
+        allowed = torch.zeros((n, 1, width, width), dtype=torch.bool)
+        positions = torch.zeros((n, width), dtype=torch.long)
+        for row, ((ids, _, _), trie) in enumerate(rows):
+            off, size = width - lengths[row], len(ids)
+            start = off + size
+            input_ids[row, off:start] = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, start:] = torch.tensor(trie.tokens, dtype=torch.long)
+            prompt_mask[row, off:start] = 1
+            allowed[row, 0, off:start, off:start] = torch.ones(size, size, dtype=torch.bool).tril()
+            allowed[row, 0, start:, off:start] = True  # every node sees the whole prompt...
+            allowed[row, 0, start:, start:] = torch.tensor(
+                _tree_block(trie), dtype=torch.bool
+            )  # ...and its path
+            idx = torch.arange(off)
+            allowed[row, 0, idx, idx] = True  # padding rows see themselves (no empty softmax)
+            positions[row, off:start] = torch.arange(size)
+            positions[row, start:] = size - 1 + torch.tensor(trie.depths, dtype=torch.long)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        pixels = [pv for (_, pv, _), _ in rows if pv is not None]
+        if pixels:
+            grid = torch.cat([g for (_, _, g), _ in rows if g is not None], dim=0)
+            inputs["pixel_values"] = torch.cat(pixels, dim=0)
+            inputs["image_grid_thw"] = grid
+            positions = self._rope_positions(input_ids, prompt_mask, grid, rows, lengths, width)
+        inputs["position_ids"] = positions
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out = []
+        for row, (_, trie) in enumerate(rows):
+            first = keep - len(trie) - 1  # kept index of the last prompt token
+            at = [first + 1 + trie.parents[node] for node in range(len(trie))]
+            picked = logprobs[row, at, list(trie.tokens)].tolist() if len(trie) else []
+            out.append([float(sum(picked[node] for node in path)) for path in trie.paths])
+        return out
+
+    def _rope_positions(self, input_ids: Any, prompt_mask: Any, grid: Any, rows: Any, lengths: list[int],
+                        width: int) -> Any:  # fmt: skip
+        """Qwen2-VL style 3D rotary positions: the model's own for the prompts (images get their
+        grid positions), then one text position per trie level after each prompt."""
+        torch = self._torch
+        rope = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        if rope is None:
+            raise BackendError("this model takes images but has no get_rope_index", retryable=False)
+        mm = (input_ids == self._special_id("<|image_pad|>")).to(torch.int) * prompt_mask
+        positions, _ = rope(input_ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=prompt_mask)
+        positions = positions.clone()
+        for row, ((ids, _, _), trie) in enumerate(rows):
+            start = width - lengths[row] + len(ids)
+            nxt = int(positions[:, row, start - len(ids) : start].max()) + 1
+            depths = torch.tensor(trie.depths, dtype=positions.dtype)
+            positions[:, row, start:] = (nxt - 1 + depths).to(positions.device)
+        return positions
+
+    def _score_flat(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
+        """One sequence per continuation (for attention implementations without custom masks)."""
+        torch = self._torch
+        flat, spans = [], []
+        for (ids, pv, grid), trie in rows:
+            for path in trie.paths:
+                tokens = [trie.tokens[node] for node in path]
+                flat.append((ids + tokens, pv, grid))
+                spans.append(tokens)
+        keep = max(len(t) for t in spans) + 1
+        logits = self.model(**self._pad(flat), logits_to_keep=keep, use_cache=False).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        values = []
+        for row, tokens in enumerate(spans):
+            at = list(range(keep - len(tokens) - 1, keep - 1))
+            values.append(float(logprobs[row, at, tokens].sum()) if tokens else 0.0)
+        out, i = [], 0
+        for _, trie in rows:
+            out.append(values[i : i + len(trie.paths)])
+            i += len(trie.paths)
+        return out
+
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+@functools.lru_cache(maxsize=64)
+def _tree_block(trie: TokenTrie) -> list[list[bool]]:
+    """Which trie nodes each node attends to: its ancestors and itself."""
+    block = [[False] * len(trie) for _ in range(len(trie))]
+    for node in range(len(trie)):
+        for a in (*trie.ancestors(node), node):
+            block[node][a] = True
+    return block
 
 
 def _accepts(model: Any, name: str) -> bool:

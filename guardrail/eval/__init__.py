@@ -5,12 +5,13 @@
 >>> run_benchmarks(guard, [bench], "out/")                                 # doctest: +SKIP
 >>> report = score_sets([read_predictions("out/SimpleSafetyTests.jsonl")])  # doctest: +SKIP
 
-Command line: ``python -m guardrail.eval {run,score,report,list}``; see docs/evaluation.md.
+Command line: ``python -m guardrail.eval {run,score,report,list,threshold}``; see docs/evaluation.md.
 
 - :mod:`~guardrail.eval.datasets`: samples, loaders, the registry of benchmark names;
 - :mod:`~guardrail.eval.run`: run a guard, write and resume predictions files;
 - :mod:`~guardrail.eval.predictions`: read predictions files (ours and GuardReasoner's);
-- :mod:`~guardrail.eval.metrics` and :mod:`~guardrail.eval.score`: pure metrics and protocols;
+- :mod:`~guardrail.eval.metrics` and :mod:`~guardrail.eval.score`: pure metrics and protocols,
+  threshold curves (ROC, precision/recall) and threshold picking for fast mode's scores;
 - :mod:`~guardrail.eval.report`: markdown, JSON and PNG reports.
 
 Nothing here imports torch; the PNG report imports matplotlib when it draws.
@@ -29,11 +30,22 @@ from guardrail.eval.datasets import (
     load_benchmark,
     resolve_data_dir,
 )
-from guardrail.eval.metrics import Confusion, confusion, weighted_mean
+from guardrail.eval.metrics import (
+    Confusion,
+    Outcomes,
+    ThresholdChoice,
+    ThresholdCurve,
+    average_precision,
+    confusion,
+    pick_threshold,
+    roc_auc,
+    threshold_curve,
+    weighted_mean,
+)
 from guardrail.eval.predictions import PredictionRow, PredictionSet, discover, read_predictions
-from guardrail.eval.report import to_json, to_markdown, to_png, write_report
+from guardrail.eval.report import curves_png, to_json, to_markdown, to_png, write_report
 from guardrail.eval.run import RunResult, run_benchmark, run_benchmarks
-from guardrail.eval.score import PROTOCOLS, Average, ScoreReport, TaskScore, score_sets
+from guardrail.eval.score import PROTOCOLS, Average, ScoreReport, TaskScore, outcomes, score_sets
 
 __all__ = [
     "BENCHMARKS",
@@ -44,6 +56,7 @@ __all__ = [
     "Average",
     "Benchmark",
     "Confusion",
+    "Outcomes",
     "DatasetError",
     "PredictionRow",
     "PredictionSet",
@@ -52,14 +65,22 @@ __all__ = [
     "Sample",
     "ScoreReport",
     "TaskScore",
+    "ThresholdChoice",
+    "ThresholdCurve",
+    "average_precision",
+    "curves_png",
     "confusion",
     "discover",
     "load_benchmark",
+    "outcomes",
+    "pick_threshold",
     "read_predictions",
     "resolve_data_dir",
+    "roc_auc",
     "run_benchmark",
     "run_benchmarks",
     "score_sets",
+    "threshold_curve",
     "to_json",
     "to_markdown",
     "to_png",

@@ -1,4 +1,4 @@
-"""``python -m guardrail.eval {run,score,report,list}`` (also ``python -m guardrail eval ...``).
+"""``python -m guardrail.eval {run,score,report,list,threshold}`` (also ``python -m guardrail eval ...``).
 
 Commands are registered in :data:`EVAL_COMMANDS`. Exit codes: 0 done, 2 error (bad arguments,
 unknown benchmark, malformed data or predictions file, the model cannot be loaded).
@@ -131,6 +131,70 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------- threshold
+def add_threshold(parser: argparse.ArgumentParser) -> Handler:
+    """Pick a fast-mode threshold for a target false-positive rate from scored predictions."""
+    parser.description = (
+        "Threshold curves (ROC, precision/recall) of the scores in fast- or cascade-mode predictions, and "
+        "the threshold with the best recall whose false-positive rate is at most --target-fpr."
+    )
+    parser.add_argument("--predictions", required=True, metavar="FILE_OR_DIR")
+    parser.add_argument(
+        "--target-fpr", type=float, required=True, help="highest false-positive rate allowed, 0-1"
+    )
+    parser.add_argument("--task", choices=["request", "response", "refusal"], default="request",
+                        help="task whose score is used (default: request)")  # fmt: skip
+    parser.add_argument(
+        "--plot", default=None, metavar="PNG", help="also draw the ROC and PR curves to this file"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return _threshold
+
+
+def _threshold(args: argparse.Namespace) -> int:
+    import json
+
+    from guardrail.errors import PredictionsError
+    from guardrail.eval.metrics import average_precision, pick_threshold, roc_auc, threshold_curve
+    from guardrail.eval.predictions import discover, read_predictions
+    from guardrail.eval.report import curves_png
+    from guardrail.eval.score import outcomes
+
+    if not 0.0 <= args.target_fpr <= 1.0:
+        print("error: --target-fpr must be between 0 and 1", file=sys.stderr)
+        return EXIT_ERROR
+    sets = [read_predictions(p) for p in discover(args.predictions)]
+    groups = {s.benchmark: [s] for s in sets if outcomes([s], args.task).scored}
+    if not groups:
+        raise PredictionsError(f"no sample has a {args.task} score: run the guard with --mode fast or cascade",
+                               path=str(args.predictions))  # fmt: skip
+    if len(groups) > 1:
+        groups["all (pooled)"] = [s for g in list(groups.values()) for s in g]
+    rows, curves, chosen = [], {}, {}
+    for name, group in groups.items():
+        o = outcomes(group, args.task)
+        choice = pick_threshold(o, args.target_fpr)
+        curves[name], chosen[name] = threshold_curve(o), choice
+        rows.append({"benchmark": name, "n": len(o.scored), "roc_auc": roc_auc(o),
+                     "average_precision": average_precision(o), **choice.as_dict()})  # fmt: skip
+    if args.plot:
+        curves_png(curves, args.plot, chosen)
+    if args.json:
+        print(json.dumps({"task": args.task, "target_fpr": args.target_fpr, "results": rows}, indent=2))
+        return EXIT_OK
+
+    def fmt(v: float | None, digits: int = 4) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    print(f"# Threshold for {args.task} at false-positive rate <= {args.target_fpr:g}\n")
+    print("| benchmark | n | ROC AUC | avg precision | threshold | TPR (recall) | FPR | precision |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['benchmark']} | {r['n']} | {fmt(r['roc_auc'])} | {fmt(r['average_precision'])} | "
+              f"{fmt(r['threshold'], 6)} | {fmt(r['tpr'])} | {fmt(r['fpr'])} | {fmt(r['precision'])} |")  # fmt: skip
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------ list
 def add_list(parser: argparse.ArgumentParser) -> Handler:
     """List the registered benchmarks and whether their data is present."""
@@ -160,6 +224,7 @@ EVAL_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], Handler]] = {
     "score": add_score,
     "report": add_report,
     "list": add_list,
+    "threshold": add_threshold,
 }
 
 

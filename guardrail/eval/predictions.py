@@ -71,7 +71,8 @@ class PredictionRow:
     ``labels``: gold label per task. ``predicted``: the label the guard's output gives for each
     task (None: not given, i.e. a parse failure for that task). ``raw_output``: the model's text.
     ``latency_ms`` is the wall time of the batched call the sample was part of (``batch_size``
-    samples); ``score`` is P(harmful) where the backend provides one.
+    samples); ``score`` is P(harmful) where the mode provides one (fast and cascade modes), the
+    larger of the task scores; ``scores`` holds it per task (``request``, ``response``).
     """
 
     benchmark: str
@@ -87,6 +88,14 @@ class PredictionRow:
     score: float | None = None
     error: str | None = None
     line: int = 0
+    scores: Mapping[str, float | None] = field(default_factory=dict)
+
+    def task_score(self, task: str) -> float | None:
+        """P(positive) for ``task``: the per-task score, else (older files) ``score`` for the
+        harmfulness tasks; None for refusal without a per-task score."""
+        if self.scores:
+            return self.scores.get(task)
+        return self.score if task in ("request", "response") else None
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,18 @@ def prediction_record(benchmark: str, sample: Sample, verdict: Any, predicted: M
         "latency_ms": verdict.latency_ms if verdict is not None else None,
         "batch_size": batch_size,
         "score": verdict.score if verdict is not None else None,
+        "scores": _task_scores(verdict),
         "error": error or _backend_error(verdict),
+    }
+
+
+def _task_scores(verdict: Any) -> dict[str, float | None] | None:
+    if verdict is None or verdict.score is None:
+        return None
+    return {
+        "request": verdict.request_score,
+        "response": verdict.response_score,
+        "refusal": verdict.refusal_score,
     }
 
 
@@ -209,6 +229,15 @@ def _optional_number(rec: Mapping[str, Any], key: str, path: Path, line: int) ->
     return value
 
 
+def _scores(rec: Mapping[str, Any], path: Path, line: int) -> dict[str, float | None]:
+    values = rec.get("scores")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise PredictionsError("field 'scores' must be an object or null", path=str(path), line=line)
+    return {str(t): _optional_number(values, t, path, line) for t in values}
+
+
 def _gold(labels: Any, path: Path, line: int) -> dict[str, str]:
     if not isinstance(labels, dict) or not labels:
         raise PredictionsError("field 'labels' must be a non-empty object", path=str(path), line=line)
@@ -257,6 +286,7 @@ def _read_guardrail(path: Path, items: Iterable[tuple[int, dict[str, Any]]]) -> 
             score=_optional_number(rec, "score", path, line),
             error=rec.get("error") if isinstance(rec.get("error"), str) else None,
             line=line,
+            scores=_scores(rec, path, line),
         ))  # fmt: skip
     return PredictionSet(bench or path.stem, str(path), "guardrail", tuple(rows), _run_meta(path.parent))
 

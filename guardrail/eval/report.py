@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
 from guardrail.eval.datasets import TASKS
+from guardrail.eval.metrics import ThresholdChoice, ThresholdCurve
 from guardrail.eval.score import ScoreReport
 
-__all__ = ["REPORT_FORMATS", "to_json", "to_markdown", "to_png", "write_report"]
+__all__ = ["REPORT_FORMATS", "curves_png", "to_json", "to_markdown", "to_png", "write_report"]
 
 _TASK_TITLE = {"request": "request harmfulness", "response": "response harmfulness", "refusal": "refusal"}
 
@@ -46,13 +47,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def _detail(report: ScoreReport) -> list[str]:
     header = ["benchmark", "task", "modality", "n", "F1", "precision", "recall", "parse failures", "errors",
               "mean output tokens", "mean latency (ms)"]  # fmt: skip
+    scored = any(r.extra.get("roc_auc") is not None for r in report.results)  # scores (fast/cascade)
+    if scored:
+        header += ["ROC AUC", "avg precision"]
     rows = [
         [r.benchmark, r.task, r.modality, str(r.n), _fmt(r.f1), _fmt(r.precision), _fmt(r.recall),
          str(r.parse_failures), str(r.errors), _fmt(r.mean_output_tokens, 1), _fmt(r.mean_latency_ms, 1)]
+        + ([_fmt(r.extra.get("roc_auc"), 4), _fmt(r.extra.get("average_precision"), 4)] if scored else [])
         for r in report.results
     ]  # fmt: skip
     averages = [[f"average ({a.scope})", a.task, "", str(a.weight), _fmt(a.f1), "", "", "", "", "", ""]
-                for a in report.averages]  # fmt: skip
+                + (["", ""] if scored else []) for a in report.averages]  # fmt: skip
     return _table(header, rows + averages)
 
 
@@ -128,6 +133,41 @@ def to_png(reports: Sequence[ScoreReport], path: str | os.PathLike[str]) -> None
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.fspath(path), format="png")
+
+
+def curves_png(curves: Mapping[str, ThresholdCurve], path: str | os.PathLike[str],
+               chosen: Mapping[str, ThresholdChoice] | None = None) -> Path:  # fmt: skip
+    """ROC and precision/recall curves side by side, one line per named curve; a chosen
+    threshold (:func:`~guardrail.eval.metrics.pick_threshold`) is marked on its line."""
+    require("matplotlib", extra="eval", feature="the PNG curves")
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise ConfigurationError("no scored samples to draw (fast or cascade mode predictions have scores)")
+    fig = Figure(figsize=(11, 4.8), dpi=100)
+    roc_ax, pr_ax = fig.subplots(1, 2)
+    for name, curve in curves.items():
+        roc, pr = curve.roc(), curve.pr()
+        line = roc_ax.plot([x for x, _ in roc], [y for _, y in roc], label=name, drawstyle="default")[0]
+        pr_ax.step([x for x, _ in pr], [y for _, y in pr], where="pre", label=name, color=line.get_color())
+        choice = (chosen or {}).get(name)
+        if choice is not None and choice.threshold is not None:
+            roc_ax.plot([choice.fpr], [choice.tpr], "o", color=line.get_color())
+            roc_ax.annotate(f"t={choice.threshold:.3g}", (choice.fpr, choice.tpr), fontsize=7,
+                            textcoords="offset points", xytext=(4, -10))  # fmt: skip
+            pr_ax.plot([choice.recall], [choice.precision], "o", color=line.get_color())
+    roc_ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=0.8)
+    roc_ax.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title="ROC", xlim=(0, 1),
+               ylim=(0, 1.02))  # fmt: skip
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision / recall", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (roc_ax, pr_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(os.fspath(out), format="png")
+    return out
 
 
 def _write_text(text: str, path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "Average",
     "ScoreReport",
     "TaskScore",
+    "outcomes",
     "score_sets",
 ]
 
@@ -142,9 +143,14 @@ def _common(rows: Sequence[PredictionRow]) -> dict[str, Any]:
     }
 
 
+def outcomes(prediction_sets: Sequence[PredictionSet], task: str) -> Outcomes:
+    """Gold labels and scores of ``task`` over the given predictions (pooled)."""
+    return _outcomes([r for s in prediction_sets for r in _task_rows(s, task)], task)
+
+
 def _outcomes(rows: Sequence[PredictionRow], task: str) -> Outcomes:
     positive = POSITIVE[task]
-    scores = [r.score if task != "refusal" else None for r in rows]
+    scores = [r.task_score(task) for r in rows]
     return Outcomes(positive=[r.labels[task] == positive for r in rows], scores=scores)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -135,9 +135,22 @@ class Profile(ABC):
     supports_images: ClassVar[bool] = False
     # Reference generation length of the released models.
     default_max_new_tokens: ClassVar[int] = 4096
+    #: The key of each task's label line in the output (``Request: harmful``).
+    answer_keys: ClassVar[Mapping[str, str]] = {
+        "request": "Request",
+        "refusal": "Completion",
+        "response": "Response",
+    }
+    #: What follows the last label line of a complete answer (used to write fast-mode outputs).
+    answer_suffix: ClassVar[str] = "\n"
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
+    # Fast mode: the start of the answer forced after the prompt, up to the first task's key
+    # (e.g. ``...Request:``); the label continuations are scored after it. Subclasses set it.
+    fast_prefix: str = field(default="")
+    # Stop strings for reasoning mode: generation ends once one is produced (e.g. ``</result>``).
+    stop: tuple[str, ...] = field(default=())
 
     @abstractmethod
     def render(self, item: ModerationInput) -> RenderedPrompt:
@@ -156,6 +169,36 @@ class Profile(ABC):
         if item.has_response:
             need.append("response")
         return tuple(need)
+
+    # ------------------------------------------------------------------------- fast mode
+    def fast_tasks(self, item: ModerationInput) -> tuple[str, ...]:
+        """The tasks whose labels the fast pass enumerates, in output order: the tasks the
+        request needs (request; response and refusal when a response is given) and every task
+        written before them (a response-only check still passes the ``Request:`` line)."""
+        needed = set(self.required_tasks(item))
+        if item.has_response and "refusal" in self.tasks:
+            needed.add("refusal")
+        last = max((i for i, t in enumerate(self.tasks) if t in needed), default=0)
+        return self.tasks[: last + 1]
+
+    def answer_text(self, labels: Mapping[str, str | None], tasks: Sequence[str]) -> str:
+        """The label lines that follow :attr:`fast_prefix` for ``labels`` over ``tasks``.
+
+        >>> from guardrail.profiles import GuardReasonerVLProfile
+        >>> GuardReasonerVLProfile().answer_text({"request": "harmful", "response": "unharmful"},
+        ...                                      ("request", "response"))
+        ' harmful\\nResponse: unharmful'
+        """
+        parts = []
+        for i, task in enumerate(tasks):
+            label = labels.get(task) or self.none_text
+            parts.append(" " + label if i == 0 else f"\n{self.answer_keys[task]}: {label}")
+        return "".join(parts)
+
+    def fast_output(self, labels: Mapping[str, str | None]) -> str:
+        """A complete answer with ``labels`` (``None`` where a task does not apply), as the model
+        writes it after :attr:`fast_prefix`; what a fast-mode verdict reports as ``raw_output``."""
+        return self.fast_prefix + self.answer_text(labels, self.tasks) + self.answer_suffix
 
     def _finish(
         self, labels: dict[str, str | None], reasoning: str | None, item: ModerationInput

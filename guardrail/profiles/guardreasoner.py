@@ -43,6 +43,7 @@ class GuardReasonerProfile(Profile):
     """Prompt and parser of the GuardReasoner models (1B, 3B, 8B).
 
     Tasks: request harmfulness, response refusal (``Completion:``), response harmfulness.
+    In fast mode the answer is forced to start with ``Answers: \\nRequest:`` (no reasoning).
     """
 
     name: ClassVar[str] = "guardreasoner"
@@ -51,6 +52,7 @@ class GuardReasonerProfile(Profile):
     default_max_new_tokens: ClassVar[int] = 2048
 
     instruction: str = GUARDREASONER_INSTRUCTION
+    fast_prefix: str = "Answers: \nRequest:"
 
     def input_text(self, item: ModerationInput) -> str:
         prompt = item.prompt if item.prompt is not None else self.none_text

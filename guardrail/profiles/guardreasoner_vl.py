@@ -37,6 +37,9 @@ GUARDREASONER_VL_INSTRUCTION = (
     "Put the reasoning process into <think> </think>. Put the result into <result> </result>.\n\n"
 )
 
+#: The answer forced in fast mode: no reasoning, the result block up to the first label.
+FAST_PREFIX = "<think>\n\n</think>\n<result>\nRequest:"
+
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
 
@@ -55,14 +58,22 @@ class GuardReasonerVLProfile(Profile):
     - ``system_prompt``: the instruction. Some copies of the reference end it with one newline
       instead of two; pass that text here if a model was trained with it.
     - ``user_suffix``: what follows the response text (reference: two newlines).
+    - ``fast_prefix``: the answer forced in fast mode before the first label: an empty
+      reasoning block and the result block up to ``Request:``
+      (``<think>\\n\\n</think>\\n<result>\\nRequest:``).
+    - ``stop``: reasoning mode stops once the result block is closed (``</result>``); pass
+      ``()`` to generate until the end of turn.
     """
 
     name: ClassVar[str] = "guardreasoner-vl"
     tasks: ClassVar[tuple[str, ...]] = ("request", "response")
     supports_images: ClassVar[bool] = True
+    answer_suffix: ClassVar[str] = "\n</result>"
 
     system_prompt: str = GUARDREASONER_VL_INSTRUCTION
     user_suffix: str = "\n\n"
+    fast_prefix: str = FAST_PREFIX
+    stop: tuple[str, ...] = ("</result>",)
 
     # ------------------------------------------------------------------------------ render
     def user_parts(self, item: ModerationInput) -> list[Part]:

@@ -85,10 +85,26 @@ class Admission:
             self._cond.notify(1)
 
 
+class _GuardStatsCollector:
+    """Exports the guard's own counters (``guard.stats``: cache hits and misses, fast and
+    reasoning verdicts, backend and micro-batch calls) as ``guardrail_guard_<name>_total``."""
+
+    def __init__(self, stats: Any):
+        self.stats = stats
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        from guardrail.stats import COUNTERS
+
+        for name, value in self.stats.snapshot().items():
+            yield CounterMetricFamily(f"guardrail_guard_{name}", COUNTERS.get(name, name), value=value)
+
+
 class Metrics:
     """Prometheus metrics in a registry of the app's own (several apps per process are fine)."""
 
-    def __init__(self, admission: Admission):
+    def __init__(self, admission: Admission, guard_stats: Any = None):
         prom = require("prometheus_client", extra=_EXTRA)
         self.prom = prom
         self.registry = prom.CollectorRegistry()
@@ -107,10 +123,14 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
-        self.queue_depth = prom.Gauge("guardrail_queue_depth", "Requests waiting for a guard slot", registry=r)
+        self.queue_depth = prom.Gauge(
+            "guardrail_queue_depth", "Requests waiting for a guard slot", registry=r
+        )
         self.queue_depth.set_function(lambda: admission.waiting)
         self.in_flight = prom.Gauge("guardrail_in_flight", "Guard calls running", registry=r)
         self.in_flight.set_function(lambda: admission.running)
+        if guard_stats is not None:
+            r.register(_GuardStatsCollector(guard_stats))
 
     def count(self, verdicts: list[Verdict]) -> None:
         for v in verdicts:
@@ -120,7 +140,9 @@ class Metrics:
         return self.prom.generate_latest(self.registry), self.prom.CONTENT_TYPE_LATEST
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None):
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None
+):
     return JSONResponse(
         {"error": {"message": message, "type": kind, "code": code}}, status_code=status, headers=headers
     )
@@ -200,7 +222,7 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     """Build the moderation server app for ``guard``."""
     settings = settings or ServerSettings()
     admission = Admission(settings.max_concurrency, settings.max_queue)
-    metrics = Metrics(admission)
+    metrics = Metrics(admission, getattr(guard, "stats", None))
     model_name = settings.model_name or str(guard.backend.model_name or "guardrail")
     state = {"ready": True}
 
@@ -225,7 +247,9 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.api_key.encode()
+        ):
             metrics.errors.labels("unauthorized").inc()
             raise _Unauthorized()
 
@@ -264,7 +288,9 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     @app.exception_handler(asyncio.TimeoutError)
     async def _timeout(request: Request, exc: asyncio.TimeoutError) -> Response:
         metrics.errors.labels("timeout").inc()
-        return _error(504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout")
+        return _error(
+            504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout"
+        )
 
     @app.exception_handler(GuardrailError)
     async def _guard_error(request: Request, exc: GuardrailError) -> Response:
@@ -317,7 +343,12 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             results=[_result(v, k) for v, k in zip(verdicts, kinds, strict=True)],
         )
 
-    @app.post("/v1/guard", response_model=Verdict, dependencies=[Depends(require_auth)], summary="Check a request/response")
+    @app.post(
+        "/v1/guard",
+        response_model=Verdict,
+        dependencies=[Depends(require_auth)],
+        summary="Check a request/response",
+    )
     async def check(body: GuardRequest) -> Verdict:
         item = {"prompt": body.prompt, "response": body.response, "images": body.images}
         return (await run_guard([item]))[0]

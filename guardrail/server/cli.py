@@ -27,7 +27,10 @@ def add_serve(parser: argparse.ArgumentParser) -> Handler:
         "--insecure-no-auth", action="store_true",
         help="allow binding a non-loopback address without an API key",
     )  # fmt: skip
-    s.add_argument("--max-concurrency", type=int, default=4, help="guard calls at once (default: 4)")
+    s.add_argument(
+        "--max-concurrency", type=int, default=32,
+        help="requests checked at once, gathered into backend batches (default: 32)",
+    )  # fmt: skip
     s.add_argument("--max-queue", type=int, default=256, help="requests allowed to wait (default: 256)")
     s.add_argument("--timeout", type=float, default=300.0, help="per-request guard timeout in seconds")
     s.add_argument("--max-body-mb", type=float, default=32.0, help="request body limit in MiB (default: 32)")
@@ -66,7 +69,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     guard = guard_from_args(args)
     app = create_app(guard, settings)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30
+        )
     finally:
         guard.close()
     return 0

@@ -21,7 +21,9 @@ class ServerSettings:
       the server answers 504.
     - ``max_concurrency``: guard calls running at once; ``max_queue``: requests allowed to wait
       for a slot. Beyond that the server answers 503 with ``Retry-After`` instead of queueing
-      without bound.
+      without bound. Admitted calls are gathered into backend batches by the guard's
+      micro-batcher (which bounds the batch size and the batches in flight), so this is how
+      many requests can share a batch, not how many model calls run.
     - ``max_inputs``: strings per ``/v1/moderations`` request.
     - ``model_name``: the model name reported in responses (default: the guard's).
     """
@@ -29,7 +31,7 @@ class ServerSettings:
     api_key: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     request_timeout_s: float = 300.0
-    max_concurrency: int = 4
+    max_concurrency: int = 32
     max_queue: int = 256
     retry_after_s: int = 1
     max_inputs: int = 64

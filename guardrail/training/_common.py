@@ -288,10 +288,14 @@ def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
     try:
         config = transformers.AutoConfig.from_pretrained(cfg.model, **common)
         if getattr(config, "vision_config", None) is not None:
-            model = transformers.AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=dtype, **common)
+            model = transformers.AutoModelForImageTextToText.from_pretrained(
+                cfg.model, dtype=dtype, use_safetensors=True, **common
+            )
             processor = transformers.AutoProcessor.from_pretrained(cfg.model, **common)
         else:
-            model = transformers.AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype, **common)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                cfg.model, dtype=dtype, use_safetensors=True, **common
+            )
             processor = transformers.AutoTokenizer.from_pretrained(cfg.model, **common)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"{cfg.section}.model: cannot load {cfg.model!r}: {exc}") from exc
@@ -538,7 +542,9 @@ def _merge_adapter(cfg: TrainingConfig, adapter: Path, out: Path, processor: Any
         if getattr(config, "vision_config", None) is not None
         else transformers.AutoModelForCausalLM
     )
-    base = cls.from_pretrained(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    base = cls.from_pretrained(
+        cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+    )
     merged = peft.PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.config.guardrail_profile = profile_name
     _clean_generation_config(merged)

@@ -135,7 +135,9 @@ def same_output(remote_text: str, local_text: str) -> bool:
 
 
 def test_remote_verdicts_equal_the_local_llamacpp_backend(llama_server, local):
-    remote = Guard.from_endpoint(llama_server, "tiny-guard", max_new_tokens=16, timeout=120, extra_body=NEUTRAL)
+    remote = Guard.from_endpoint(
+        llama_server, "tiny-guard", max_new_tokens=16, timeout=120, extra_body=NEUTRAL
+    )
     here = Guard(local, max_new_tokens=16)
     try:
         items = list(CASES.values())
@@ -153,7 +155,9 @@ def test_remote_verdicts_equal_the_local_llamacpp_backend(llama_server, local):
 
 
 async def test_remote_async_against_the_server(llama_server, local):
-    remote = Guard.from_endpoint(llama_server, "tiny-guard", max_new_tokens=8, timeout=120, extra_body=NEUTRAL)
+    remote = Guard.from_endpoint(
+        llama_server, "tiny-guard", max_new_tokens=8, timeout=120, extra_body=NEUTRAL
+    )
     try:
         got = await remote.amoderate(**CASES["text+image"])
         want = Guard(local, max_new_tokens=8).moderate(**CASES["text+image"])

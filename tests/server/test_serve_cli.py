@@ -43,7 +43,12 @@ def test_serve_answers_and_finishes_in_flight_requests_on_sigterm(tiny_vl_path, 
         result: dict = {}
 
         def slow_request() -> None:
-            r = httpx.post(base + "/v1/guard", json={"prompt": "a long check"}, headers={"Authorization": "Bearer k"}, timeout=120)
+            r = httpx.post(
+                base + "/v1/guard",
+                json={"prompt": "a long check"},
+                headers={"Authorization": "Bearer k"},
+                timeout=120,
+            )
             result["status"] = r.status_code
             result["body"] = r.json()
 

@@ -54,7 +54,10 @@ def test_openai_client_against_the_tiny_model(vl_backend):
         many = c.moderations.create(input=["first text", "second text", "third"])
         assert len(many.results) == 3
         multimodal = c.moderations.create(
-            input=[{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": DATA_URL}}]
+            input=[
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": DATA_URL}},
+            ]
         )
         assert len(multimodal.results) == 1
         result = multimodal.results[0].model_dump(by_alias=True)
@@ -111,9 +114,21 @@ AUTH = {"Authorization": "Bearer k"}
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"input": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}, 400, "base64"),
-        ({"input": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}, 400, "image"),
-        ({"input": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]}, 400, "disabled"),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]},
+            400,
+            "base64",
+        ),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+            400,
+            "image",
+        ),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]},
+            400,
+            "disabled",
+        ),
         ({"input": []}, 400, "input must hold"),
         ({"input": ["x"] * 65}, 400, "input must hold"),
         ({"input": "   "}, 400, "empty"),
@@ -129,7 +144,11 @@ def test_bad_input_gets_a_clear_4xx(fake_server, body, status, fragment):
 
 
 def test_malformed_json_and_guard_body_errors(fake_server):
-    r = httpx.post(fake_server + "/v1/moderations", content=b'{"input": ', headers={**AUTH, "Content-Type": "application/json"})
+    r = httpx.post(
+        fake_server + "/v1/moderations",
+        content=b'{"input": ',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert r.status_code == 422 and "invalid request body" in r.json()["error"]["message"]
     r = httpx.post(fake_server + "/v1/guard", json={"prompt": 3}, headers=AUTH)
     assert r.status_code == 422
@@ -150,7 +169,9 @@ def test_body_size_limit():
                 yield b"y" * 1000
             yield b'"}'
 
-        r = httpx.post(url + "/v1/moderations", content=chunks(), headers={"Content-Type": "application/json"})
+        r = httpx.post(
+            url + "/v1/moderations", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 413
         assert httpx.post(url + "/v1/moderations", json={"input": "small"}).status_code == 200
 
@@ -162,7 +183,9 @@ def test_overload_answers_503_with_retry_after():
 
         async def burst():
             async with httpx.AsyncClient(timeout=30) as c:
-                return await asyncio.gather(*(c.post(url + "/v1/moderations", json={"input": f"t{i}"}) for i in range(6)))
+                return await asyncio.gather(
+                    *(c.post(url + "/v1/moderations", json={"input": f"t{i}"}) for i in range(6))
+                )
 
         responses = asyncio.run(burst())
     codes = sorted(r.status_code for r in responses)
@@ -176,7 +199,9 @@ def test_timeout_follows_the_guard_policy():
         t0 = time.monotonic()
         r = httpx.post(url + "/v1/guard", json={"prompt": "x"}, timeout=30)
         assert time.monotonic() - t0 < 1.5
-        assert r.status_code == 200 and r.json()["decided_by"] == "policy" and "timed out" in r.json()["error"]
+        assert (
+            r.status_code == 200 and r.json()["decided_by"] == "policy" and "timed out" in r.json()["error"]
+        )
     guard = scripted_guard(delay=2.0, on_error="raise")
     with serve_app(create_app(guard, ServerSettings(request_timeout_s=0.3))) as url:
         assert httpx.post(url + "/v1/guard", json={"prompt": "x"}, timeout=30).status_code == 504
@@ -184,7 +209,9 @@ def test_timeout_follows_the_guard_policy():
 
 def test_model_calls_do_not_block_the_event_loop():
     with serve_app(create_app(scripted_guard(delay=1.5))) as url:
-        slow = threading.Thread(target=lambda: httpx.post(url + "/v1/guard", json={"prompt": "x"}, timeout=30))
+        slow = threading.Thread(
+            target=lambda: httpx.post(url + "/v1/guard", json={"prompt": "x"}, timeout=30)
+        )
         slow.start()
         time.sleep(0.2)
         t0 = time.monotonic()
@@ -214,9 +241,7 @@ def test_openapi_schema(fake_server):
     comps = schema["components"]["schemas"]
     assert {"ModerationRequest", "ModerationResponse", "Verdict", "GuardRequest"} <= set(comps)
     assert "results" in comps["ModerationResponse"]["required"]
-    ok = json.loads(
-        httpx.post(fake_server + "/v1/moderations", json={"input": "x"}, headers=AUTH).text
-    )
+    ok = json.loads(httpx.post(fake_server + "/v1/moderations", json={"input": "x"}, headers=AUTH).text)
     # every key the schema requires is present in a real response
     for key in comps["ModerationResponse"]["required"]:
         assert key in ok

@@ -1,0 +1,183 @@
+"""Fast verdicts: label probabilities instead of reasoning. Pure: no I/O, no model, no clock.
+
+In fast mode the guard does not generate. It forces the start of the answer (the profile's
+:attr:`~guardrail.profiles.Profile.fast_prefix`, e.g. ``<think>\\n\\n</think>\\n<result>\\nRequest:``
+for GuardReasoner-VL) and asks the backend for the log-probability of every way the label
+lines can continue, each token teacher-forced:
+
+- request only: ``" harmful"`` and ``" unharmful"``;
+- with a response: the joint label lines, ``" harmful\\nResponse: unharmful"`` and the three
+  other combinations (GuardReasoner, with its refusal task: eight, ``Completion:`` included).
+
+The probabilities are normalised over these candidates and each task's score is its marginal:
+``P(request harmful)`` is the total probability of the candidates whose request label is
+``harmful``. Scoring whole continuations rather than one next token handles labels that are
+several tokens long and labels that share their first token; scoring the joint lines gives the
+response task from the same forward pass, conditioned on the request label as the model writes
+it, without choosing that label first.
+
+A task is harmful when its score reaches the threshold (``score >= threshold``); the refusal
+task (GuardReasoner) is a refusal when ``P(refusal) >= 0.5``. ``Verdict.score`` is the larger of
+the request and response scores that apply, so ``harmful == (score >= threshold)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from guardrail.backends.base import ScoreRequest
+from guardrail.core import Prepared
+from guardrail.errors import ConfigurationError
+from guardrail.profiles.base import TASK_LABELS, ModerationInput, Profile
+from guardrail.verdict import Verdict
+
+__all__ = [
+    "MODES",
+    "FastPlan",
+    "Mode",
+    "assemble",
+    "marginals",
+    "plan",
+    "score_request",
+    "uncertain",
+    "validate_band",
+    "validate_mode",
+    "validate_threshold",
+]
+
+Mode = Literal["reasoning", "fast", "cascade"]
+MODES: tuple[str, ...] = ("reasoning", "fast", "cascade")
+
+
+def validate_mode(mode: str) -> Mode:
+    if mode not in MODES:
+        raise ConfigurationError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def validate_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ConfigurationError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+    return float(threshold)
+
+
+def validate_band(band: Sequence[float]) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in band)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"cascade_band must be two numbers (low, high); got {band!r}") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ConfigurationError(f"cascade_band must satisfy 0 <= low <= high <= 1; got {band!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """The candidates scored for one request: ``assignments[k]`` gives a label per task of
+    ``tasks`` and ``continuations[k]`` is its text after the profile's fast prefix."""
+
+    tasks: tuple[str, ...]
+    assignments: tuple[tuple[str, ...], ...]
+    continuations: tuple[str, ...]
+
+
+def plan(profile: Profile, item: ModerationInput) -> FastPlan:
+    """The candidate label lines for ``item`` (every combination of the tasks' labels)."""
+    tasks = profile.fast_tasks(item)
+    key = profile.answer_keys[tasks[0]] + ":"
+    if not profile.fast_prefix.rstrip(" ").endswith(key):
+        raise ConfigurationError(
+            f"profile {profile.name!r} cannot run fast mode: its fast_prefix must end with {key!r}"
+        )
+    assignments = tuple(itertools.product(*(TASK_LABELS[t] for t in tasks)))
+    continuations = tuple(profile.answer_text(dict(zip(tasks, a, strict=True)), tasks) for a in assignments)
+    return FastPlan(tasks, assignments, continuations)
+
+
+def score_request(profile: Profile, prepared: Prepared, fast_plan: FastPlan) -> ScoreRequest:
+    return ScoreRequest(
+        prompt=prepared.prompt, prefix=profile.fast_prefix, continuations=fast_plan.continuations
+    )
+
+
+def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float]:
+    """P(positive label) per task from the candidates' log-probabilities.
+
+    >>> p = FastPlan(("request",), (("harmful",), ("unharmful",)), (" harmful", " unharmful"))
+    >>> round(marginals(p, [math.log(0.3), math.log(0.1)])["request"], 4)
+    0.75
+
+    Raises ``ValueError`` when the values are unusable (wrong count, NaN, all impossible).
+    """
+    if len(logprobs) != len(fast_plan.continuations):
+        raise ValueError(f"{len(logprobs)} log-probabilities for {len(fast_plan.continuations)} candidates")
+    values = [float(v) for v in logprobs]
+    if any(math.isnan(v) or v == math.inf for v in values):
+        raise ValueError(f"unusable log-probabilities {values}")
+    top = max(values)
+    if top == -math.inf:
+        raise ValueError("every candidate label has probability 0")
+    weights = [math.exp(v - top) for v in values]
+    total = sum(weights)
+    out = {}
+    for i, task in enumerate(fast_plan.tasks):
+        positive = TASK_LABELS[task][0]
+        out[task] = (
+            sum(w for w, a in zip(weights, fast_plan.assignments, strict=True) if a[i] == positive) / total
+        )
+    return out
+
+
+def assemble(
+    profile: Profile,
+    prepared: Prepared,
+    task_scores: Mapping[str, float],
+    *,
+    threshold: float,
+    latency_ms: float,
+    model: str | None,
+) -> Verdict:
+    """The fast-mode verdict for one request from its task scores."""
+    item = prepared.item
+    request = task_scores["request"] if item.has_request else None
+    response = task_scores.get("response") if item.has_response else None
+    refusal = task_scores.get("refusal") if item.has_response and "refusal" in profile.tasks else None
+    labels: dict[str, str | None] = {
+        "request": None if request is None else ("harmful" if request >= threshold else "unharmful"),
+        "response": None if response is None else ("harmful" if response >= threshold else "unharmful"),
+        "refusal": None if refusal is None else ("refusal" if refusal >= 0.5 else "compliance"),
+    }
+    scores = [s for s in (request, response) if s is not None]
+    score = max(scores) if scores else None
+    harmful = labels["request"] == "harmful" or labels["response"] == "harmful"
+    return Verdict(
+        request_harmful=None if request is None else labels["request"] == "harmful",
+        response_harmful=None if response is None else labels["response"] == "harmful",
+        response_refusal=None if refusal is None else labels["refusal"] == "refusal",
+        harmful=harmful,
+        allowed=not harmful,
+        reasoning=None,
+        raw_output=profile.fast_output(labels),
+        parsed=True,
+        score=score,
+        request_score=request,
+        response_score=response,
+        refusal_score=refusal,
+        path="fast",
+        decided_by="model",
+        latency_ms=latency_ms,
+        output_tokens=0,
+        model=model,
+        profile=profile.name,
+    )
+
+
+def uncertain(verdict: Verdict, band: tuple[float, float]) -> bool:
+    """Whether a fast verdict goes on to reasoning in cascade mode: some task score lies in the
+    band, ``low <= score <= high``."""
+    low, high = band
+    return any(s is not None and low <= s <= high for s in (verdict.request_score, verdict.response_score))
