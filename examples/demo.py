@@ -19,9 +19,13 @@
    LangChain chain (``guard.wrap`` around a chat model), the llama.cpp backend on the GGUF file,
    and the moderation server (``create_app`` on 127.0.0.1) called with the OpenAI client.
 3. **The table.** One row per channel and sample: the verdict, the guard's latency, how many
-   checks ran and what decided (``model``, or ``policy`` when the output could not be read).
+   checks ran, what decided (``model``, or ``policy`` when the output could not be read) and
+   which path (``reasoning``, or ``fast`` for label probabilities; ``-`` where the API, such as
+   OpenAI's moderation result, does not report it).
 
 Options: ``--quick`` (a much shorter training run, for tests and CI), ``--cache-dir DIR``,
+``--mode reasoning|fast|cascade`` (how the traffic is decided; the table's ``path`` column says
+which path decided each check),
 ``--retrain`` (ignore the cache), ``--json FILE`` (everything shown, machine-readable); with
 ``GUARDRAIL_MODEL``: ``--export-gguf`` (or ``GUARDRAIL_DEMO_GGUF=1``), ``--max-new-tokens N``, ``--eval`` (score it on the
 held-out demo set). Exit status: 0 when every channel ran, 1 when one failed, 2 when the guard
@@ -163,6 +167,7 @@ class DemoGuard:
     gguf: dict[str, str | None] | None = None
     gguf_note: str | None = None
     max_new_tokens: int | None = None  # None: the tiny guard's budget, or the profile's default
+    mode: str = "reasoning"  # for the traffic; the held-out F1 is measured in reasoning mode
 
 
 def _hash_path(h: Any, path: Path) -> None:
@@ -450,21 +455,21 @@ def evaluate_heldout(guard: Guard, out_dir: Path) -> dict[str, Any]:
     return scores
 
 
-def load_guard(demo: DemoGuard) -> Guard:
+def load_guard(demo: DemoGuard, mode: str = "reasoning") -> Guard:
     """The transformers guard used by the decorator, LangChain and server channels."""
     if demo.tiny:
         import torch
 
         torch.set_num_threads(1)  # a tiny model: one thread is as fast and immune to a busy machine
-        return Guard.from_pretrained(demo.model, max_new_tokens=DEMO_MAX_NEW_TOKENS, device="cpu")
-    return Guard.from_pretrained(demo.model, max_new_tokens=demo.max_new_tokens)
+        return Guard.from_pretrained(demo.model, max_new_tokens=DEMO_MAX_NEW_TOKENS, device="cpu", mode=mode)
+    return Guard.from_pretrained(demo.model, max_new_tokens=demo.max_new_tokens, mode=mode)
 
 
 def load_gguf_guard(demo: DemoGuard) -> tuple[Guard | None, str | None]:
     """The llama.cpp guard on the GGUF files, or ``(None, why not)`` (e.g. no ``llamacpp`` extra)."""
     if demo.gguf is None:
         return None, demo.gguf_note or "no GGUF files"
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"mode": demo.mode}
     if demo.tiny:  # one thread is as fast for a tiny model; its context is 4096 tokens
         options.update(n_threads=1, n_ctx=4096, max_new_tokens=DEMO_MAX_NEW_TOKENS)
     if demo.max_new_tokens is not None:
@@ -570,13 +575,15 @@ class RecordingGuard(Guard):
         self.__dict__.update(vars(guard))
         self.verdicts: list[Verdict] = []
 
-    def moderate(self, prompt: Any = None, response: Any = None, images: Any = None) -> Verdict:
-        verdict = super().moderate(prompt, response, images)
+    def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, **kw: Any) -> Verdict:
+        verdict = super().moderate(prompt, response, images, **kw)
         self.verdicts.append(verdict)
         return verdict
 
-    async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None) -> Verdict:
-        verdict = await super().amoderate(prompt, response, images)
+    async def amoderate(
+        self, prompt: Any = None, response: Any = None, images: Any = None, **kw: Any
+    ) -> Verdict:
+        verdict = await super().amoderate(prompt, response, images, **kw)
         self.verdicts.append(verdict)
         return verdict
 
@@ -779,6 +786,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with GUARDRAIL_MODEL: the guard's generation budget (default: the profile's)")  # fmt: skip
     parser.add_argument("--eval", action="store_true",
                         help="with GUARDRAIL_MODEL: score it on the held-out demo set too")  # fmt: skip
+    parser.add_argument(
+        "--mode", choices=("reasoning", "fast", "cascade"), default="reasoning",
+        help="how the guard decides the traffic: reasoning (default), fast (label probabilities, no "
+        "reasoning) or cascade (fast, reasoning when unsure); the held-out F1 is for reasoning",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write everything shown to this JSON file")
     return parser.parse_args(argv)
 
@@ -806,8 +818,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         else:
             demo = build_demo_guard(console, cache_root, quick=args.quick, retrain=args.retrain)
-        with console.timed(f"loading the guard ({demo.model})"):
-            guard = load_guard(demo)
+        demo.mode = args.mode
+        with console.timed(f"loading the guard ({demo.model}, {args.mode} mode)"):
+            guard = load_guard(demo, args.mode)
     except (GuardrailError, OSError) as exc:
         what = repr(model) if model else "(the demo guard)"
         console.say(f"cannot load the guard {what}: {type(exc).__name__}: {exc}")
@@ -842,6 +855,11 @@ def main(argv: list[str] | None = None) -> int:
     console.say(
         "decided by: 'model' = read from the guard's output, 'policy' = unreadable output, blocked (fail closed)."
     )
+    if any(r.path for r in rows):
+        console.say(
+            "path: 'reasoning' = the model reasoned, then answered; 'fast' = label probabilities, no "
+            "reasoning (--mode)."
+        )
     parity = gguf_parity(rows)
     if parity:
         console.say(

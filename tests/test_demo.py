@@ -125,7 +125,7 @@ def _run(cache: Path, out: Path, *args: str, **env: str) -> tuple[subprocess.Com
     return proc, json.loads(out.read_text())
 
 
-def _check_rows(result: dict, *, llamacpp: bool) -> None:
+def _check_rows(result: dict, *, llamacpp: bool, paths: set[str]) -> None:
     samples = _samples()
     rows = result["rows"]
     assert [(r["channel"], r["sample"]) for r in rows] == [(c, s["name"]) for c in CHANNELS for s in samples]
@@ -137,6 +137,8 @@ def _check_rows(result: dict, *, llamacpp: bool) -> None:
             continue
         assert r["verdict"] in VERDICTS, r
         assert r["checks"] >= 1 and r["latency_ms"] > 0 and r["decided_by"] in ("model", "policy")
+        if r["channel"] != "server + OpenAI client" or r["kind"] == "prompt+response":
+            assert r["path"] in paths, r  # OpenAI's moderation result has no field for it
         if r["channel"] in ("@guard.check", "LangChain"):
             # the app channels check the request, and the reply with it unless the request is blocked
             assert r["checks"] == (1 if r["verdict"] == "BLOCK (input)" else 2), r
@@ -173,7 +175,8 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
         assert compared == len(_samples()) and same >= compared - 1, result["gguf_parity"]
     else:
         assert "llama.cpp: skipped" in out and guard["gguf_note"]
-    _check_rows(result, llamacpp=llamacpp)
+    _check_rows(result, llamacpp=llamacpp, paths={"reasoning"})
+    assert "path: 'reasoning'" in out
     # the table has a line for every row
     table = out[out.index("Part 3: verdicts") :]
     for r in result["rows"]:
@@ -195,15 +198,17 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
 @pytest.mark.slow
 def test_main_job_uses_guardrail_model_everywhere_without_training(tiny_vl_path, tmp_path):
     """GUARDRAIL_MODEL: nothing trained; with --export-gguf the given model is exported for the
-    llama.cpp channel (a random model: its unreadable outputs are blocked by policy)."""
+    llama.cpp channel; --mode cascade reaches every guard (a random model: unreadable outputs are
+    blocked by policy)."""
     cache = tmp_path / "cache"
-    args = ["--max-new-tokens", "16", *(["--export-gguf"] if HAVE_LLAMA_CPP else [])]
+    args = ["--max-new-tokens", "16", "--mode", "cascade", *(["--export-gguf"] if HAVE_LLAMA_CPP else [])]
     proc, result = _run(cache, tmp_path / "out.json", *args, GUARDRAIL_MODEL=str(tiny_vl_path))
     assert "GUARDRAIL_MODEL is set: no training" in proc.stdout
     assert "training" not in proc.stdout.replace("no training", "")
     assert result["guard"]["model"] == str(tiny_vl_path) and not result["guard"]["tiny"]
     assert not any(cache.rglob("config.json"))  # nothing was built or trained
-    _check_rows(result, llamacpp=HAVE_LLAMA_CPP)
+    _check_rows(result, llamacpp=HAVE_LLAMA_CPP, paths={"fast", "reasoning"})
+    assert "cascade mode" in proc.stdout
     if HAVE_LLAMA_CPP:
         assert Path(result["guard"]["gguf"]["model"]).is_relative_to(cache)
         assert "exporting to GGUF (q8_0)" in proc.stdout
