@@ -9,8 +9,8 @@
    steps) on the demo set in ``examples/demo_data/`` (written for this project: short prompts,
    prompt+response pairs, a few pictures; mild content). Its F1 on the held-out part is measured
    with :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
-   under ``$GUARDRAIL_CACHE/demo/<key>`` (default ``~/.cache/guardrail/demo``), the key hashing the
-   recipe, the data and the library, so later runs skip straight to part 2.
+   under ``$GUARDRAIL_CACHE_DIR/demo/<key>`` (default ``~/.cache/guardrail/demo``), the key
+   hashing the recipe, the data and the library, so later runs skip straight to part 2.
    With ``GUARDRAIL_MODEL`` set (a local directory or a hub id such as
    ``yueliu1999/GuardReasoner-VL-Eco-3B``) that model is used everywhere instead; it is exported to
    GGUF for the llama.cpp channel only with ``--export-gguf`` and a local directory.
@@ -24,12 +24,11 @@
    OpenAI's moderation result, does not report it).
 
 Options: ``--quick`` (a much shorter training run, for tests and CI), ``--cache-dir DIR``,
-``--mode reasoning|fast|cascade`` (how the traffic is decided; the table's ``path`` column says
-which path decided each check),
-``--retrain`` (ignore the cache), ``--json FILE`` (everything shown, machine-readable); with
-``GUARDRAIL_MODEL``: ``--export-gguf`` (or ``GUARDRAIL_DEMO_GGUF=1``), ``--max-new-tokens N``, ``--eval`` (score it on the
-held-out demo set). Exit status: 0 when every channel ran, 1 when one failed, 2 when the guard
-model cannot be loaded.
+``--retrain`` (ignore the cache), ``--mode reasoning|fast|cascade`` (how the traffic is decided;
+the table's ``path`` column says which path decided each check), ``--json FILE`` (everything
+shown, machine-readable); with ``GUARDRAIL_MODEL``: ``--export-gguf`` (or
+``GUARDRAIL_DEMO_GGUF=1``), ``--max-new-tokens N``, ``--eval`` (score it on the held-out demo
+set). Exit status: 0 when every channel ran, 1 when one failed, 2 when the guard cannot be loaded.
 """
 
 from __future__ import annotations
@@ -778,7 +777,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter training run (tests, CI)")
     parser.add_argument("--cache-dir", type=Path, help="where the demo guard is cached "
-                        "(default: $GUARDRAIL_CACHE/demo, else ~/.cache/guardrail/demo)")  # fmt: skip
+                        "(default: $GUARDRAIL_CACHE_DIR/demo, else ~/.cache/guardrail/demo)")  # fmt: skip
     parser.add_argument("--retrain", action="store_true", help="ignore the cached demo guard")
     parser.add_argument("--export-gguf", action="store_true",
                         help="with GUARDRAIL_MODEL a local directory: export it to GGUF for llama.cpp")  # fmt: skip
@@ -796,8 +795,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def default_cache() -> Path:
-    root = os.environ.get("GUARDRAIL_CACHE") or Path.home() / ".cache" / "guardrail"
-    return Path(root).expanduser() / "demo"
+    """``$GUARDRAIL_CACHE_DIR/demo`` (the library's cache, as for llama.cpp's converter; else
+    ``$XDG_CACHE_HOME/guardrail`` or ``~/.cache/guardrail``); ``$GUARDRAIL_CACHE`` of the other
+    examples is honoured too."""
+    from guardrail.export.gguf import default_cache_dir
+
+    legacy = os.environ.get("GUARDRAIL_CACHE")
+    return (
+        Path(legacy) if legacy and not os.environ.get("GUARDRAIL_CACHE_DIR") else default_cache_dir()
+    ) / "demo"
 
 
 def main(argv: list[str] | None = None) -> int:
