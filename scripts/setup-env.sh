@@ -29,5 +29,9 @@ pip install -q -c scripts/constraints.txt torch torchvision
 echo "==> installing guardrail-vl with all extras (llama-cpp-python may compile: be patient)" >&2
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
   pip install -q -c scripts/constraints.txt -e ".[all,dev]" "llama-cpp-python[server]"
+# llama.cpp's GGUF converter comes from the llama-cpp-python source distribution: fetch it now,
+# while the package index is reachable, so that the main job's GGUF export later works offline.
+"$VENV/bin/python" -c "from guardrail.export import converter_source; converter_source()" \
+  || echo "==> could not fetch llama.cpp's GGUF converter now; the GGUF export fetches it when needed" >&2
 echo "$want" > "$stamp"
 echo "==> environment ready: $VENV" >&2
