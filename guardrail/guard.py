@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from guardrail import core, fast, pipeline
@@ -142,19 +142,14 @@ class Guard:
     ) -> Guard:
         """Load a guard model. ``backend`` names the backend; ``options`` go to its loader
         (for transformers: ``device``, ``dtype``, ``device_map``, ``trust_remote_code``...),
-        except the guard's own speed options (``mode``, ``threshold``, ``cascade_band``,
-        ``batching``, ``cache``; see :class:`Guard`)."""
+        except the guard's own options (``mode``, ``threshold``, ``cascade_band``,
+        ``batching``, ``cache``, ``timeout_s``, ``profile_options``; see :class:`Guard`)."""
         from guardrail.backends import load_backend
 
-        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
-        return cls(
-            load_backend(backend, path_or_hub_id, **options),
-            profile,
-            max_new_tokens=max_new_tokens,
-            on_parse_error=on_parse_error,
-            on_error=on_error,
-            limits=limits,
-            **speed,
+        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
+                  "limits": limits}  # fmt: skip
+        return cls._build(
+            lambda opts: load_backend(backend, path_or_hub_id, **opts), profile, policy, options
         )
 
     @classmethod
@@ -175,21 +170,15 @@ class Guard:
 
         ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options`` go to
         :class:`~guardrail.backends.remote.RemoteBackend` (``timeout``, ``max_retries``,
-        ``max_concurrency``, ``extra_body``...), except the guard's speed options (``mode``,
-        ``threshold``, ``cascade_band``, ``batching``, ``cache``). The profile defaults to
-        ``guardreasoner-vl``.
+        ``max_concurrency``, ``extra_body``...), except the guard's own options (see
+        :meth:`from_pretrained`). The profile defaults to ``guardreasoner-vl``.
         """
         from guardrail.backends.remote import RemoteBackend
 
-        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
-        return cls(
-            RemoteBackend(base_url, model, api_key, **options),
-            profile,
-            max_new_tokens=max_new_tokens,
-            on_parse_error=on_parse_error,
-            on_error=on_error,
-            limits=limits,
-            **speed,
+        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
+                  "limits": limits}  # fmt: skip
+        return cls._build(
+            lambda opts: RemoteBackend(base_url, model, api_key, **opts), profile, policy, options
         )
 
     @classmethod
@@ -213,22 +202,31 @@ class Guard:
         ``mmproj`` the vision projector, needed for images. ``options`` go to
         :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
         ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...), except the
-        guard's speed options (``mode``, ``threshold``, ``cascade_band``, ``batching``, ``cache``).
+        guard's own options (see :meth:`from_pretrained`).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
-        speed = {k: options.pop(k) for k in _SPEED_OPTIONS if k in options}
-        backend = LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **options)
+        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
+                  "limits": limits}  # fmt: skip
+        return cls._build(
+            lambda opts: LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **opts),
+            profile, policy, options,
+        )  # fmt: skip
+
+    @classmethod
+    def _build(
+        cls,
+        make_backend: Callable[[dict[str, Any]], Backend],
+        profile: str | Profile | None,
+        policy: dict[str, Any],
+        options: dict[str, Any],
+    ) -> Guard:
+        """The factories' shared end: the guard's own options (:data:`_GUARD_OPTIONS`) are taken
+        out of ``options``, the rest build the backend; a guard that cannot be built closes it."""
+        own = {k: options.pop(k) for k in _GUARD_OPTIONS if k in options}
+        backend = make_backend(options)
         try:
-            return cls(
-                backend,
-                profile,
-                max_new_tokens=max_new_tokens,
-                on_parse_error=on_parse_error,
-                on_error=on_error,
-                limits=limits,
-                **speed,
-            )
+            return cls(backend, profile, **policy, **own)
         except BaseException:
             backend.close()
             raise
@@ -445,7 +443,8 @@ class Guard:
 
 
 # Options of Guard(...) that the factories take next to the backend's options.
-_SPEED_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s")
+# Guard options the factories accept next to the backend's loader options.
+_GUARD_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s", "profile_options")
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

@@ -147,3 +147,17 @@ def _png() -> bytes:
     from tests.conftest import make_image
 
     return make_image()
+
+
+def test_factories_pass_guard_options_and_close_the_backend_on_failure(tiny_vl_path, monkeypatch):
+    from guardrail.backends.transformers import TransformersBackend
+
+    guard = Guard.from_pretrained(
+        tiny_vl_path, timeout_s=5.0, profile_options={"system_prompt": "Short system."}, max_new_tokens=3
+    )
+    assert guard.timeout_s == 5.0 and guard.profile.system_prompt == "Short system."
+    closed = []
+    monkeypatch.setattr(TransformersBackend, "close", lambda self: closed.append(self))
+    with pytest.raises(ConfigurationError):
+        Guard.from_pretrained(tiny_vl_path, on_error="sometimes")
+    assert len(closed) == 1  # the loaded model is released, not leaked
