@@ -64,16 +64,9 @@ _VISION_OUTPUT_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "
 
 def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     tokenizers = require("tokenizers", extra="transformers")
-    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import models, pre_tokenizers, trainers
 
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
+    tok = _byte_level(tokenizers.Tokenizer(models.BPE()))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -84,6 +77,20 @@ def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return dict(model["vocab"]), merges  # type: ignore[return-value]
+
+
+def _byte_level(tok: Any) -> Any:
+    """Qwen's pre-tokenization: its split regex, then byte-level BPE bytes, and the decoder."""
+    from tokenizers import Regex, decoders, pre_tokenizers
+
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    return tok
 
 
 def _qwen_tokenizer(vocab_size: int) -> Any:
@@ -106,21 +113,14 @@ def _qwen_tokenizer(vocab_size: int) -> Any:
 def _llama_tokenizer(vocab_size: int) -> Any:
     transformers = require("transformers", extra="transformers")
     tokenizers = require("tokenizers", extra="transformers")
-    from tokenizers import Regex, decoders, models, pre_tokenizers
+    from tokenizers import models
 
     vocab, merges = _train_bpe(vocab_size)
     for tok in LLAMA3_SPECIAL_TOKENS:
         vocab[tok] = len(vocab)
-    backend = tokenizers.Tokenizer(
-        models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False)
+    backend = _byte_level(
+        tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     )
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    backend.decoder = decoders.ByteLevel()
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<|begin_of_text|>",
