@@ -22,12 +22,15 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+# A fence may be indented (a block inside a list item); its code is dedented.
 FENCE = re.compile(
-    r"(?:<!--\s*doctest:\s*(?P<directive>[^>]*?)\s*-->\s*\n)?^```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$",
+    r"(?:<!--\s*doctest:\s*(?P<directive>[^>]*?)\s*-->\s*\n)?"
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
     re.S | re.M,
 )
 RUNNABLE = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
@@ -64,7 +67,7 @@ def blocks(text: str) -> list[Block]:
         elif directive:
             raise ValueError(f"unknown doctest directive {directive!r}")
         line = text[: m.start("code")].count("\n") + 1
-        out.append(Block(lang, m.group("code"), line, skip, exit_codes, timeout))
+        out.append(Block(lang, textwrap.dedent(m.group("code")), line, skip, exit_codes, timeout))
     return out
 
 
