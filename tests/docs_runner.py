@@ -59,7 +59,9 @@ def blocks(text: str) -> list[Block]:
         if directive.startswith("skip"):
             skip = directive.partition(":")[2].strip()
             if not skip:
-                raise ValueError(f"line {text[: m.start()].count(chr(10)) + 1}: a skipped block needs a reason")
+                raise ValueError(
+                    f"line {text[: m.start()].count(chr(10)) + 1}: a skipped block needs a reason"
+                )
         elif directive.startswith("exit"):
             exit_codes = tuple(int(x) for x in directive.split()[1:])
         elif directive.startswith("timeout"):
@@ -105,7 +107,9 @@ def main(page: str, workdir: str) -> int:
                 capture_output=True, text=True, timeout=block.timeout,
             )  # fmt: skip
             if proc.returncode not in block.exit_codes:
-                print(f"FAIL {where}: exit {proc.returncode}\n{block.code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                print(
+                    f"FAIL {where}: exit {proc.returncode}\n{block.code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+                )
                 failures += 1
                 break
     loop.close()
