@@ -56,7 +56,8 @@ def main() -> None:
     def direct() -> int:
         inputs = backend.processor(text=[rendered.text], images=[image], return_tensors="pt")
         with torch.inference_mode():
-            out = backend.model.generate(**inputs, generation_config=config)
+            # the tokenizer is how generate() reads the stop string (</result>) as the guard does
+            out = backend.model.generate(**inputs, generation_config=config, tokenizer=backend.tokenizer)
         new = out[0, inputs["input_ids"].shape[1] :]
         backend.tokenizer.decode(new, skip_special_tokens=True)
         return len(new)

@@ -22,12 +22,15 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+# A fence may be indented (a block inside a list item); its code is dedented.
 FENCE = re.compile(
-    r"(?:<!--\s*doctest:\s*(?P<directive>[^>]*?)\s*-->\s*\n)?^```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$",
+    r"(?:<!--\s*doctest:\s*(?P<directive>[^>]*?)\s*-->\s*\n)?"
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
     re.S | re.M,
 )
 RUNNABLE = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
@@ -56,7 +59,9 @@ def blocks(text: str) -> list[Block]:
         if directive.startswith("skip"):
             skip = directive.partition(":")[2].strip()
             if not skip:
-                raise ValueError(f"line {text[: m.start()].count(chr(10)) + 1}: a skipped block needs a reason")
+                raise ValueError(
+                    f"line {text[: m.start()].count(chr(10)) + 1}: a skipped block needs a reason"
+                )
         elif directive.startswith("exit"):
             exit_codes = tuple(int(x) for x in directive.split()[1:])
         elif directive.startswith("timeout"):
@@ -64,7 +69,7 @@ def blocks(text: str) -> list[Block]:
         elif directive:
             raise ValueError(f"unknown doctest directive {directive!r}")
         line = text[: m.start("code")].count("\n") + 1
-        out.append(Block(lang, m.group("code"), line, skip, exit_codes, timeout))
+        out.append(Block(lang, textwrap.dedent(m.group("code")), line, skip, exit_codes, timeout))
     return out
 
 
@@ -102,7 +107,9 @@ def main(page: str, workdir: str) -> int:
                 capture_output=True, text=True, timeout=block.timeout,
             )  # fmt: skip
             if proc.returncode not in block.exit_codes:
-                print(f"FAIL {where}: exit {proc.returncode}\n{block.code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                print(
+                    f"FAIL {where}: exit {proc.returncode}\n{block.code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+                )
                 failures += 1
                 break
     loop.close()

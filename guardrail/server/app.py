@@ -228,6 +228,7 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
+        state["ready"] = True  # (again, when the same app is served after a shutdown)
         yield
         state["ready"] = False  # graceful shutdown: /readyz says so while requests finish
 

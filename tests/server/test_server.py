@@ -95,6 +95,15 @@ def test_policy_blocks_are_flagged():
     assert "unparsable" in res["guardrail"]["error"]
 
 
+def test_an_app_served_again_after_a_shutdown_is_ready():
+    app = create_app(scripted_guard())
+    with serve_app(app) as url:
+        assert client(url).moderations.create(input="bake bread").results[0].flagged is False
+    with serve_app(app) as url:  # shutdown marked it not ready; a new start makes it ready again
+        assert httpx.get(url + "/readyz").json()["status"] == "ready"
+        assert client(url).moderations.create(input="bake bread").results[0].flagged is False
+
+
 # --------------------------------------------------------------------------------- auth
 def test_api_key_is_required(fake_server):
     with pytest.raises(openai.AuthenticationError):
