@@ -442,7 +442,6 @@ class Guard:
         )
 
 
-# Options of Guard(...) that the factories take next to the backend's options.
 # Guard options the factories accept next to the backend's loader options.
 _GUARD_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s", "profile_options")
 

@@ -484,7 +484,7 @@ class RemoteBackend(Backend):
         if self._closed:
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         built = [self.core.build_score(r) for r in requests]
-        client, sem = self._async_client()
+        client, sem = await self._async_client()
         answers = await asyncio.gather(
             *(self._call_async(client, sem, req) for group in built for req in group)
         )
@@ -497,26 +497,42 @@ class RemoteBackend(Backend):
         if self._closed:
             raise BackendUnavailableError("the remote backend is closed", retryable=False)
         requests = [self.core.build(p, options) for p in prompts]
-        client, sem = self._async_client()
+        client, sem = await self._async_client()
         return list(await asyncio.gather(*(self._call_async(client, sem, r) for r in requests)))
 
-    def _async_client(self) -> tuple[Any, asyncio.Semaphore]:
-        """One AsyncClient + semaphore per event loop (clients cannot cross loops)."""
+    async def _async_client(self) -> tuple[Any, asyncio.Semaphore]:
+        """One AsyncClient + semaphore per event loop (clients cannot cross loops).
+
+        Each client is closed when its loop ends: a small async generator, started in that
+        loop, holds it, and ``asyncio.run`` (like any runner) closes the async generators of a
+        loop before closing the loop. Without that, a script calling ``asyncio.run(guard.
+        amoderate(...))`` again and again would leave one client's sockets per run to the
+        garbage collector.
+        """
         loop = asyncio.get_running_loop()
         key = id(loop)
         with self._async_lock:
             entry = self._async_clients.get(key)
-            if entry is None or entry[2] is not loop:
-                limits = self._httpx.Limits(
-                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-                )
-                entry = (
-                    self._httpx.AsyncClient(headers=self._headers, limits=limits),
-                    asyncio.Semaphore(self.max_concurrency),
-                    loop,
-                )
-                self._async_clients[key] = entry
+            if entry is not None and entry[2] is loop:
+                return entry[0], entry[1]
+            limits = self._httpx.Limits(
+                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+            )
+            client = self._httpx.AsyncClient(headers=self._headers, limits=limits)
+            keeper = self._keep_until_loop_ends(key, client)
+            entry = (client, asyncio.Semaphore(self.max_concurrency), loop, keeper)
+            self._async_clients[key] = entry
+        await keeper.__anext__()  # started here: the loop now knows it and closes it at the end
         return entry[0], entry[1]
+
+    async def _keep_until_loop_ends(self, key: int, client: Any) -> Any:
+        try:
+            yield
+        finally:
+            with self._async_lock:
+                if key in self._async_clients and self._async_clients[key][0] is client:
+                    del self._async_clients[key]
+            await client.aclose()
 
     async def _call_async(self, client: Any, sem: asyncio.Semaphore, request: RemoteRequest) -> Any:
         deadline = self._deadline(request)
@@ -573,9 +589,9 @@ class RemoteBackend(Backend):
         """Close the connections of the running loop's client, then everything else."""
         loop = asyncio.get_running_loop()
         with self._async_lock:
-            entry = self._async_clients.pop(id(loop), None)
+            entry = self._async_clients.get(id(loop))
         if entry is not None:
-            await entry[0].aclose()
+            await entry[3].aclose()  # its ``finally`` closes the client and forgets it
         self.close()
 
     def close(self) -> None:
@@ -592,9 +608,9 @@ class RemoteBackend(Backend):
         with self._async_lock:
             clients = list(self._async_clients.values())
             self._async_clients.clear()
-        for client, _, loop in clients:
+        for client, _, loop, _ in clients:
             if loop.is_closed():
-                continue
+                continue  # closed with its loop (see _async_client)
             if loop.is_running():
                 asyncio.run_coroutine_threadsafe(client.aclose(), loop)
             else:

@@ -242,3 +242,24 @@ def test_connection_reset_mid_response():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_asyncio_run_closes_its_connections(script, endpoint):
+    """Scripts call ``asyncio.run(guard.amoderate(...))`` again and again: each run's event loop
+    gets its own connections, and they are closed when that loop ends, not left to the garbage
+    collector (an unclosed-socket ResourceWarning, and a dict entry per dead loop)."""
+    import gc
+
+    guard = guard_for(endpoint)
+    leaked: list[str] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: leaked.append(repr(u.exc_value))
+    try:
+        for _ in range(3):
+            v = asyncio.run(guard.amoderate(prompt="bad x"))
+            assert v.decided_by == "model" and v.request_harmful is True
+            assert guard.backend._async_clients == {}  # the ended loop's client is gone
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert leaked == []
