@@ -449,17 +449,23 @@ class LlamaCppBackend(Backend):
                 p.chunks = None
 
     # ------------------------------------------------------------------------ decoding
+    def _fill_batch(self, piece: Sequence[int], pos: int, *, all_logits: bool) -> None:
+        """Load ``piece`` into the llama batch at positions ``pos``… of sequence 0."""
+        batch = self._batch
+        batch.n_tokens = len(piece)
+        flag = 1 if all_logits else 0
+        for i, tok in enumerate(piece):
+            batch.token[i] = tok
+            batch.pos[i] = pos + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = flag
+
     def _decode_tokens(self, tokens: Sequence[int], pos: int, *, logits_last: bool) -> None:
         lc, batch = self._llama_cpp, self._batch
         for start in range(0, len(tokens), self._n_batch):
             piece = tokens[start : start + self._n_batch]
-            batch.n_tokens = len(piece)
-            for i, tok in enumerate(piece):
-                batch.token[i] = tok
-                batch.pos[i] = pos + start + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = 0
+            self._fill_batch(piece, pos + start, all_logits=False)
             if logits_last and start + len(piece) == len(tokens):
                 batch.logits[len(piece) - 1] = 1
             rc = lc.llama_decode(self.llama.ctx, batch)
@@ -757,13 +763,7 @@ class LlamaCppBackend(Backend):
         out = []
         for start in range(0, len(tokens), self._n_batch):
             piece = tokens[start : start + self._n_batch]
-            batch.n_tokens = len(piece)
-            for i, tok in enumerate(piece):
-                batch.token[i] = tok
-                batch.pos[i] = pos + start + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = 1
+            self._fill_batch(piece, pos + start, all_logits=True)
             rc = lc.llama_decode(self.llama.ctx, batch)
             if rc != 0:
                 raise BackendError(f"llama_decode failed (code {rc})", retryable=False)
