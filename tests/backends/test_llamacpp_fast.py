@@ -32,35 +32,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def llama_vl(tiny_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, n_threads=2)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def llama_text(tiny_text_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_text_gguf.model, n_ctx=2048, n_threads=2)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def vl_eps0(tiny_vl_path):
-    from guardrail.backends.transformers import TransformersBackend
-
-    backend = TransformersBackend.from_pretrained(tiny_vl_path, device="cpu")
-    for name, module in backend.model.named_modules():
-        if hasattr(module, "variance_epsilon") and "visual" not in name:
-            module.variance_epsilon = 0.0
-    return backend
-
-
 def fed_one_by_one(backend, request: ScoreRequest) -> list[float]:
     """Each candidate fed token by token after a fresh prefill of prompt + forced answer."""
     import dataclasses
