@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import sys
+import threading
+import zlib
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -128,3 +131,40 @@ def make_image(size=(64, 48), color=(200, 30, 30), fmt="PNG", mode="RGB") -> byt
 @pytest.fixture
 def png_bytes() -> bytes:
     return make_image()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny (invalid) body: a bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+        + chunk(b"IEND", b"")
+    )
+
+
+def assert_threads_match_sequential(guard, cases: dict, names: list[str], n_threads: int) -> None:
+    """``n_threads`` threads moderating ``names`` round-robin get the sequential raw outputs."""
+    expected = {n: guard.moderate(**cases[n]).raw_output for n in names}
+    got: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            got[i] = guard.moderate(**cases[names[i % len(names)]]).raw_output
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(got[i] == expected[names[i % len(names)]] for i in range(n_threads))

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
-import zlib
 
 import httpx
 import pytest
@@ -18,6 +16,7 @@ from guardrail.core import prepare
 from guardrail.profiles.base import ImageSlot, Special
 from guardrail.server import ServerSettings, create_app
 from guardrail.testing import FakeBackend, result_output, serve_app
+from tests.conftest import png_header
 
 # ------------------------------------------------------------------------------ the inputs
 
@@ -26,24 +25,6 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
-        + chunk(b"IEND", b"")
-    )
 
 
 def animated_gif() -> bytes:

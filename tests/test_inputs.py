@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
 from guardrail.inputs import InputLimits, load_image, normalize_input
-from tests.conftest import make_image
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with a tiny (invalid) body: a bomb's header."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
-        + chunk(b"IEND", b"")
-    )
+from tests.conftest import make_image, png_header
 
 
 def test_all_image_sources_decode_to_the_same_rgb(tmp_path, png_bytes):

@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -26,7 +25,7 @@ from guardrail.backends.base import GenerationOptions
 from guardrail.core import prepare
 from guardrail.inputs import InputLimits
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile, ModerationInput
-from tests.conftest import PYTHON, REPO, subprocess_env
+from tests.conftest import PYTHON, REPO, assert_threads_match_sequential, subprocess_env
 
 pytestmark = pytest.mark.slow
 np = pytest.importorskip("numpy")
@@ -281,24 +280,7 @@ def test_sampling_options(llama_vl):
 # -------------------------------------------------------------------- concurrency
 def test_threads_give_the_same_outputs_as_sequential_calls(llama_vl):
     guard = Guard(llama_vl, max_new_tokens=10)
-    names = list(CASES)[:6]
-    expected = {n: guard.moderate(**CASES[n]).raw_output for n in names}
-    got: dict[int, str] = {}
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            got[i] = guard.moderate(**CASES[names[i % len(names)]]).raw_output
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert all(got[i] == expected[names[i % len(names)]] for i in range(12))
+    assert_threads_match_sequential(guard, CASES, list(CASES)[:6], n_threads=12)
 
 
 async def test_async_calls_and_cancellation_leave_the_backend_usable(llama_vl):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from PIL import Image
 
@@ -12,6 +10,7 @@ from guardrail.backends.base import GenerationOptions
 from guardrail.core import prepare
 from guardrail.inputs import InputLimits
 from guardrail.profiles import GuardReasonerVLProfile, ModerationInput
+from tests.conftest import assert_threads_match_sequential
 
 pytestmark = pytest.mark.slow
 
@@ -146,24 +145,7 @@ def test_batch_equals_single_calls(guard):
 
 
 def test_threads_give_the_same_outputs_as_sequential_calls(guard):
-    names = sorted(CASES)
-    expected = {n: guard.moderate(**CASES[n]).raw_output for n in names}
-    got: dict[int, str] = {}
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            got[i] = guard.moderate(**CASES[names[i % len(names)]]).raw_output
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert all(got[i] == expected[names[i % len(names)]] for i in range(10))
+    assert_threads_match_sequential(guard, CASES, sorted(CASES), n_threads=10)
 
 
 async def test_amoderate_equals_moderate(guard):
