@@ -9,7 +9,11 @@ what was wrong. Images may be given as:
 - a base64 ``data:image/...;base64,...`` URL (a dict ``{"url": ...}`` as in OpenAI's
   ``image_url`` content parts also works);
 - an ``http(s)://`` URL, only when ``InputLimits.allow_remote_images`` is True (it is off by
-  default: fetching URLs chosen by users is a server-side request forgery risk).
+  default: fetching URLs chosen by users is a server-side request forgery risk); fetched by
+  :mod:`guardrail.netfetch`, which refuses internal addresses.
+
+File paths are for trusted callers (the app itself): the moderation server never passes a
+client's string to this module as a path (see ``guardrail.server.media``).
 
 Decoded images are converted to RGB (alpha composited on white, palette/CMYK/16-bit converted),
 rotated by their EXIF orientation, and reduced to the first frame when animated.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import os
 import re
 import warnings
@@ -30,7 +35,9 @@ from typing import Any
 from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
 from guardrail.profiles.base import ModerationInput
 
-__all__ = ["InputLimits", "load_image", "normalize_input"]
+__all__ = ["InputLimits", "data_url_bytes", "fetch_image", "header_pixels", "load_image", "normalize_input"]
+
+log = logging.getLogger("guardrail")
 
 
 @dataclass(frozen=True)
@@ -41,17 +48,23 @@ class InputLimits:
     - ``max_image_bytes``: size of one encoded image.
     - ``max_image_pixels``: width x height of one image, checked from the header before the
       pixels are decoded, so decompression bombs are refused cheaply.
+    - ``max_request_pixels``: the pixels of all images of one request together, checked from
+      each header before that image is decoded (a few small files can decode to gigabytes).
     - ``max_text_chars``: length of the prompt and of the response, each.
     - ``allow_remote_images``: fetch ``http(s)`` image URLs (off by default).
-    - ``remote_timeout_s``: timeout for such a fetch.
+    - ``remote_timeout_s``: time limit for such a fetch, redirects and body included.
+    - ``remote_allowed_networks``: non-public networks (CIDR) that fetches may reach; by
+      default only public addresses are (see :mod:`guardrail.netfetch`).
     """
 
     max_images: int = 8
     max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = 25_000_000
+    max_request_pixels: int = 50_000_000
     max_text_chars: int = 200_000
     allow_remote_images: bool = False
     remote_timeout_s: float = 10.0
+    remote_allowed_networks: tuple[str, ...] = ()
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -76,7 +89,12 @@ def normalize_input(
     image_list = _as_image_list(images)
     if len(image_list) > limits.max_images:
         raise TooManyImagesError(f"{len(image_list)} images given; the limit is {limits.max_images}")
-    decoded = tuple(load_image(img, limits=limits, index=i) for i, img in enumerate(image_list))
+    decoded, budget = [], limits.max_request_pixels
+    for i, img in enumerate(image_list):
+        image = load_image(img, limits=limits, index=i, pixel_budget=budget)
+        budget -= image.width * image.height
+        decoded.append(image)
+    decoded = tuple(decoded)
     if prompt is None and response is None and not decoded:
         raise InputError("nothing to moderate: give a prompt, a response or images")
     if prompt is not None and not prompt.strip() and not decoded and response is None:
@@ -121,9 +139,12 @@ def _is_pil(obj: Any) -> bool:
     return isinstance(obj, Image.Image)
 
 
-def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0) -> Any:
+def load_image(
+    source: Any, *, limits: InputLimits | None = None, index: int = 0, pixel_budget: int | None = None
+) -> Any:
     """Decode one image from any accepted source into an RGB ``PIL.Image``.
 
+    ``pixel_budget`` is what is left of the request's ``max_request_pixels``.
     Raises :class:`~guardrail.errors.ImageError` or :class:`~guardrail.errors.ImageTooLargeError`.
     """
     from PIL import Image
@@ -131,7 +152,7 @@ def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0
     limits = limits or InputLimits()
     where = f"image {index}"
     if isinstance(source, Image.Image):
-        _check_pixels(source.size, limits, where)
+        _check_pixels(source.size, limits, where, pixel_budget)
         return _to_rgb(source, where)
     if isinstance(source, Mapping):
         url = source.get("url") if isinstance(source.get("url"), str) else None
@@ -139,16 +160,37 @@ def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0
             raise ImageError(f"{where}: a dict image must have a 'url' string (OpenAI image_url form)")
         source = url
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(bytes(source), limits, where)
+        return _decode(bytes(source), limits, where, pixel_budget)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str):
         if source.startswith("data:"):
-            return _decode(_data_url_bytes(source, limits, where), limits, where)
-        if source.startswith(("http://", "https://")):
-            return _decode(_fetch(source, limits, where), limits, where)
-        return _decode(_read_file(source, limits, where), limits, where)
+            data = _data_url_bytes(source, limits, where)
+        elif source.startswith(("http://", "https://")):
+            data = _fetch(source, limits, where)
+        else:
+            data = _read_file(source, limits, where)
+        return _decode(data, limits, where, pixel_budget)
     raise ImageError(f"{where}: unsupported image type {type(source).__name__}")
+
+
+def header_pixels(data: bytes) -> int:
+    """Width x height read from an encoded image's header (nothing is decoded); 0 when the header
+    cannot be read (decoding the image then reports why)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                return max(img.width, 0) * max(img.height, 0)
+    except Exception:  # noqa: BLE001 - undecodable: load_image says why
+        return 0
+
+
+def data_url_bytes(url: str, limits: InputLimits, where: str = "image") -> bytes:
+    """The bytes of a base64 ``data:image/...`` URL (``ImageError`` when it is not one)."""
+    return _data_url_bytes(url, limits, where)
 
 
 def _data_url_bytes(url: str, limits: InputLimits, where: str) -> bytes:
@@ -190,21 +232,36 @@ def _fetch(url: str, limits: InputLimits, where: str) -> bytes:
         raise ImageError(
             f"{where}: fetching image URLs is disabled (set InputLimits(allow_remote_images=True) to allow it)"
         )
-    import urllib.error
-    import urllib.request
+    return fetch_image(url, limits, where)
 
-    req = urllib.request.Request(url, headers={"User-Agent": "guardrail-vl"})
+
+def fetch_image(url: str, limits: InputLimits, where: str = "image") -> bytes:
+    """Fetch an image URL with :mod:`guardrail.netfetch` under ``limits``. Every failure is one
+    fixed :class:`~guardrail.errors.ImageError` message (the detail is logged at DEBUG), so
+    whoever chose the URL learns nothing about the network behind the guard."""
+    from guardrail.netfetch import FetchError, FetchPolicy, fetch
+
+    policy = FetchPolicy(
+        timeout_s=limits.remote_timeout_s,
+        max_bytes=limits.max_image_bytes,
+        allowed_networks=limits.remote_allowed_networks,
+    )
     try:
-        with urllib.request.urlopen(req, timeout=limits.remote_timeout_s) as resp:  # noqa: S310
-            data = resp.read(limits.max_image_bytes + 1)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ImageError(f"{where}: cannot fetch {url!r}: {exc}") from None
-    if len(data) > limits.max_image_bytes:
-        raise ImageTooLargeError(f"{where}: remote image larger than {limits.max_image_bytes} bytes")
-    return data
+        return fetch(url, policy)
+    except FetchError as exc:
+        log.debug("image fetch refused or failed: %s", redact_url(url), exc_info=exc)
+        raise ImageError(f"{where}: {FETCH_FAILED}") from None
 
 
-def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
+FETCH_FAILED = "the image URL could not be fetched (refused, unreachable, too large or too slow)"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials or query, for logs."""
+    return re.sub(r"^([a-z]+://)[^/@]*@", r"\1***@", url.split("?", 1)[0], flags=re.IGNORECASE)[:300]
+
+
+def _decode(data: bytes, limits: InputLimits, where: str, pixel_budget: int | None = None) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -218,7 +275,7 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
             # business: the image either decodes or raises ImageError below.
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
-            _check_pixels(img.size, limits, where)  # header only: nothing decoded yet
+            _check_pixels(img.size, limits, where, pixel_budget)  # header only: nothing decoded yet
             img.load()
             return _to_rgb(img, where)
     except (ImageError, InputError):
@@ -232,12 +289,17 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
         raise ImageError(f"{where}: cannot decode image ({exc})") from None
 
 
-def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str) -> None:
+def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str, budget: int | None = None) -> None:
     w, h = size
     if w <= 0 or h <= 0:
         raise ImageError(f"{where}: empty image ({w}x{h})")
     if w * h > limits.max_image_pixels:
         raise ImageTooLargeError(f"{where}: {w}x{h} pixels is over the limit of {limits.max_image_pixels}")
+    if budget is not None and w * h > budget:
+        raise ImageTooLargeError(
+            f"{where}: {w}x{h} pixels takes the request's images over max_request_pixels "
+            f"({limits.max_request_pixels})"
+        )
 
 
 def _to_rgb(img: Any, where: str) -> Any:

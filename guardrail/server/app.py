@@ -8,23 +8,34 @@ Endpoints:
   (Prometheus text format).
 
 Errors use OpenAI's error body ``{"error": {"message", "type", "code"}}``: 400 invalid input,
-401 bad or missing API key, 413 body too large, 422 malformed JSON body, 503 overloaded
-(with ``Retry-After``), 504 timeout when the guard's ``on_error`` policy is ``"raise"``.
-Model calls never run on the event loop: the guard's async path runs local backends in worker
-threads, and image decoding happens off the loop as well.
+401 bad or missing API key (checked before the body is read), 408 body not received in time,
+413 body too large, 422 malformed JSON body, 502 guard failure (a fixed message; the detail
+goes to the log, secrets redacted), 503 overloaded (with ``Retry-After``), 504 timeout when the
+guard's ``on_error`` policy is ``"raise"``. Images reach the guard only through
+:mod:`guardrail.server.media` (inline data, or URLs when allowed; never a server path).
+Nothing heavy runs on the event loop: JSON parsing and validation, image fetching and decoding
+and model calls run in worker threads.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
+import json
+import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from guardrail import __version__, core
 from guardrail._deps import require
-from guardrail.errors import GuardrailError, InputError
+from guardrail._redact import redact
+from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
+from guardrail.server.media import NoRoom, PixelBudget, client_images, request_pixels
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
     REQUEST_HARMFUL,
@@ -41,13 +52,14 @@ from guardrail.verdict import Verdict
 # This module is imported only by `create_app`, so importing fastapi here keeps `import guardrail`
 # light; FastAPI needs the names at module level to resolve the endpoints' annotations.
 require("fastapi", extra="server")
-from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "public_model_name"]
 
 _EXTRA = "server"
+log = logging.getLogger("guardrail.server")
 
 
 class Overloaded(Exception):
@@ -148,16 +160,18 @@ def _error(
     )
 
 
-class _BodyLimit:
-    """Pure ASGI middleware: 413 for bodies over the limit, and request counting/latency.
+class _Edge:
+    """Pure ASGI middleware, the first thing a request meets: the API key (before any of the
+    body is read), the body size (413) and time (408) limits, and request counting/latency.
 
     The body is read (up to the limit) before the app runs, so a body without Content-Length is
     refused as soon as it passes the limit, and never buffered beyond it.
     """
 
-    def __init__(self, app: Any, limit: int, metrics: Metrics):
+    def __init__(self, app: Any, settings: ServerSettings, metrics: Metrics):
         self.app = app
-        self.limit = limit
+        self.settings = settings
+        self.limit = settings.max_body_bytes
         self.metrics = metrics
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
@@ -174,7 +188,26 @@ class _BodyLimit:
             await send(message)
 
         try:
-            messages = await self._read_body(scope, receive)
+            if path not in _PUBLIC_PATHS and not self._authorized(scope):
+                self.metrics.errors.labels("unauthorized").inc()
+                response = _error(
+                    401, "missing or invalid API key", "invalid_request_error", "invalid_api_key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )  # fmt: skip
+                await response(scope, receive, send_wrapper)
+                return
+            try:
+                messages = await asyncio.wait_for(
+                    self._read_body(scope, receive), self.settings.body_timeout_s
+                )
+            except TimeoutError:
+                self.metrics.errors.labels("body_timeout").inc()
+                response = _error(
+                    408, f"request body not received within {self.settings.body_timeout_s}s",
+                    "invalid_request_error", "body_timeout", headers={"Connection": "close"},
+                )  # fmt: skip
+                await response(scope, receive, send_wrapper)
+                return
             if messages is None:
                 response = _error(
                     413, f"request body over {self.limit} bytes", "invalid_request_error", "body_too_large"
@@ -196,6 +229,14 @@ class _BodyLimit:
             self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
+    def _authorized(self, scope: dict) -> bool:
+        key = self.settings.api_key
+        if key is None:
+            return True
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode())
+
     async def _read_body(self, scope: dict, receive: Callable[[], Awaitable[dict]]) -> list[dict] | None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -216,6 +257,37 @@ class _BodyLimit:
 
 
 _KNOWN_PATHS = frozenset({"/v1/moderations", "/v1/guard", "/healthz", "/readyz", "/metrics"})
+# Answer without the API key (probes); they report nothing about the deployment.
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+# What a client is told when the guard fails; the exception itself goes to the log.
+_PUBLIC_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (BackendTimeoutError, "the guard backend timed out"),
+    (ParseError, "the guard's output could not be read"),
+    (GuardrailError, "the guard backend failed"),
+)
+
+
+def public_model_name(name: Any) -> str:
+    """The model name a server may show: a local path is reduced to its last part.
+
+    >>> public_model_name("/srv/models/tiny-guard/"), public_model_name("org/GuardReasoner-VL-3B")
+    ('tiny-guard', 'org/GuardReasoner-VL-3B')
+    """
+    text = str(name or "guardrail")
+    if os.path.isabs(text) or text.startswith(("./", "../", "~")) or os.path.exists(text):
+        return os.path.basename(os.path.normpath(text)) or "guardrail"
+    return text
+
+
+def _public_error(error: str | None) -> str | None:
+    """A verdict's error as a client may see it: backend failures carry upstream texts (URLs,
+    bodies, addresses), so they become a fixed message; our own policy reasons stay."""
+    if error is None:
+        return None
+    if error.startswith("backend error"):
+        return "backend error: the guard backend failed"
+    return error
 
 
 def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
@@ -223,7 +295,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     settings = settings or ServerSettings()
     admission = Admission(settings.max_concurrency, settings.max_queue)
     metrics = Metrics(admission, getattr(guard, "stats", None))
-    model_name = settings.model_name or str(guard.backend.model_name or "guardrail")
+    model_name = settings.model_name or public_model_name(guard.backend.model_name)
+    pixels = PixelBudget(settings.max_pixels_in_flight, settings.request_timeout_s)
     state = {"ready": True}
 
     @contextlib.asynccontextmanager
@@ -242,27 +315,6 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.admission = admission
-
-    async def require_auth(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.api_key.encode()
-        ):
-            metrics.errors.labels("unauthorized").inc()
-            raise _Unauthorized()
-
-    class _Unauthorized(Exception):
-        pass
-
-    @app.exception_handler(_Unauthorized)
-    async def _unauthorized(request: Request, exc: _Unauthorized) -> Response:
-        return _error(
-            401, "missing or invalid API key", "invalid_request_error", "invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
 
     @app.exception_handler(InputError)
     async def _bad_input(request: Request, exc: InputError) -> Response:
@@ -296,37 +348,93 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     @app.exception_handler(GuardrailError)
     async def _guard_error(request: Request, exc: GuardrailError) -> Response:
         metrics.errors.labels("guard_error").inc()
-        return _error(502, f"{type(exc).__name__}: {exc}", "server_error", type(exc).__name__)
+        log.warning("guard call failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+        message = next(text for kind, text in _PUBLIC_ERRORS if isinstance(exc, kind))
+        return _error(502, message, "server_error", type(exc).__name__)
+
+    async def parse(request: Request, model: type[BaseModel], precheck: Callable[[Any], None]) -> Any:
+        """The request body as ``model``: parsed and validated in a worker thread (the event
+        loop stays free), with ``precheck`` counting what the body holds before any object of
+        the model is built."""
+        raw = await request.body()
+
+        def load() -> Any:
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise RequestValidationError([{"loc": ("body",), "msg": f"invalid JSON ({exc})"}]) from None
+            precheck(data)
+            try:
+                return model.model_validate(data)
+            except ValidationError as exc:
+                raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+
+        return await asyncio.to_thread(load)
+
+    def count_inputs(data: Any) -> None:
+        value = data.get("input") if isinstance(data, dict) else None
+        if isinstance(value, list) and not 1 <= len(value) <= settings.max_inputs:
+            raise InputError(f"input must hold 1 to {settings.max_inputs} items")
+        parts = value if isinstance(value, list) else []
+        images = sum(1 for p in parts if isinstance(p, dict) and p.get("type") == "image_url")
+        if images > guard.limits.max_images:
+            raise InputError(f"{images} images given; the limit is {guard.limits.max_images}")
+
+    def count_images(data: Any) -> None:
+        images = data.get("images") if isinstance(data, dict) else None
+        if isinstance(images, list) and len(images) > guard.limits.max_images:
+            raise InputError(f"{len(images)} images given; the limit is {guard.limits.max_images}")
+
+    fetch_limits = dataclasses.replace(
+        guard.limits,
+        remote_allowed_networks=guard.limits.remote_allowed_networks + settings.remote_allowed_networks,
+    )
+
+    def load_images(sources: list[Any]) -> tuple[list[bytes], int]:
+        data = client_images(sources, fetch_limits, allow_remote=settings.allow_remote_images)
+        return data, request_pixels(data, guard.limits)
 
     async def run_guard(items: list[dict[str, Any]]) -> list[Verdict]:
         if not state["ready"]:
             raise Overloaded()
+        held = 0
+        for item in items:
+            if item.get("images"):
+                item["images"], n = await asyncio.to_thread(load_images, item["images"])
+                held += n
+        try:
+            async with pixels.hold(held):
+                verdicts = await _checked(items)
+        except NoRoom:  # no room for the images' pixels in time
+            raise Overloaded() from None
+        metrics.count(verdicts)
+        return [v.model_copy(update={"model": model_name, "error": _public_error(v.error)}) for v in verdicts]
+
+    async def _checked(items: list[dict[str, Any]]) -> list[Verdict]:
         async with admission:
             try:
-                verdicts = await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
+                return await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
             except TimeoutError:
                 if guard.on_error == "raise":
                     raise
-                verdicts = [
+                return [
                     core.policy_verdict(
                         guard.on_error,
                         f"guard timed out after {settings.request_timeout_s}s",
-                        model=guard.backend.model_name,
                         profile=guard.profile.name,
                         latency_ms=settings.request_timeout_s * 1000.0,
                     )
                     for _ in items
                 ]
-        metrics.count(verdicts)
-        return verdicts
 
     @app.post(
         "/v1/moderations",
         response_model=ModerationResponse,
-        dependencies=[Depends(require_auth)],
         summary="Classify inputs (OpenAI-compatible)",
+        openapi_extra=_body_schema(ModerationRequest),
     )
-    async def moderations(body: ModerationRequest) -> ModerationResponse:
+    async def moderations(request: Request) -> ModerationResponse:
+        body = await parse(request, ModerationRequest, count_inputs)
         if not body.input and not isinstance(body.input, str):
             raise InputError(f"input must hold 1 to {settings.max_inputs} items")
         if isinstance(body.input, str):
@@ -347,10 +455,11 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     @app.post(
         "/v1/guard",
         response_model=Verdict,
-        dependencies=[Depends(require_auth)],
         summary="Check a request/response",
+        openapi_extra=_body_schema(GuardRequest),
     )
-    async def check(body: GuardRequest) -> Verdict:
+    async def check(request: Request) -> Verdict:
+        body = await parse(request, GuardRequest, count_images)
         item = {"prompt": body.prompt, "response": body.response, "images": body.images}
         return (await run_guard([item]))[0]
 
@@ -362,15 +471,41 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     async def readyz() -> Response:
         if not state["ready"]:
             return JSONResponse({"status": "shutting down"}, status_code=503)
-        return JSONResponse({"status": "ready", "model": model_name})
+        return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", dependencies=[Depends(require_auth)], summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics")
     async def metrics_endpoint() -> Response:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
+    _documented(app, (ModerationRequest, GuardRequest))
+    app.add_middleware(_Edge, settings=settings, metrics=metrics)
     return app
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that parses its body itself (see _documented)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def _documented(app: Any, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the request models that the endpoints parse themselves to the OpenAPI components."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = default()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in body.pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            components[model.__name__] = body
+        return schema
+
+    app.openapi = openapi
 
 
 def _parts_to_item(parts: list[Any]) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""Images from network clients: the one door through which they reach the guard.
+
+Every endpoint that takes images from a client (``/v1/moderations``, ``/v1/guard``, and any
+later one) turns the client's strings into image *bytes* here, so no client string is ever
+handed to :mod:`guardrail.inputs` where it could be read as a path on the server's disk:
+
+- ``data:image/...;base64,...`` URLs are decoded;
+- ``http(s)://`` URLs are fetched (with :mod:`guardrail.netfetch`: public addresses only,
+  bounded size and time) only when the operator turned remote images on
+  (``ServerSettings.allow_remote_images``, ``serve --allow-remote-images``);
+- anything else (a path, ``file://``, any other scheme) is a 400 with one fixed message that
+  says nothing about the server's files.
+
+:class:`PixelBudget` bounds the decoded pixels held by all requests of one server at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from guardrail.errors import ImageError, ImageTooLargeError
+from guardrail.inputs import InputLimits, data_url_bytes, fetch_image, header_pixels
+
+__all__ = ["LOCAL_REFUSED", "NoRoom", "PixelBudget", "client_images", "request_pixels"]
+
+#: The one answer to an image source that is neither inline data nor an allowed URL.
+LOCAL_REFUSED = "images must be given inline as data:image/...;base64 URLs"
+_REMOTE_OFF = LOCAL_REFUSED + " (this server does not fetch http(s) image URLs)"
+
+
+def client_images(sources: Sequence[Any], limits: InputLimits, *, allow_remote: bool) -> list[bytes]:
+    """The encoded bytes of each image a client sent (blocking: call it in a worker thread).
+
+    Raises :class:`~guardrail.errors.ImageError` with a fixed message for refused sources.
+    """
+    out = []
+    for i, source in enumerate(sources):
+        where = f"image {i}"
+        if not isinstance(source, str):
+            raise ImageError(f"{where}: {LOCAL_REFUSED}")
+        scheme = source[:8].lower()
+        if scheme.startswith("data:"):
+            out.append(data_url_bytes(source, limits, where))
+        elif scheme.startswith(("http://", "https://")):
+            if not allow_remote:
+                raise ImageError(f"{where}: {_REMOTE_OFF}")
+            out.append(fetch_image(source, replace(limits, allow_remote_images=True), where))
+        else:
+            raise ImageError(f"{where}: {LOCAL_REFUSED}")
+    return out
+
+
+def request_pixels(images: Sequence[bytes], limits: InputLimits) -> int:
+    """Pixels the images will take once decoded, from their headers; over the request's limit
+    raises :class:`~guardrail.errors.ImageTooLargeError` before anything is decoded."""
+    total = sum(header_pixels(data) for data in images)
+    if total > limits.max_request_pixels:
+        raise ImageTooLargeError(
+            f"the request's images have {total} pixels together; the limit is {limits.max_request_pixels}"
+        )
+    return total
+
+
+class NoRoom(Exception):
+    """No room in the :class:`PixelBudget` in time (the server answers 503)."""
+
+
+class PixelBudget:
+    """At most ``capacity`` decoded pixels held by the server's requests at once; a request
+    waits (up to ``timeout_s``) for room, then gets :class:`NoRoom`."""
+
+    def __init__(self, capacity: int, timeout_s: float):
+        self.capacity = capacity
+        self.timeout_s = timeout_s
+        self.used = 0
+        self._cond: asyncio.Condition | None = None
+
+    def hold(self, pixels: int) -> _Hold:
+        return _Hold(self, min(pixels, self.capacity))
+
+
+class _Hold:
+    def __init__(self, budget: PixelBudget, pixels: int):
+        self.budget, self.pixels = budget, pixels
+
+    async def __aenter__(self) -> None:
+        b = self.budget
+        if self.pixels <= 0:
+            return
+        if b._cond is None:
+            b._cond = asyncio.Condition()
+        async with b._cond:
+            try:
+                await asyncio.wait_for(
+                    b._cond.wait_for(lambda: b.used + self.pixels <= b.capacity), b.timeout_s
+                )
+            except TimeoutError:
+                raise NoRoom() from None
+            b.used += self.pixels
+
+    async def __aexit__(self, *exc: Any) -> None:
+        b = self.budget
+        if self.pixels <= 0 or b._cond is None:
+            return
+        async with b._cond:
+            b.used -= self.pixels
+            b._cond.notify_all()
