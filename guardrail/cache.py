@@ -7,15 +7,20 @@ The key is a hash of everything that decides a verdict:
 - the request: prompt and response texts (``None`` and ``""`` differ) and each image's decoded
   pixels (mode, size and bytes): what the model sees, so the same picture sent as PNG bytes, a
   file or a data URL shares one entry, and any changed pixel makes a new one;
-- the guard: backend and model name, profile name and every profile option (system prompt, fast
-  prefix, stop strings...), ``max_new_tokens``, the mode, the threshold and the cascade band,
-  and the library version.
+- the guard: the backend's :attr:`~guardrail.backends.base.Backend.cache_identity` (its class
+  and what decides its outputs: the model files and loader options, or the endpoint URL, served
+  model, request mode and a keyed digest of credentials and extra request fields; a backend
+  that cannot describe itself, such as a wrapped in-memory model or a scripted fake, is known
+  only as its own instance), backend and model name, profile name and every profile option
+  (system prompt, fast prefix, stop strings...), ``max_new_tokens``, the mode, the threshold and
+  the cascade band, and the library version.
 
 Only verdicts decided by the model are stored: a verdict decided by the failure policy (a
 backend error, an unparsable output) is never cached, so a transient failure is retried on the
 next call. The cache is bounded (least recently used entries go first) and entries expire
 ``ttl_s`` seconds after they were stored. A cached verdict comes back with ``cached=True`` and
-the latency of the call that found it. One cache may be shared by several guards.
+the latency of the call that found it. One cache may be shared by several guards: each gets
+only the verdicts of its own backend (two endpoints serving the same model name never mix).
 """
 
 from __future__ import annotations

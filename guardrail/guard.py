@@ -381,6 +381,8 @@ class Guard:
     def _fingerprint(self) -> str:
         settings = {
             "backend": self.backend.name, "model": self.backend.model_name,
+            # which backend instance or endpoint answers (Backend.cache_identity), not only names
+            "identity": self.backend.cache_identity,
             "max_new_tokens": self.max_new_tokens, "threshold": self.threshold,
             "cascade_band": list(self.cascade_band),
         }  # fmt: skip

@@ -10,7 +10,9 @@ both follow one logic (httpx's sans-I/O style):
 1. requests in ``fast`` or ``cascade`` mode are scored in one call (label probabilities);
 2. requests in ``reasoning`` mode, and cascade requests whose score lies in the uncertainty
    band, are generated in one call and parsed;
-3. backend failures follow ``on_error``, unparsable outputs ``on_parse_error``.
+3. backend failures follow ``on_error``, unparsable outputs ``on_parse_error``; the ``error``
+   of such a verdict goes through :func:`guardrail._redact.redact` (URL credentials, tokens),
+   whichever backend wrote the text.
 
 A failure of a whole call under ``on_error="raise"``, and :class:`~guardrail.errors.UnsupportedError`
 (fast mode on a backend that cannot score), raise out of the pass instead.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardrail import core, fast
+from guardrail._redact import redact
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.core import FailurePolicy, Prepared
 from guardrail.errors import BackendTimeoutError, ParseError, UnsupportedError
@@ -172,8 +175,10 @@ def moderate(
             except Exception as exc:  # noqa: BLE001 - this request's own failure (on_error="raise")
                 out[i] = exc
 
-    for outcome in out:
+    for i, outcome in enumerate(out):
         if isinstance(outcome, Verdict) and outcome.decided_by == "policy":
+            if outcome.error:  # backend error texts are not all ours: no URL credentials or tokens
+                outcome = out[i] = outcome.model_copy(update={"error": redact(outcome.error)})
             log.warning("verdict decided by policy: %s", outcome.error)
             stats.incr("policy_allows" if outcome.allowed else "policy_blocks")
     return out  # type: ignore[return-value]

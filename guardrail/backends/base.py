@@ -20,14 +20,23 @@ forced answer prefix and candidate continuations) and returns, per request, the 
 of each continuation after prompt + prefix, every token teacher-forced. Backends that can do it
 set ``supports_scoring = True``; the default raises :class:`~guardrail.errors.UnsupportedError`.
 The same contract holds: one result per request, in order, per-item failures in ``error``.
+
+Cache identity: :attr:`Backend.cache_identity` names what decides this backend's outputs (class,
+model, endpoint, options) for the verdict cache, which one cache may serve to several guards.
+A backend describes itself with :meth:`Backend.identity`; one that does not (or cannot, like a
+wrapped in-memory model) gets an identity unique to the instance, so two backends never share
+cache entries unless they say they are the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from guardrail.errors import UnsupportedError
 from guardrail.profiles.base import RenderedPrompt
@@ -130,6 +139,25 @@ class Backend(ABC):
         """The profile name the loaded model calls for, when the backend can tell."""
         return None
 
+    def identity(self) -> dict[str, Any] | None:
+        """What decides this backend's outputs (model file or endpoint, decoding-relevant
+        options), as JSON-able values without secrets; ``None`` when the backend cannot tell,
+        which makes :attr:`cache_identity` unique to this instance. Override it in a backend
+        whose outputs are fully determined by such a description."""
+        return None
+
+    @property
+    def cache_identity(self) -> str:
+        """A stable string naming this backend for the verdict cache: its class and
+        :meth:`identity`, else its class, model name and a per-instance token. Two backends
+        share cache entries only when their identities are equal. Holds no credentials."""
+        cls = type(self)
+        described = self.identity()
+        if described is None:
+            described = {"model": self.model_name, "instance": _instance_token(self)}
+        blob = json.dumps(described, sort_keys=True, default=repr, separators=(",", ":"))
+        return f"{cls.__module__}.{cls.__qualname__}{blob}"
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (models, connections). Safe to call twice."""
 
@@ -142,3 +170,14 @@ class Backend(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+_INSTANCES = itertools.count(1)
+
+
+def _instance_token(backend: Backend) -> int:
+    """A number given to ``backend`` on first use, never reused in this process (unlike ``id``)."""
+    token = backend.__dict__.get("_guardrail_instance")
+    if token is None:
+        token = backend.__dict__.setdefault("_guardrail_instance", next(_INSTANCES))
+    return token

@@ -71,6 +71,8 @@ _ARCH_PROFILES = {"qwen2vl": "guardreasoner-vl", "llama": "guardreasoner"}
 _QWEN_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger")
 QWEN25VL_MIN_PIXELS = 56 * 56
 QWEN25VL_MAX_PIXELS = 28 * 28 * 16384
+# Llama options that change speed or logging, not outputs: left out of the cache identity.
+_NOT_IDENTITY = frozenset({"n_threads", "n_threads_batch", "verbose"})
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ class LlamaCppBackend(Backend):
         self._mctx: Any = None
         self.mmproj = os.fspath(mmproj) if mmproj is not None else None
         self._resize: tuple[int, int, int] | None = None  # (factor, min_pixels, max_pixels)
+        self._loaded_from: dict[str, Any] | None = None  # what from_gguf loaded (see identity)
         if self.mmproj is not None:
             self._init_mmproj(image_min_pixels, image_max_pixels)
         elif self.default_profile() == "guardreasoner-vl":
@@ -213,13 +216,20 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"cannot load GGUF model {files.model}: {exc}", retryable=False) from exc
         try:
-            return cls(
+            backend = cls(
                 llama, files.mmproj, model_name=os.fspath(files.model), image_min_pixels=image_min_pixels,
                 image_max_pixels=image_max_pixels, verbose=verbose, close_llama=True,
             )  # fmt: skip
         except BaseException:
             llama.close()
             raise
+        backend._loaded_from = {
+            "model": os.path.abspath(files.model),
+            "mmproj": os.path.abspath(files.mmproj) if files.mmproj is not None else None,
+            "image_pixels": list(backend._resize[1:]) if backend._resize else None,
+            "options": sorted((k, repr(v)) for k, v in kwargs.items() if k not in _NOT_IDENTITY),
+        }
+        return backend
 
     def _init_mmproj(self, min_pixels: int | None, max_pixels: int | None) -> None:
         from guardrail.export.gguf import read_gguf_metadata
@@ -263,6 +273,11 @@ class LlamaCppBackend(Backend):
             mtmd.mtmd_free(ctx)
             raise ConfigurationError(f"{path} has no vision encoder")
         self._mtmd, self._mctx = mtmd, ctx
+
+    def identity(self) -> dict[str, Any] | None:
+        """The GGUF files, image bounds and ``llama_cpp.Llama`` options of :meth:`from_gguf`;
+        ``None`` (this instance only) for a ``Llama`` object wrapped directly."""
+        return self._loaded_from
 
     def default_profile(self) -> str | None:
         arch = (getattr(self.llama, "metadata", None) or {}).get("general.architecture")

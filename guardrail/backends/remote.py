@@ -54,9 +54,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import hashlib
+import http
 import io
 import json
+import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -65,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail._deps import require
+from guardrail._redact import redact, redact_url
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.errors import (
     BackendError,
@@ -80,6 +85,11 @@ __all__ = ["RemoteBackend", "RemoteCore", "from_endpoint", "image_data_url"]
 _EXTRA = "remote"
 _SPECIAL = re.compile(r"<(\|[^|<>\s]{1,64}\|)>")
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+log = logging.getLogger("guardrail.remote")
+_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie|session|pass")
+# Keys the cache identity's digest of credentials and options (stable for this process only, so
+# the digest reveals nothing about an API key outside it).
+_IDENTITY_SALT = secrets.token_bytes(16)
 
 
 def image_data_url(image: Any) -> str:
@@ -204,7 +214,11 @@ class RemoteCore:
             data = json.loads(content)
             tokens, values = _prompt_logprobs(data)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise BackendError(f"malformed log-probabilities from endpoint: {exc}") from exc
+            log.debug("malformed log-probabilities from endpoint (%s); body starts %s", redact(exc),
+                      redact(repr(content[:200])))  # fmt: skip
+            raise BackendError(
+                f"malformed log-probabilities from endpoint ({type(exc).__name__}; body logged at DEBUG)"
+            ) from exc
         if tokens is None:
             raise UnsupportedError(
                 "the endpoint returned no prompt log-probabilities, which fast mode needs: serve the "
@@ -215,10 +229,11 @@ class RemoteCore:
     def interpret(self, status: int, content: bytes, chat: bool, stop: Sequence[str] = ()) -> Generation:
         """Read one HTTP response into a Generation, or raise a typed error."""
         if status >= 400:
-            detail = _error_detail(content)
+            # The body is the upstream's (it may echo keys, internal addresses): DEBUG log only.
+            log.debug("endpoint answered HTTP %d: %s", status, redact(_error_detail(content)))
             retryable = status in _RETRY_STATUS or status >= 500
             cls = BackendUnavailableError if retryable else BackendError
-            raise cls(f"endpoint answered HTTP {status}: {detail}", retryable=retryable)
+            raise cls(f"endpoint answered {_status_text(status)}", retryable=retryable)
         try:
             data = json.loads(content)
             choice = data["choices"][0]
@@ -228,8 +243,9 @@ class RemoteCore:
             if not isinstance(text, str):
                 raise TypeError("output is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
+            log.debug("malformed response from endpoint; body starts %s", redact(repr(content[:200])))
             raise BackendError(
-                f"malformed response from endpoint: {exc}; body starts {content[:200]!r}"
+                f"malformed response from endpoint ({type(exc).__name__}; body logged at DEBUG)"
             ) from exc
         usage = data.get("usage") or {}
         tokens = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
@@ -323,6 +339,16 @@ def _error_detail(content: bytes) -> str:
         return content[:300].decode("utf-8", "replace")
 
 
+def _status_text(status: int) -> str:
+    """``HTTP 404 Not Found (...)``: the status and its standard phrase, never the body."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    hint = {401: " (check api_key)", 403: " (check api_key)", 404: " (check base_url and the model name)"}
+    return f"HTTP {status} {phrase}{hint.get(status, '')}"
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -363,10 +389,13 @@ class RemoteBackend(Backend):
     ):
         self._httpx = require("httpx", extra=_EXTRA)
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://; got {base_url!r}")
+            raise ConfigurationError(
+                f"base_url must start with http:// or https://; got {redact(base_url)!r}"
+            )
         if timeout <= 0 or connect_timeout <= 0 or max_concurrency < 1:
             raise ConfigurationError("timeout, connect_timeout must be > 0 and max_concurrency >= 1")
         self.base_url = base_url.rstrip("/")
+        self._where = redact_url(self.base_url)  # what error messages show: no credentials
         self.model_name = model
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -383,6 +412,9 @@ class RemoteBackend(Backend):
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        # Never shown: masked in any error text that might echo them.
+        secret_headers = [v for k, v in self._headers.items() if _SECRET_HEADER.search(k)]
+        self._secrets = (*secret_headers, api_key or "")
         limits = self._httpx.Limits(
             max_connections=max_concurrency, max_keepalive_connections=max_concurrency
         )
@@ -394,6 +426,18 @@ class RemoteBackend(Backend):
 
     def default_profile(self) -> str | None:
         return self._profile
+
+    def identity(self) -> dict[str, Any]:
+        """The endpoint (without credentials or query), the served model, the request mode and
+        a digest of everything else sent with each request (the full URL, headers and API key,
+        ``extra_body``): two guards share verdicts only when they send the same requests to the
+        same server. The digest is keyed per process, so it tells nothing about the key."""
+        core = self.core
+        sent = json.dumps([self.base_url, sorted(self._headers.items()), dict(core.extra_body)],
+                          sort_keys=True, default=repr)  # fmt: skip
+        digest = hashlib.blake2b(sent.encode(), key=_IDENTITY_SALT, digest_size=12).hexdigest()
+        return {"endpoint": self._where, "model": core.model, "mode": core.mode,
+                "escape_special_tokens": core.escape_special_tokens, "sent": digest}  # fmt: skip
 
     # ------------------------------------------------------------------------------ sync
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
@@ -441,7 +485,7 @@ class RemoteBackend(Backend):
         httpx = self._httpx
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BackendTimeoutError(f"no answer from {self.base_url} in time", retryable=False)
+            raise BackendTimeoutError(f"no answer from {self._where} in time", retryable=False)
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
         try:
             with self._client.stream(
@@ -452,7 +496,7 @@ class RemoteBackend(Backend):
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
                         raise BackendTimeoutError(
-                            f"answer from {self.base_url} not complete in time", retryable=False
+                            f"answer from {self._where} not complete in time", retryable=False
                         )
                 return resp.status_code, b"".join(chunks), resp.headers.get("retry-after")
         except BackendError:
@@ -547,7 +591,7 @@ class RemoteBackend(Backend):
                 return self._read(request, status, content)
             except TimeoutError:
                 error: BackendError = BackendTimeoutError(
-                    f"no answer from {self.base_url} within {self.timeout}s", retryable=False
+                    f"no answer from {self._where} within {self.timeout}s", retryable=False
                 )
             except BackendError as exc:
                 error = exc
@@ -572,7 +616,7 @@ class RemoteBackend(Backend):
     # --------------------------------------------------------------------------- helpers
     def _translate(self, exc: BaseException) -> BaseException:
         httpx = self._httpx
-        where = self.base_url
+        where = self._where
         if isinstance(exc, httpx.ConnectTimeout):
             return BackendUnavailableError(f"cannot connect to {where}: connect timeout", retryable=True)
         if isinstance(exc, httpx.TimeoutException):
@@ -580,10 +624,16 @@ class RemoteBackend(Backend):
         if isinstance(
             exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
         ):
-            return BackendUnavailableError(f"connection to {where} failed: {exc}", retryable=True)
+            return BackendUnavailableError(
+                f"connection to {where} failed: {self._redact(exc)}", retryable=True
+            )
         if isinstance(exc, httpx.HTTPError):
-            return BackendError(f"HTTP error talking to {where}: {exc}", retryable=False)
+            return BackendError(f"HTTP error talking to {where}: {self._redact(exc)}", retryable=False)
         return exc
+
+    def _redact(self, exc: BaseException) -> str:
+        """An exception's text for a message: the endpoint as shown elsewhere, secrets masked."""
+        return redact(str(exc).replace(self.base_url, self._where), self._secrets) or type(exc).__name__
 
     async def aclose(self) -> None:
         """Close the connections of the running loop's client, then everything else."""

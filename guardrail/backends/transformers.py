@@ -78,6 +78,8 @@ class TransformersBackend(Backend):
         self._special_cache: dict[str, int] = {}
         # Template text (the system prompt above all) repeats on every call: remember its ids.
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
+        # What from_pretrained loaded (see identity); a model wrapped here is known only as itself.
+        self._loaded_from: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------ loading
     @classmethod
@@ -128,7 +130,17 @@ class TransformersBackend(Backend):
         if device_map is None:
             model.to(device)
         model.eval()
-        return cls(model, processor, model_name=path)
+        backend = cls(model, processor, model_name=path)
+        backend._loaded_from = {
+            "model": os.path.abspath(path) if os.path.isdir(path) else path, "revision": revision,
+            "dtype": str(dtype), "options": sorted((k, repr(v)) for k, v in model_kwargs.items()),
+        }  # fmt: skip
+        return backend
+
+    def identity(self) -> dict[str, Any] | None:
+        """The directory or hub id, revision, dtype and loader options of :meth:`from_pretrained`;
+        ``None`` (this instance only) for a model object wrapped directly."""
+        return self._loaded_from
 
     def default_profile(self) -> str | None:
         config = self.model.config

@@ -3,13 +3,19 @@
 Used by :mod:`guardrail.export.gguf`; not meant to be run by hand::
 
     python -m guardrail.export._convert --llama-cpp DIR [--assume-pre-tokenizer NAME]
-        [--vision-pixels MIN MAX] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
+        [--vision-pixels MIN MAX] [--trust-remote-code] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
 
 Each group after a ``--`` is one run of the converter (its own command line); several runs share
 one process, which saves the converter's start-up (torch, transformers) per file.
 
 The converter is imported from ``DIR`` (with its own ``gguf-py``) and run unchanged, except for
-three adjustments made here at run time, never by editing llama.cpp's files:
+these adjustments made here at run time, never by editing llama.cpp's files:
+
+- without ``--trust-remote-code``, transformers cannot load code from the model directory: the
+  converter asks for ``trust_remote_code=True`` when it loads tokenizers, and a directory with an
+  ``auto_map`` would have its Python files run. The dynamic-module loader is replaced by one
+  that raises, so the converter fails instead (``export_gguf`` refuses such directories before
+  starting; this is the second line).
 
 - ``--assume-pre-tokenizer NAME``: when the converter does not recognise a BPE tokenizer (it
   identifies them by a hash of their output on a probe text), use ``NAME`` instead of failing.
@@ -45,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llama-cpp", required=True, type=Path)
     parser.add_argument("--assume-pre-tokenizer", default=None)
     parser.add_argument("--vision-pixels", nargs=2, type=int, default=None, metavar=("MIN", "MAX"))
+    parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv[:split])
+    if not args.trust_remote_code:
+        refuse_remote_code()  # before the converter imports anything from transformers
 
     root = args.llama_cpp.resolve()
     sys.path.insert(0, str(root / "gguf-py"))  # the converter's own gguf-py, not the installed one
@@ -64,6 +73,37 @@ def main(argv: list[str] | None = None) -> None:
     for converter_args in runs:
         sys.argv = ["convert_hf_to_gguf.py", *converter_args]
         convert_hf_to_gguf.main()
+
+
+class RemoteCodeRefused(RuntimeError):
+    """Raised in the converter process instead of running a model directory's code."""
+
+
+def refuse_remote_code() -> None:
+    """Make transformers' dynamic-module loader (the only way it runs a model's own code) raise.
+
+    Patched in ``transformers.dynamic_module_utils`` before the Auto classes import it by name,
+    and in any ``transformers`` module that already holds a reference.
+    """
+    try:
+        from transformers import dynamic_module_utils as dmu  # noqa: PLC0415
+    except ImportError:  # no transformers: nothing can load model code
+        return
+
+    def refuse(*args, **kwargs):
+        where = args[1] if len(args) > 1 else kwargs.get("pretrained_model_name_or_path", "the model")
+        raise RemoteCodeRefused(
+            f"guardrail refused to run code from {where} ({args[0] if args else 'auto_map'}): "
+            "pass --trust-remote-code to allow it"
+        )
+
+    for name in ("get_class_from_dynamic_module", "get_class_in_module"):
+        original = getattr(dmu, name, None)
+        if original is None:
+            continue
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith("transformers") and getattr(module, name, None) is original:
+                setattr(module, name, refuse)
 
 
 def _assume_pre_tokenizer(base, name: str) -> None:

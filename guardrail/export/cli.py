@@ -45,6 +45,11 @@ def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the C
         help="llama.cpp pre-tokenizer for a tokenizer the converter does not recognise (e.g. qwen2)",
     )  # fmt: skip
     gguf.add_argument("--threads", type=int, default=None, help="quantisation threads (default: all cores)")
+    gguf.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="allow a model directory that ships its own Python code (auto_map, *.py): llama.cpp's "
+        "converter runs it. Off by default: such a directory is refused",
+    )  # fmt: skip
     return _run_export
 
 
@@ -60,6 +65,7 @@ def _run_export(args: argparse.Namespace) -> int:
         llama_cpp_dir=args.llama_cpp,
         assume_pre_tokenizer=args.assume_pre_tokenizer,
         threads=args.threads,
+        trust_remote_code=args.trust_remote_code,
         progress=lambda msg: print(msg, file=sys.stderr),
     )
     print(f"model:  {files.model}")

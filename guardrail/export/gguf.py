@@ -20,6 +20,14 @@ is copied into this repository:
   cached (``~/.cache/guardrail/llama.cpp-<version>``; ``GUARDRAIL_CACHE_DIR`` moves it). Its
   ``vendor/llama.cpp`` is the exact llama.cpp that the installed backend runs, so the converter
   and the runtime always agree on the format.
+
+Model code: llama.cpp's converter loads tokenizers with ``trust_remote_code=True``, so a model
+directory that ships its own Python code (an ``auto_map`` in its configuration files, ``*.py``
+files) would have that code run during the export. guardrail keeps remote code off: such a
+directory is refused with a :class:`~guardrail.errors.ConfigurationError` before the converter
+starts, and the converter process itself is run with transformers' dynamic-module loading
+disabled. ``trust_remote_code=True`` (``--trust-remote-code``) allows both, for a directory
+whose code you have read.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ __all__ = [
     "QUANT_TYPES",
     "GGUFFiles",
     "converter_source",
+    "custom_code",
     "default_cache_dir",
     "export_gguf",
     "find_gguf_files",
@@ -111,6 +120,7 @@ def export_gguf(
     threads: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    trust_remote_code: bool = False,
 ) -> GGUFFiles:
     """Convert the Hugging Face model in ``model_dir`` to GGUF files in ``out_dir``.
 
@@ -125,6 +135,9 @@ def export_gguf(
       recognise the tokenizer (the tiny test models pass ``"qwen2"``). Real GuardReasoner(-VL)
       tokenizers are recognised; leave it unset for them.
     - ``threads``: quantisation threads (default: all cores).
+    - ``trust_remote_code``: allow a model directory that ships its own Python code (an
+      ``auto_map`` in ``config.json``, ``tokenizer_config.json``... or ``*.py`` files); the
+      converter runs that code. Off: such a directory raises ``ConfigurationError``.
 
     Raises :class:`~guardrail.errors.ConfigurationError` for bad paths or options,
     :class:`~guardrail.errors.MissingDependencyError` without llama-cpp-python, and
@@ -134,6 +147,8 @@ def export_gguf(
     model_dir = Path(model_dir).expanduser()
     out_dir = Path(out_dir).expanduser()
     config = _read_model_config(model_dir)
+    if not trust_remote_code:
+        refuse_custom_code(model_dir)
     if quant not in QUANT_TYPES:
         raise ConfigurationError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -152,6 +167,8 @@ def export_gguf(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runner = ["--llama-cpp", str(source)]
+    if trust_remote_code:
+        runner.append("--trust-remote-code")
     if assume_pre_tokenizer:
         runner += ["--assume-pre-tokenizer", assume_pre_tokenizer]
     model_out = out_dir / f"{name}-{quant}.gguf"
@@ -238,6 +255,52 @@ def _read_model_config(model_dir: Path) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read {config_path}: {exc}") from exc
 
 
+# Files in which transformers reads an ``auto_map`` (a pointer to Python code in the directory).
+_CODE_MAP_FILES = ("*config*.json",)
+
+
+def custom_code(model_dir: str | os.PathLike[str]) -> list[str]:
+    """What in ``model_dir`` would make transformers run code from it: each configuration file
+    with an ``auto_map`` (``config.json``, ``tokenizer_config.json``,
+    ``preprocessor_config.json``, ``processor_config.json``...) and each ``*.py`` file.
+    A configuration file that cannot be read counts too (it cannot be checked)."""
+    model_dir = Path(model_dir)
+    found: list[str] = []
+    names = sorted({p for pattern in _CODE_MAP_FILES for p in model_dir.glob(pattern) if p.is_file()})
+    for path in names:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found.append(f"{path.name} (unreadable)")
+            continue
+        if _has_key(data, "auto_map"):
+            found.append(f"{path.name}: auto_map")
+    found += sorted(p.name for p in model_dir.glob("*.py"))
+    return found
+
+
+def refuse_custom_code(model_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`~guardrail.errors.ConfigurationError` if ``model_dir`` ships code
+    (see :func:`custom_code`)."""
+    found = custom_code(model_dir)
+    if found:
+        raise ConfigurationError(
+            f"{model_dir} ships its own Python code ({', '.join(found)}), which llama.cpp's converter "
+            "would run: refused. Read that code first; to run it anyway pass --trust-remote-code "
+            "(export_gguf(..., trust_remote_code=True))"
+        )
+
+
+def _has_key(data: Any, key: str, depth: int = 0) -> bool:
+    if depth > 32:  # no real configuration nests this deep: treat as suspicious
+        return True
+    if isinstance(data, dict):
+        return key in data or any(_has_key(v, key, depth + 1) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_key(v, key, depth + 1) for v in data)
+    return False
+
+
 def _source_precision(config: Mapping[str, Any]) -> str:
     """The converter output type that keeps the checkpoint's precision before quantising."""
     text = config.get("text_config") or {}
@@ -273,13 +336,17 @@ def _run_converter(runner: list[str], runs: list[list[str]], model_dir: Path) ->
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local directory needs nothing from the hub
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    # stdin closed: nothing in the converter may wait for an answer (transformers asks on a
+    # terminal whether to run a model's code)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL)
     outputs = [Path(run[run.index("--outfile") + 1]) for run in runs]
     if proc.returncode != 0 or not all(p.is_file() for p in outputs):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         hint = ""
         if "pre-tokenizer was not recognized" in tail:
             hint = "\n(llama.cpp does not know this tokenizer; if you know its family, pass --assume-pre-tokenizer NAME)"
+        elif "guardrail refused to run code" in tail:
+            hint = "\n(the model directory asks to run its own code; pass --trust-remote-code to allow it)"
         elif "No module named 'torch'" in tail or "No module named 'transformers'" in tail:
             hint = '\n(the converter needs torch and transformers: pip install "guardrail-vl[transformers]")'
         raise ExportError(

@@ -3,6 +3,7 @@
 #   Guard.from_endpoint("http://HOST:30000/v1", "guardreasoner-vl")
 #
 #   MODEL (default yueliu1999/GuardReasoner-VL-7B)   PORT (default 30000)   TP (default 1)
+#   HOST (default 127.0.0.1: this machine only; another address: set API_KEY too, see README.md)
 #   API_KEY  require this bearer token               MAX_LEN (default 32768)
 set -euo pipefail
 MODEL="${MODEL:-yueliu1999/GuardReasoner-VL-7B}"

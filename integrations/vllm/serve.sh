@@ -3,6 +3,8 @@
 #   Guard.from_endpoint("http://HOST:8000/v1", "guardreasoner-vl")
 #
 #   MODEL      hub id or local path   (default: yueliu1999/GuardReasoner-VL-7B; -3B, -Eco-3B, -Eco-7B also work)
+#   HOST       address to bind       (default 127.0.0.1: this machine only; 0.0.0.0 = every interface,
+#                                      then set API_KEY too, see README.md)
 #   PORT       (default 8000)         API_KEY   require this bearer token (recommended off localhost)
 #   TP         tensor-parallel GPUs   (default 1; 7B fits one 24 GB GPU in bf16, 3B one 16 GB GPU)
 #   MAX_IMAGES images per request     (default 8, guardrail's InputLimits.max_images default)
@@ -13,6 +15,7 @@ MODEL="${MODEL:-yueliu1999/GuardReasoner-VL-7B}"
 args=(
   "$MODEL"
   --served-model-name "${SERVED_NAME:-guardreasoner-vl}"
+  --host "${HOST:-127.0.0.1}"
   --port "${PORT:-8000}"
   --dtype bfloat16
   --tensor-parallel-size "${TP:-1}"

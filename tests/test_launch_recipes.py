@@ -1,0 +1,69 @@
+"""Every engine launch recipe under integrations/ binds 127.0.0.1 unless told otherwise.
+
+Engines differ (vLLM listens on every interface by default), so each script must say so itself.
+The scripts are run for real with stand-ins for the engines on PATH that print their arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+RECIPES = sorted((REPO / "integrations").rglob("*.sh"))
+ENGINES = ("python", "python3", "vllm", "llama-server", "sglang")
+# per recipe, the variants to run (environment); a recipe not listed runs once with BASE_ENV
+VARIANTS = {"llamacpp-server": [{"SERVER": "python"}, {"SERVER": "native"}]}
+BASE_ENV = {"MODEL": "guard.gguf", "MMPROJ": "mmproj.gguf"}
+
+
+def test_the_known_recipes_are_all_found():
+    assert {p.parent.name for p in RECIPES} >= {"vllm", "sglang", "llamacpp-server"}
+
+
+@pytest.mark.parametrize("script", RECIPES, ids=lambda p: p.parent.name)
+def test_recipe_states_a_loopback_default(script):
+    text = script.read_text()
+    assert re.search(r"\$\{HOST:-127\.0\.0\.1\}", text), f"{script}: no HOST default of 127.0.0.1"
+    assert "0.0.0.0" not in re.sub(r"(?m)#.*$", "", text), f"{script}: binds every interface"
+
+
+def run_recipe(script: Path, tmp_path: Path, **env: str) -> list[str]:
+    """Run ``script`` with engine stand-ins; the arguments the engine received."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ENGINES:
+        stub = bin_dir / name
+        stub.write_text('#!/bin/sh\nfor a in "$0" "$@"; do printf "%s\\n" "$a"; done\n')
+        stub.chmod(0o755)
+    full = {k: v for k, v in os.environ.items() if k not in ("HOST", "API_KEY", "SERVER")}
+    full.update(BASE_ENV, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env)
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=full, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def host_of(argv: list[str]) -> str:
+    hosts = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--host"]
+    assert len(hosts) == 1, f"expected one --host, got {argv}"
+    return hosts[0]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("script", RECIPES, ids=lambda p: p.parent.name)
+def test_recipe_binds_loopback_unless_host_is_set(script, tmp_path):
+    for variant in VARIANTS.get(script.parent.name, [{}]):
+        argv = run_recipe(script, tmp_path, **variant)
+        assert Path(argv[0]).parent == tmp_path / "bin", argv  # an engine stand-in ran
+        assert host_of(argv) == "127.0.0.1", (variant, argv)
+        assert not any("key" in a.lower() for a in argv), argv  # no key unless asked for
+        argv = run_recipe(script, tmp_path, HOST="10.1.2.3", API_KEY="k-123", **variant)
+        assert host_of(argv) == "10.1.2.3"
+        flag = argv.index("k-123") - 1
+        assert argv[flag] in ("--api-key", "--api_key"), argv  # exposed: the key goes with it
