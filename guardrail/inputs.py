@@ -11,8 +11,10 @@ what was wrong. Images may be given as:
 - an ``http(s)://`` URL, only when ``InputLimits.allow_remote_images`` is True (it is off by
   default: fetching URLs chosen by users is a server-side request forgery risk).
 
-Decoded images are converted to RGB (alpha composited on white, palette/CMYK/16-bit converted),
-rotated by their EXIF orientation, and reduced to the first frame when animated.
+Decoded images are converted to RGB (palette/CMYK/16-bit converted) and rotated by their EXIF
+orientation. Each image becomes one picture that shows everything a model could be shown of it
+(see :mod:`guardrail._imageops`): alpha composited on white, side by side with the alpha-dropped
+rendering when transparency hides non-uniform colour; every frame of an animation, tiled.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class InputLimits:
     - ``max_text_chars``: length of the prompt and of the response, each.
     - ``allow_remote_images``: fetch ``http(s)`` image URLs (off by default).
     - ``remote_timeout_s``: timeout for such a fetch.
+    - ``allow_paths``: read ``str``/``os.PathLike`` sources as local files. The integrations
+      (``@guard.check``, LangChain runnables) turn it off for content users send, unless the app
+      opts in; the Python API keeps it on (the caller is the app).
+    - ``max_frames``: frames of an animated image, all checked (tiled into one picture); more
+      raise :class:`~guardrail.errors.ImageTooLargeError`.
     """
 
     max_images: int = 8
@@ -52,6 +59,8 @@ class InputLimits:
     max_text_chars: int = 200_000
     allow_remote_images: bool = False
     remote_timeout_s: float = 10.0
+    allow_paths: bool = True
+    max_frames: int = 16
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -132,7 +141,7 @@ def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0
     where = f"image {index}"
     if isinstance(source, Image.Image):
         _check_pixels(source.size, limits, where)
-        return _to_rgb(source, where)
+        return _to_rgb(source, where, limits)
     if isinstance(source, Mapping):
         url = source.get("url") if isinstance(source.get("url"), str) else None
         if url is None:
@@ -147,6 +156,8 @@ def load_image(source: Any, *, limits: InputLimits | None = None, index: int = 0
             return _decode(_data_url_bytes(source, limits, where), limits, where)
         if source.startswith(("http://", "https://")):
             return _decode(_fetch(source, limits, where), limits, where)
+        if not limits.allow_paths:  # one message whatever the path: nothing is looked up
+            raise ImageError(f"{where}: local file paths are not accepted here")
         return _decode(_read_file(source, limits, where), limits, where)
     raise ImageError(f"{where}: unsupported image type {type(source).__name__}")
 
@@ -220,7 +231,7 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Any:
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits, where)  # header only: nothing decoded yet
             img.load()
-            return _to_rgb(img, where)
+            return _to_rgb(img, where, limits)
     except (ImageError, InputError):
         raise
     except Image.DecompressionBombError as exc:
@@ -240,25 +251,12 @@ def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str) -> Non
         raise ImageTooLargeError(f"{where}: {w}x{h} pixels is over the limit of {limits.max_image_pixels}")
 
 
-def _to_rgb(img: Any, where: str) -> Any:
-    from PIL import Image, ImageOps
+def _to_rgb(img: Any, where: str, limits: InputLimits) -> Any:
+    from guardrail._imageops import flatten
 
     try:
-        if getattr(img, "is_animated", False):
-            img.seek(0)
-        img = ImageOps.exif_transpose(img) or img
-        if img.mode == "RGB":
-            return img if img.__class__ is Image.Image else img.copy()
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            # 16/32-bit grey: scale to 8 bits instead of clipping everything to white.
-            wide = img.convert("F")
-            top = wide.getextrema()[1] or 1.0
-            return wide.point(lambda v: v * (255.0 / top)).convert("L").convert("RGB")
-        return img.convert("RGB")
-    except (OSError, ValueError) as exc:
+        return flatten(img, where=where, max_frames=limits.max_frames, max_pixels=limits.max_image_pixels)
+    except ImageError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
         raise ImageError(f"{where}: cannot convert image to RGB ({exc})") from None
