@@ -312,7 +312,8 @@ class Guard:
         a function of the :class:`~guardrail.errors.GuardViolation`), ``extract`` (where the
         request/response are), ``message`` (the replacement), ``window`` (characters of streamed
         output per check, ``None`` for one check at the end), ``optimistic`` (release streamed
-        text before its check). Works on sync/async functions and generators and on methods.
+        text before its check), ``allow_paths`` (read image strings as local files; off, the
+        arguments may come from users). Works on sync/async functions and generators and on methods.
         See :mod:`guardrail.integrations.decorator`.
         """
         from guardrail.integrations.decorator import check
@@ -322,7 +323,7 @@ class Guard:
     def as_runnable(self, **options: Any) -> Any:
         """A LangChain runnable that checks its input and passes it on unchanged.
 
-        Options: ``key``/``image_key`` (dict inputs), ``name``. Needs the ``langchain`` extra.
+        Options: ``key``/``image_key`` (dict inputs), ``name``, ``allow_paths``. Needs the ``langchain`` extra.
         See :mod:`guardrail.integrations.langchain`.
         """
         from guardrail.integrations.langchain import as_runnable
@@ -333,7 +334,8 @@ class Guard:
         """A LangChain runnable that checks ``runnable``'s input and its output (with the request).
 
         Options: ``input``, ``output``, ``key``/``image_key``/``output_key``, ``fallback`` (returned
-        instead of raising ``GuardViolation``), ``window``, ``optimistic``, ``name``. Needs the
+        instead of raising ``GuardViolation``), ``window``, ``optimistic``, ``name``,
+        ``allow_paths`` (read image strings as local files; off). Needs the
         ``langchain`` extra. See :mod:`guardrail.integrations.langchain`.
         """
         from guardrail.integrations.langchain import wrap

@@ -15,8 +15,10 @@ what was wrong. Images may be given as:
 File paths are for trusted callers (the app itself): the moderation server never passes a
 client's string to this module as a path (see ``guardrail.server.media``).
 
-Decoded images are converted to RGB (alpha composited on white, palette/CMYK/16-bit converted),
-rotated by their EXIF orientation, and reduced to the first frame when animated.
+Decoded images are converted to RGB (palette/CMYK/16-bit converted) and rotated by their EXIF
+orientation. Each image becomes one picture that shows everything a model could be shown of it
+(see :mod:`guardrail._imageops`): alpha composited on white, side by side with the alpha-dropped
+rendering when transparency hides non-uniform colour; every frame of an animation, tiled.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class InputLimits:
     - ``remote_timeout_s``: time limit for such a fetch, redirects and body included.
     - ``remote_allowed_networks``: non-public networks (CIDR) that fetches may reach; by
       default only public addresses are (see :mod:`guardrail.netfetch`).
+    - ``allow_paths``: read ``str``/``os.PathLike`` sources as local files. The integrations
+      (``@guard.check``, LangChain runnables) turn it off for content users send, unless the app
+      opts in; the Python API keeps it on (the caller is the app).
+    - ``max_frames``: frames of an animated image, all checked (tiled into one picture); more
+      raise :class:`~guardrail.errors.ImageTooLargeError`.
     """
 
     max_images: int = 8
@@ -65,6 +72,8 @@ class InputLimits:
     allow_remote_images: bool = False
     remote_timeout_s: float = 10.0
     remote_allowed_networks: tuple[str, ...] = ()
+    allow_paths: bool = True
+    max_frames: int = 16
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -153,7 +162,7 @@ def load_image(
     where = f"image {index}"
     if isinstance(source, Image.Image):
         _check_pixels(source.size, limits, where, pixel_budget)
-        return _to_rgb(source, where)
+        return _to_rgb(source, where, limits)
     if isinstance(source, Mapping):
         url = source.get("url") if isinstance(source.get("url"), str) else None
         if url is None:
@@ -168,6 +177,8 @@ def load_image(
             data = _data_url_bytes(source, limits, where)
         elif source.startswith(("http://", "https://")):
             data = _fetch(source, limits, where)
+        elif not limits.allow_paths:  # one message whatever the path: nothing is looked up
+            raise ImageError(f"{where}: local file paths are not accepted here")
         else:
             data = _read_file(source, limits, where)
         return _decode(data, limits, where, pixel_budget)
@@ -277,7 +288,7 @@ def _decode(data: bytes, limits: InputLimits, where: str, pixel_budget: int | No
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits, where, pixel_budget)  # header only: nothing decoded yet
             img.load()
-            return _to_rgb(img, where)
+            return _to_rgb(img, where, limits)
     except (ImageError, InputError):
         raise
     except Image.DecompressionBombError as exc:
@@ -302,25 +313,12 @@ def _check_pixels(size: tuple[int, int], limits: InputLimits, where: str, budget
         )
 
 
-def _to_rgb(img: Any, where: str) -> Any:
-    from PIL import Image, ImageOps
+def _to_rgb(img: Any, where: str, limits: InputLimits) -> Any:
+    from guardrail._imageops import flatten
 
     try:
-        if getattr(img, "is_animated", False):
-            img.seek(0)
-        img = ImageOps.exif_transpose(img) or img
-        if img.mode == "RGB":
-            return img if img.__class__ is Image.Image else img.copy()
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            # 16/32-bit grey: scale to 8 bits instead of clipping everything to white.
-            wide = img.convert("F")
-            top = wide.getextrema()[1] or 1.0
-            return wide.point(lambda v: v * (255.0 / top)).convert("L").convert("RGB")
-        return img.convert("RGB")
-    except (OSError, ValueError) as exc:
+        return flatten(img, where=where, max_frames=limits.max_frames, max_pixels=limits.max_image_pixels)
+    except ImageError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
         raise ImageError(f"{where}: cannot convert image to RGB ({exc})") from None

@@ -34,6 +34,21 @@ def animated_gif() -> bytes:
     return buf.getvalue()
 
 
+def hidden_square(alpha: int = 0) -> Image.Image:
+    """Transparent black with a red square drawn at ``alpha``: blank over white, a red square
+    for a model that drops alpha (``convert("RGB")``)."""
+    img = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    img.paste((255, 0, 0, alpha), (10, 5, 30, 25))
+    return img
+
+
+def animation(frames: list[Image.Image], fmt: str = "GIF") -> bytes:
+    buf = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], loop=0, duration=100, **extra)
+    return buf.getvalue()
+
+
 def exif_rotated() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 8
@@ -57,6 +72,15 @@ IMAGES = {
     "cmyk jpeg": (encode(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG"), "ok"),
     "16-bit png": (encode(Image.new("I;16", (20, 20), 40000), "PNG"), "ok"),
     "alpha png": (encode(Image.new("RGBA", (20, 20), (0, 0, 0, 0)), "PNG"), "ok"),
+    "alpha hiding a picture": (encode(hidden_square(), "PNG"), "ok"),
+    "animated gif, 2nd frame differs": (
+        animation([Image.new("RGB", (16, 16), (0, 200, 0)), Image.new("RGB", (16, 16), (255, 0, 0))]),
+        "ok",
+    ),
+    "animation over max_frames": (
+        animation([Image.new("RGB", (8, 8), (i * 15, 0, 0)) for i in range(17)]),
+        "ImageTooLargeError",
+    ),
     "palette with transparency": (encode(Image.new("P", (20, 20)), "PNG", transparency=0), "ok"),
     "exif orientation": (exif_rotated(), "ok"),
     "1x1 pixel": (encode(Image.new("RGB", (1, 1)), "PNG"), "ok"),
@@ -89,6 +113,10 @@ INJECTIONS = [
 ]
 
 
+def data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
 def keyword_guard(**options) -> Guard:
     """A scripted guard: harmful when the *real* request text (before any injection) says bomb."""
 
@@ -110,6 +138,118 @@ def test_library_images(name):
         with pytest.raises(InputError) as info:
             guard.moderate(prompt="What is this?", images=[data])
         assert type(info.value).__name__ == expected
+
+
+# ----------------------------------------------------------- the picture the guard sees
+RED, GREEN, WHITE = (255, 0, 0), (0, 200, 0), (255, 255, 255)
+
+
+def seeing_guard(**options) -> tuple[Guard, list]:
+    """A scripted guard and the list of pictures its model received."""
+    seen: list = []
+
+    def respond(prompt):
+        seen.extend(prompt.images)
+        return result_output("unharmful")
+
+    return Guard(FakeBackend(respond=respond), **options), seen
+
+
+def colours(img: Image.Image) -> set:
+    return {c for _, c in img.getcolors(img.width * img.height)}
+
+
+@pytest.mark.parametrize("alpha", [0, 1, 128])
+def test_a_picture_hidden_under_alpha_is_seen(alpha):
+    """Alpha over white shows (almost) nothing; a model that drops alpha sees a red square. The
+    guard gets one picture with both renderings."""
+    guard, seen = seeing_guard()
+    for source in (encode(hidden_square(alpha), "PNG"), hidden_square(alpha)):
+        seen.clear()
+        assert guard.moderate(prompt="What is this?", images=[source]).decided_by == "model"
+        (picture,) = seen
+        assert picture.mode == "RGB" and RED in colours(picture) and WHITE in colours(picture)
+        assert picture.size == (40, 62)  # two 40x30 panels, stacked (closer to square), a 2-pixel gap
+
+
+def test_a_plain_transparent_background_stays_one_rendering():
+    img = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    img.paste((255, 0, 0, 255), (10, 5, 30, 25))  # an opaque red square on transparent black
+    guard, seen = seeing_guard()
+    guard.moderate(prompt="x", images=[encode(img, "PNG")])
+    assert seen[0].size == (40, 30) and colours(seen[0]) == {RED, WHITE}
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_every_frame_of_an_animation_is_seen(fmt):
+    frames = [Image.new("RGB", (16, 16), GREEN)] * 2 + [Image.new("RGB", (16, 16), RED)]
+    data = animation(frames, fmt)
+    assert Image.open(io.BytesIO(data)).n_frames >= 2
+    guard, seen = seeing_guard()
+    guard.moderate(prompt="x", images=[data, GOOD_PNG])
+    assert len(seen) == 2  # one picture per image: the request's image count is unchanged
+    sheet = seen[0]
+    red = [c for c in colours(sheet) if c[0] > 200 and c[1] < 60]
+    green = [c for c in colours(sheet) if c[1] > 150 and c[0] < 60]
+    assert red and green, colours(sheet)
+    assert sheet.size == (16, 34)  # the repeated frame is shown once: two panels
+
+
+def test_a_frame_hiding_a_picture_under_alpha_is_seen():
+    frames = [Image.new("RGBA", (40, 30), (0, 200, 0, 255)), hidden_square()]
+    guard, seen = seeing_guard()
+    guard.moderate(prompt="x", images=[animation(frames, "PNG")])
+    assert RED in colours(seen[0]) and (0, 200, 0) in colours(seen[0])
+
+
+def test_frame_limit_and_pixel_budget():
+    frames = [Image.new("RGB", (8, 8), (i * 15, 0, 0)) for i in range(17)]
+    data = animation(frames, "GIF")
+    with pytest.raises(InputError) as info:
+        keyword_guard().moderate(prompt="x", images=[data])
+    assert type(info.value).__name__ == "ImageTooLargeError" and "17 frames" in str(info.value)
+    guard, seen = seeing_guard(limits=InputLimits(max_frames=17))
+    guard.moderate(prompt="x", images=[data])
+    assert len(colours(seen[0]) - {(128, 128, 128)}) == 17  # every frame, one picture
+
+    big = Image.new("RGBA", (1000, 800), (0, 0, 0, 0))
+    big.paste((255, 0, 0, 0), (100, 100, 900, 700))
+    guard, seen = seeing_guard(limits=InputLimits(max_image_pixels=1_000_000))
+    guard.moderate(prompt="x", images=[big])
+    w, h = seen[0].size
+    assert w * h <= 1_000_000 and RED in colours(seen[0])  # panels scaled down to the budget
+
+
+def test_an_animated_pil_image_keeps_its_frame():
+    img = Image.open(io.BytesIO(animation([Image.new("RGB", (8, 8), c) for c in (RED, GREEN, WHITE)])))
+    img.seek(1)
+    keyword_guard().moderate(prompt="x", images=[img])
+    assert img.tell() == 1
+
+
+def test_paths_can_be_turned_off_without_revealing_files(tmp_path):
+    """InputLimits(allow_paths=False) (what the integrations use for user content) refuses
+    every path with one message: whether a file exists is not revealed, nothing is opened."""
+    real = tmp_path / "real.png"
+    real.write_bytes(GOOD_PNG)
+    assert keyword_guard().moderate(prompt="x", images=[str(real)]).decided_by == "model"  # the app's own
+    guard = keyword_guard(limits=InputLimits(allow_paths=False))
+    messages = set()
+    for path in (
+        str(real),
+        real,
+        str(tmp_path / "missing.png"),
+        "/dev/zero",
+        ".",
+        "a\x00b",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(InputError) as info:
+            guard.moderate(prompt="x", images=[path])
+        assert type(info.value).__name__ == "ImageError"
+        messages.add(str(info.value))
+    assert messages == {"image 0: local file paths are not accepted here"}
+    assert guard.moderate(prompt="x", images=[data_url(GOOD_PNG), GOOD_PNG]).decided_by == "model"
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".gif", ".txt", ""])
@@ -201,10 +341,6 @@ def test_injected_special_tokens_stay_text_in_the_text_backend(text_backend):
 def server():
     with serve_app(create_app(keyword_guard(), ServerSettings(max_body_bytes=2 * 1024 * 1024))) as url:
         yield url
-
-
-def data_url(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))

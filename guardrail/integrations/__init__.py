@@ -3,7 +3,8 @@
 - :mod:`guardrail.integrations.decorator`: ``@guard.check`` for plain, async and streaming
   handlers (no extra needed).
 - :mod:`guardrail.integrations.langchain`: ``guard.as_runnable()`` and ``guard.wrap(runnable)``
-  for LangChain chains (``pip install "guardrail-vl[langchain]"``).
+  for LangChain chains (``pip install "guardrail-vl[langchain]"``);
+  :mod:`guardrail.integrations.langchain_inputs` says which parts of a chain's input are checked.
 - :mod:`guardrail.integrations.extract`: how requests and responses are found in the shapes
   apps use (OpenAI-style messages, LangChain messages, content blocks).
 - :mod:`guardrail.integrations.streaming`: windowed checking of streamed output.

@@ -42,13 +42,20 @@ input check runs when iteration starts, before the handler's body.
 **Finding the request** without help, from the signature (a first parameter named ``self`` or
 ``cls`` is skipped):
 
-- a parameter named ``messages``, ``prompt``, ``text`` or ``message`` (first found, in that
-  order), else the first positional parameter, else ``*args[0]``, else a ``**kwargs`` entry with
-  one of those names. Its value may be a string, chat messages (OpenAI dicts, LangChain messages,
-  with text and image parts), one message, or an object/dict with ``messages``/``prompt``/``text``
-  /``message`` and optional ``images`` (a request body model);
-- plus the images in parameters named ``images`` or ``image`` (any image source the guard takes:
-  paths, bytes, PIL images, data URLs, ``{"url": ...}``).
+- **every** parameter named ``messages``, ``prompt``, ``text``, ``message``, ``input``,
+  ``question`` or ``query`` (texts joined by blank lines, in that order), else the first
+  positional parameter, else ``*args[0]``, else the ``**kwargs`` entries with those names. A
+  value may be a string, chat messages (OpenAI dicts, LangChain messages and message chunks,
+  with text and image parts), one message, or an object/dict with those fields and optional
+  ``images``/``image`` (a request body model; all its set fields are checked);
+- plus the images in parameters named ``images`` or ``image`` (bytes, PIL images, data URLs,
+  ``{"url": ...}``).
+
+**Local files.** Arguments come from users, so an image given as a string (or path) that is not
+a ``data:`` or ``http(s)`` URL is never opened: it raises
+:class:`~guardrail.errors.ImageError` ("local file paths are not accepted here"), whether the
+file exists or not. An app whose handler receives trusted paths opts in with
+``allow_paths=True`` (the guard's own ``InputLimits.allow_paths`` must be on too).
 
 A function with nothing to look at fails at decoration; a value of a shape not listed fails at
 the call. Both raise :class:`~guardrail.errors.ConfigurationError` saying to pass ``extract=``:
@@ -71,6 +78,7 @@ output or a backend failure gives; a policy block is a violation like any other.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -82,14 +90,19 @@ from guardrail.integrations.extract import (
     IMAGE_KEYS,
     REQUEST_KEYS,
     Extracted,
+    combine,
+    load_images,
+    request_from_fields,
     request_from_value,
     response_text,
+    user_limits,
 )
 from guardrail.integrations.policy import blocks
 from guardrail.integrations.streaming import agate_stream, gate_stream
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrail.guard import Guard
+    from guardrail.inputs import InputLimits
     from guardrail.verdict import Verdict
 
 __all__ = ["DEFAULT_MESSAGE", "DEFAULT_WINDOW", "CheckOptions", "check"]
@@ -115,6 +128,8 @@ class CheckOptions:
     - ``window``: characters of streamed output per check; ``None`` checks once at the end.
     - ``optimistic``: release streamed chunks before their check (faster, but a harmful
       window may be partly seen before the stream is cut).
+    - ``allow_paths``: read image strings that are not URLs as local file paths (off: the
+      arguments may come from users).
     """
 
     input: bool = True
@@ -124,10 +139,13 @@ class CheckOptions:
     message: Any = None
     window: int | None = DEFAULT_WINDOW
     optimistic: bool = False
+    allow_paths: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.input, bool) or not isinstance(self.output, bool):
             raise ConfigurationError("input and output must be True or False")
+        if not isinstance(self.allow_paths, bool):
+            raise ConfigurationError("allow_paths must be True or False")
         if not (self.input or self.output):
             raise ConfigurationError("guard.check with input=False and output=False checks nothing")
         if self.on_violation is None:
@@ -173,14 +191,14 @@ class _Plan:
     """Where a handler's request is, decided once from its signature."""
 
     function: Callable[..., Any] | None = None
-    param: str | None = None  # a named parameter
+    params: tuple[str, ...] = ()  # named parameters (or **kwargs entries), all checked
     var_args: str | None = None  # *args: use args[0]
     var_kwargs: str | None = None  # **kwargs: look up REQUEST_KEYS
     image_params: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.function or self.param or self.var_args or self.var_kwargs)
+        return not (self.function or self.params or self.var_args or self.var_kwargs)
 
 
 def _make_plan(fn: Callable[..., Any], sig: inspect.Signature, spec: Any, need: bool) -> _Plan:
@@ -193,19 +211,19 @@ def _make_plan(fn: Callable[..., Any], sig: inspect.Signature, spec: Any, need: 
     if isinstance(spec, str):
         if spec not in sig.parameters and var_kw is None:
             raise ConfigurationError(f"extract={spec!r}: {_name(fn)} has no parameter of that name")
-        return _Plan(param=spec) if spec in sig.parameters else _Plan(var_kwargs=var_kw, param=spec)
+        return _Plan(params=(spec,)) if spec in sig.parameters else _Plan(var_kwargs=var_kw, params=(spec,))
     named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     images = tuple(n for n in IMAGE_KEYS if n in named)
-    for key in REQUEST_KEYS:
-        if key in named:
-            return _Plan(param=key, image_params=images)
+    requests = tuple(key for key in REQUEST_KEYS if key in named)
+    if requests:
+        return _Plan(params=requests, image_params=images)
     positional = [
         p.name
         for p in params
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in images
     ]
     if positional:
-        return _Plan(param=positional[0], image_params=images)
+        return _Plan(params=(positional[0],), image_params=images)
     var_pos = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
     if var_pos or var_kw:
         return _Plan(var_args=var_pos, var_kwargs=var_kw, image_params=images)
@@ -235,6 +253,20 @@ class _Checker:
         spec, self.output_fn = _split_extract(options.extract)
         self.plan = _make_plan(fn, self.signature, spec, need=options.input)
 
+    @property
+    def limits(self) -> InputLimits:
+        """The guard's limits for content users send (no local paths unless opted in)."""
+        return user_limits(self.guard.limits, self.options.allow_paths)
+
+    def load(self, request: Extracted | None) -> Extracted | None:
+        """The request with its images decoded once, under :attr:`limits` (InputError if bad)."""
+        return request if request is None else load_images(request, self.limits)
+
+    async def aload(self, request: Extracted | None) -> Extracted | None:
+        if request is None or not request.images:
+            return request
+        return await asyncio.to_thread(self.load, request)  # decoding is CPU work
+
     # ------------------------------------------------------------------------- request
     def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Extracted | None:
         plan = self.plan
@@ -250,22 +282,28 @@ class _Checker:
         bound.apply_defaults()
         arguments = bound.arguments
         extra = arguments.get(plan.var_kwargs, {}) if plan.var_kwargs else {}
-        value: Any = None
-        if plan.param is not None:
-            value = arguments[plan.param] if plan.param in arguments else extra.get(plan.param)
+        fields: dict[str, Any] = {}
+        if plan.params:
+            fields = {p: arguments[p] if p in arguments else extra.get(p) for p in plan.params}
         elif plan.var_args and arguments.get(plan.var_args):
-            value = arguments[plan.var_args][0]
+            fields = {plan.var_args: arguments[plan.var_args][0]}
         elif extra:
-            value = next((extra[k] for k in REQUEST_KEYS if extra.get(k) is not None), None)
+            fields = {k: extra.get(k) for k in REQUEST_KEYS}
         images: tuple[Any, ...] = ()
         for name in plan.image_params or tuple(k for k in IMAGE_KEYS if k in extra):
             found = arguments.get(name, extra.get(name))
             if found is not None:
                 images += tuple(found) if isinstance(found, (list, tuple)) else (found,)
-        if value is None:
+        # Every argument that carries user content is checked (see request_from_fields).
+        request = request_from_fields(
+            fields,
+            tuple(fields),
+            (),
+            lambda v, strict: request_from_value(v, hint=_HINT, require_user=strict),
+        )
+        if request is None:
             return Extracted(images=images)  # the guard raises InputError when this is empty
-        found = request_from_value(value, hint=_HINT)
-        return Extracted(prompt=found.prompt, images=found.images + images)
+        return combine([request, Extracted(images=images)])
 
     @staticmethod
     def item(request: Extracted | None, response: str | None = None) -> dict[str, Any]:
@@ -308,7 +346,7 @@ def _sync_function(c: _Checker) -> Callable[..., Any]:
     guard, fn, opts = c.guard, c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = c.request(args, kwargs)
+        request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
             verdict = guard.moderate(**c.item(request))
             if blocks(verdict, "input"):
@@ -329,7 +367,7 @@ def _async_function(c: _Checker) -> Callable[..., Any]:
     guard, fn, opts = c.guard, c.fn, c.options
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = c.request(args, kwargs)
+        request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
             verdict = await guard.amoderate(**c.item(request))
             if blocks(verdict, "input"):
@@ -350,7 +388,7 @@ def _sync_generator(c: _Checker) -> Callable[..., Any]:
     guard, fn, opts = c.guard, c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = c.request(args, kwargs)
+        request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
             verdict = guard.moderate(**c.item(request))
             if blocks(verdict, "input"):
@@ -385,7 +423,7 @@ def _async_generator(c: _Checker) -> Callable[..., Any]:
         return _items(await c.aviolation(verdict, "output"))
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = c.request(args, kwargs)
+        request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
             verdict = await guard.amoderate(**c.item(request))
             if blocks(verdict, "input"):

@@ -9,11 +9,14 @@ typing, so this module works whether or not those libraries are installed.
 - a list of chat messages: OpenAI-style dicts ``{"role": "user", "content": ...}``,
   LangChain messages (objects with ``.type``/``.content``), ``(role, content)`` tuples or bare
   strings (LangChain reads those as human messages). The request is made of **every user turn**
-  (role ``user`` or ``human``): their texts joined by blank lines, their images in order.
-  System, assistant and tool turns are not part of the request;
+  (role ``user`` or ``human``; message chunks count too: a ``HumanMessageChunk``, type
+  ``"HumanMessageChunk"``, is a human turn): their texts joined by blank lines, their images in
+  order. System, assistant and tool turns are not part of the request;
 - one such message;
-- a mapping or object with ``messages``, ``prompt``, ``text`` or ``message`` (first found, in
-  that order) and optionally ``images``/``image`` (a request body model, for instance).
+- a mapping or object with any of ``messages``, ``prompt``, ``text``, ``message``, ``input``,
+  ``question``, ``query`` and ``images``/``image`` (a request body model, for instance). **All**
+  of these fields that are set make up the request (texts joined by blank lines in that order,
+  then the images): a field left unchecked could carry what the app's model reads.
 
 Message content is a string or a list of content parts:
 
@@ -22,9 +25,10 @@ Message content is a string or a list of content parts:
   OpenAI Responses ``{"type": "input_image", "image_url": ...}``, LangChain's standard blocks
   ``{"type": "image", "url": ...}`` / ``{"type": "image", "base64": ..., "mime_type": ...}``,
   LangChain's older ``{"type": "image", "source_type": "base64"|"url", ...}`` and Anthropic's
-  ``{"type": "image", "source": {"type": "base64", ...}}``. URLs are data URLs (or any image
-  source :func:`guardrail.inputs.load_image` takes; ``http(s)`` only when the guard's
-  ``InputLimits.allow_remote_images`` is on);
+  ``{"type": "image", "source": {"type": "base64", ...}}``. URLs are data URLs, or ``http(s)``
+  URLs when the guard's ``InputLimits.allow_remote_images`` is on. The integrations never read
+  a user's string as a local file path (``ImageError``) unless the app opts in with
+  ``allow_paths=True`` (see :func:`user_limits`);
 - skipped (not user-visible content): reasoning/thinking blocks, tool calls and tool results;
 - anything else (audio, video, files, provider-specific blocks, images given only by a file id)
   raises :class:`~guardrail.errors.InputError`: content the guard cannot see is never let
@@ -42,19 +46,26 @@ telling the caller how to point at the content (``extract=`` for the decorator).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import ConfigurationError, InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrail.inputs import InputLimits
+
 __all__ = [
     "Extracted",
+    "combine",
     "content_text",
+    "load_images",
+    "request_from_fields",
     "request_from_messages",
     "request_from_value",
     "response_text",
     "split_content",
+    "user_limits",
 ]
 
 USER_ROLES = frozenset({"user", "human"})
@@ -76,8 +87,8 @@ SKIPPED_PART_TYPES = frozenset(
         "function_call",
     }
 )
-# Keys (or attributes) that hold a request, tried in this order.
-REQUEST_KEYS = ("messages", "prompt", "text", "message")
+# Keys (or attributes) that hold a request; all that are set are checked, in this order.
+REQUEST_KEYS = ("messages", "prompt", "text", "message", "input", "question", "query")
 IMAGE_KEYS = ("images", "image")
 
 
@@ -92,6 +103,35 @@ class Extracted:
     def item(self, response: str | None = None) -> dict[str, Any]:
         """The ``moderate_batch`` item for this request, with ``response`` when given."""
         return {"prompt": self.prompt, "images": list(self.images) or None, "response": response}
+
+
+def combine(parts: Sequence[Extracted]) -> Extracted:
+    """One request made of several (fields of one input): texts joined by blank lines, images
+    in order. An empty text stays ``""`` (the guard then says the prompt is empty)."""
+    texts = [p.prompt for p in parts if p.prompt]
+    if texts:
+        prompt: str | None = "\n\n".join(texts)
+    else:
+        prompt = "" if any(p.prompt is not None for p in parts) else None
+    return Extracted(prompt=prompt, images=tuple(img for p in parts for img in p.images))
+
+
+def user_limits(limits: InputLimits, allow_paths: bool = False) -> InputLimits:
+    """``limits`` for content users send through an integration: strings are never opened as
+    local files (``InputLimits.allow_paths`` off) unless the app opts in with ``allow_paths``."""
+    allow = bool(allow_paths) and limits.allow_paths
+    return limits if allow == limits.allow_paths else replace(limits, allow_paths=allow)
+
+
+def load_images(request: Extracted, limits: InputLimits) -> Extracted:
+    """``request`` with its images validated and decoded under ``limits`` (PIL images, which
+    the guard then takes as they are); raises :class:`~guardrail.errors.InputError`."""
+    if not request.images:
+        return request
+    from guardrail.inputs import normalize_input
+
+    decoded = normalize_input(None, None, list(request.images), limits=limits).images
+    return Extracted(prompt=request.prompt, images=decoded)
 
 
 # ---------------------------------------------------------------------------------- content
@@ -176,6 +216,16 @@ def _data_url(mime: Any, data: str) -> str:
 
 
 # --------------------------------------------------------------------------------- requests
+def _role_of(role: str) -> str:
+    """A message's role, lower case, with chunk types read as their message's role: LangChain's
+    ``HumanMessageChunk`` (``type="HumanMessageChunk"``) is ``"human"``, ``AIMessageChunk``
+    ``"ai"``."""
+    role = role.lower()
+    if role.endswith("messagechunk") and len(role) > len("messagechunk"):
+        role = role[: -len("messagechunk")]
+    return role
+
+
 def _role_and_content(message: Any, index: int) -> tuple[str, Any]:
     if isinstance(message, str):
         return "user", message
@@ -183,18 +233,20 @@ def _role_and_content(message: Any, index: int) -> tuple[str, Any]:
         role = message.get("role") or message.get("type")
         if role is None or "content" not in message:
             raise InputError(f"message {index} has no 'role' and 'content'")
-        return str(role), message["content"]
+        return _role_of(str(role)), message["content"]
     if isinstance(message, tuple) and len(message) == 2 and isinstance(message[0], str):
-        return message[0], message[1]
+        return _role_of(message[0]), message[1]
     if hasattr(message, "content"):
         role = getattr(message, "role", None) or getattr(message, "type", None)
         if isinstance(role, str):
-            return role, message.content
+            return _role_of(role), message.content
     raise InputError(f"message {index} is a {type(message).__name__}, not a chat message")
 
 
-def request_from_messages(messages: Any) -> Extracted:
-    """The request made by the user turns of a chat (see the module docstring)."""
+def request_from_messages(messages: Any, *, require_user: bool = True) -> Extracted:
+    """The request made by the user turns of a chat (see the module docstring). With
+    ``require_user`` (the default), a chat without a user turn raises InputError; without it,
+    such a chat gives an empty request (another field of the same input holds the request)."""
     if isinstance(messages, (str, Mapping)) or not isinstance(messages, Sequence):
         raise InputError(f"messages must be a list of chat messages, not {type(messages).__name__}")
     texts: list[str] = []
@@ -202,14 +254,14 @@ def request_from_messages(messages: Any) -> Extracted:
     users = 0
     for i, message in enumerate(messages):
         role, content = _role_and_content(message, i)
-        if role.lower() not in USER_ROLES:
+        if role not in USER_ROLES:
             continue
         users += 1
         text, imgs = split_content(content, where=f"message {i}")
         if text:
             texts.append(text)
         images.extend(imgs)
-    if not users:
+    if not users and require_user:
         raise InputError("the messages hold no user turn to check")
     return Extracted(prompt="\n\n".join(texts) if texts else None, images=tuple(images))
 
@@ -238,29 +290,63 @@ def _as_images(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
-def request_from_value(value: Any, *, hint: str = "pass extract= to say where the request is") -> Extracted:
+def request_from_fields(
+    value: Any,
+    keys: Sequence[str],
+    image_keys: Sequence[str],
+    read: Callable[[Any, bool], Extracted],
+    *,
+    message: Any = None,
+    require_user: bool = True,
+) -> Extracted | None:
+    """The request made by **every** field of ``value`` (a mapping or an object) named in
+    ``keys`` that is set, each read with ``read(field, require_user)``, plus the images in the
+    ``image_keys`` fields; ``message`` (the value itself, when it is also a chat message) counts
+    as one more field. ``None`` when no field is set.
+
+    With several fields, one without a user turn (a chat holding only AI turns, say) is context,
+    as long as another holds the request."""
+    fields = [
+        v
+        for v in (_get(value, key) for key in keys)
+        if v is not None and not (callable(v) and not isinstance(v, str))
+    ]
+    if not fields and message is None:
+        return None
+    strict = require_user and len(fields) + (message is not None) == 1
+    parts = [read(v, strict) for v in fields]
+    if message is not None:
+        parts.append(request_from_messages([message], require_user=strict))
+    if require_user and not strict and all(p.prompt is None and not p.images for p in parts):
+        raise InputError(f"none of the fields {', '.join(map(str, keys))} holds a user turn to check")
+    images = tuple(img for key in image_keys for img in _as_images(_get(value, key)))
+    return combine([*parts, Extracted(images=images)])
+
+
+def request_from_value(
+    value: Any, *, hint: str = "pass extract= to say where the request is", require_user: bool = True
+) -> Extracted:
     """The request held by ``value`` (see the module docstring); ``hint`` ends the error raised
-    when the value has no recognisable shape."""
+    when the value has no recognisable shape. ``require_user=False`` lets a chat without a user
+    turn give an empty request (used for one field among several)."""
     if isinstance(value, Extracted):
         return value
     if isinstance(value, str):
         return Extracted(prompt=value)
     if _is_message(value):
-        return request_from_messages([value])
+        return request_from_messages([value], require_user=require_user)
     if isinstance(value, (list, tuple)):
-        return request_from_messages(value)
+        return request_from_messages(value, require_user=require_user)
     if value is not None and not isinstance(value, (bytes, bytearray, int, float, bool)):
-        for key in REQUEST_KEYS:
-            found = _get(value, key)
-            if found is None or callable(found) and not isinstance(found, str):
-                continue
-            inner = request_from_value(found, hint=hint)
-            images = ()
-            for image_key in IMAGE_KEYS:
-                images = _as_images(_get(value, image_key))
-                if images:
-                    break
-            return Extracted(prompt=inner.prompt, images=inner.images + images)
+        found = request_from_fields(
+            value,
+            REQUEST_KEYS,
+            IMAGE_KEYS,
+            lambda v, strict: request_from_value(v, hint=hint, require_user=strict),
+            require_user=require_user,
+        )
+        if found is not None:
+            return found
     raise ConfigurationError(
         f"cannot tell what to check in a value of type {type(value).__name__} "
         f"(expected a string, chat messages, or an object with {'/'.join(REQUEST_KEYS)}); {hint}"

@@ -23,10 +23,18 @@ Needs ``pip install "guardrail-vl[langchain]"`` (langchain-core).
 ``ImagePromptValue``), messages and lists of messages (human turns with text, image parts as
 OpenAI ``image_url`` data URLs, LangChain standard content blocks ``{"type": "image", "base64":
 ..., "mime_type": ...}`` / ``{"type": "image", "url": ...}`` and the older ``source_type`` form),
-and dicts: the request is read from ``key`` (default: the first of ``input``, ``question``,
-``query``, ``messages``, ``prompt``, ``text``, ``message`` present) and images from
-``image_key`` (default: ``images`` or ``image``). See :mod:`guardrail.integrations.extract` for
-how messages become one request (all human turns; system and AI turns are context, not request).
+and dicts: the request is read from **every** key of ``key`` present (a name or a list of
+names; default: ``input``, ``question``, ``query``, ``messages``, ``prompt``, ``text``,
+``message``), texts joined by blank lines in that order, and images from **every** key of
+``image_key`` (default: ``images`` and ``image``). A chain receives the whole dict, so a field
+left out could carry what its model reads: name the fields with ``key=`` only when the chain
+uses exactly those. See :mod:`guardrail.integrations.extract` for how messages become one request
+(all human turns, ``HumanMessageChunk`` included; system and AI turns are context, not request).
+
+**Local files**: an image string that is not a ``data:`` or ``http(s)`` URL (in a content part,
+an ``image`` field, an ``ImagePromptValue``) raises :class:`~guardrail.errors.ImageError` and
+is never opened: inputs come from users. ``allow_paths=True`` opts in for chains that carry
+trusted paths (the guard's ``InputLimits.allow_paths`` must be on too).
 
 **Outputs** understood: strings, messages (``AIMessage``; text blocks, reasoning and tool calls
 skipped) and, with ``output_key``, dicts. Streams (``AIMessageChunk`` or string chunks) are
@@ -55,6 +63,7 @@ with the :class:`~guardrail.errors.GuardViolation` as its error.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,18 +71,17 @@ from guardrail._deps import require
 
 require("langchain_core", extra="langchain", feature="guardrail.integrations.langchain")
 
-from langchain_core.messages import BaseMessage  # noqa: E402
-from langchain_core.prompt_values import ImagePromptValue, PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail import core  # noqa: E402
-from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation, InputError  # noqa: E402
+from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
-from guardrail.integrations.extract import (  # noqa: E402
-    Extracted,
-    request_from_messages,
-    request_from_value,
-    response_text,
+from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
+from guardrail.integrations.langchain_inputs import (  # noqa: E402
+    IMAGE_KEYS,
+    INPUT_KEYS,
+    key_names,
+    langchain_request,
 )
 from guardrail.integrations.policy import blocks  # noqa: E402
 from guardrail.integrations.streaming import agate_stream, gate_stream  # noqa: E402
@@ -81,12 +89,11 @@ from guardrail.verdict import Verdict  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrail.guard import Guard
+    from guardrail.inputs import InputLimits
 
 __all__ = ["GuardRunnable", "TRACE_EVENT", "as_runnable", "wrap"]
 
 TRACE_EVENT = "guardrail_verdict"
-INPUT_KEYS = ("input", "question", "query", "messages", "prompt", "text", "message")
-IMAGE_KEYS = ("images", "image")
 _UNSET: Any = object()
 _PENDING: Any = object()
 
@@ -96,10 +103,12 @@ class GuardRunnable(Runnable[Any, Any]):
 
     - ``runnable``: the runnable to guard; ``None`` makes a pass-through input check.
     - ``input`` / ``output``: which sides to check (``output`` needs a ``runnable``).
-    - ``key`` / ``image_key``: where the request and its images are in dict inputs.
+    - ``key`` / ``image_key``: where the request and its images are in dict inputs (a name or
+      a list of names; every one present is checked).
     - ``output_key``: where the response text is in dict outputs.
     - ``fallback``: returned instead of raising ``GuardViolation`` (needs a ``runnable``).
     - ``window`` / ``optimistic``: streamed output checking.
+    - ``allow_paths``: read image strings that are not URLs as local file paths (off).
     """
 
     def __init__(
@@ -109,13 +118,14 @@ class GuardRunnable(Runnable[Any, Any]):
         *,
         input: bool = True,  # noqa: A002
         output: bool = True,
-        key: str | None = None,
-        image_key: str | None = None,
+        key: str | Sequence[str] | None = None,
+        image_key: str | Sequence[str] | None = None,
         output_key: str | None = None,
         fallback: Any = _UNSET,
         window: int | None = DEFAULT_WINDOW,
         optimistic: bool = False,
         name: str | None = None,
+        allow_paths: bool = False,
     ):
         if runnable is not None and not isinstance(runnable, Runnable):
             raise ConfigurationError(f"guard.wrap takes a LangChain Runnable, not {type(runnable).__name__}")
@@ -137,8 +147,13 @@ class GuardRunnable(Runnable[Any, Any]):
         self.runnable = runnable
         self.check_input = bool(input)
         self.check_output = bool(output)
+        if not isinstance(allow_paths, bool):
+            raise ConfigurationError("allow_paths must be True or False")
         self.key = key
         self.image_key = image_key
+        self.keys = key_names("key", key) or INPUT_KEYS
+        self.image_keys = key_names("image_key", image_key) or IMAGE_KEYS
+        self.allow_paths = allow_paths
         self.output_key = output_key
         self.fallback = fallback
         self.window = window
@@ -174,32 +189,12 @@ class GuardRunnable(Runnable[Any, Any]):
     # --------------------------------------------------------------------- extraction
     def request(self, value: Any) -> Extracted:
         """The request held by one input (raises ConfigurationError/InputError)."""
-        hint = "pass key= (and image_key=) to guard.wrap/as_runnable to say where it is"
-        if isinstance(value, ImagePromptValue):  # its message holds a bare {"url": ...} part
-            url = (value.image_url or {}).get("url")
-            if not isinstance(url, str) or not url:
-                raise InputError("the ImagePromptValue has no image URL")
-            return Extracted(images=(url,))
-        if isinstance(value, PromptValue):
-            return request_from_messages(value.to_messages())
-        if isinstance(value, BaseMessage):
-            return request_from_messages([value])
-        if isinstance(value, Mapping) and not _looks_like_message(value):
-            keys = (self.key,) if self.key else INPUT_KEYS
-            found = next((k for k in keys if k in value), None)
-            if found is None:
-                raise ConfigurationError(
-                    f"cannot find the request in a dict with keys {sorted(map(str, value))}; {hint}"
-                )
-            inner = self.request(value[found])
-            image_keys = (self.image_key,) if self.image_key else IMAGE_KEYS
-            images: tuple[Any, ...] = ()
-            for k in image_keys:
-                got = value.get(k)
-                if got is not None:
-                    images += tuple(got) if isinstance(got, (list, tuple)) else (got,)
-            return Extracted(prompt=inner.prompt, images=inner.images + images)
-        return request_from_value(value, hint=hint)
+        return langchain_request(value, self.keys, self.image_keys)
+
+    @property
+    def limits(self) -> InputLimits:
+        """The guard's limits for content users send (no local paths unless opted in)."""
+        return user_limits(self.guard.limits, self.allow_paths)
 
     def response(self, value: Any) -> str | None:
         """The text of one output (or streamed chunk); None when there is nothing to check."""
@@ -214,9 +209,10 @@ class GuardRunnable(Runnable[Any, Any]):
     def _validate(self, items: list[dict[str, Any]]) -> list[Any]:
         """Each item as a validated ModerationInput, or the InputError it raised."""
         out: list[Any] = []
+        limits = self.limits
         for item in items:
             try:
-                out.append(core.prepare(self.guard.profile, item, self.guard.limits).item)
+                out.append(core.prepare(self.guard.profile, item, limits).item)
             except GuardrailError as exc:
                 out.append(exc)
         return out
@@ -232,7 +228,10 @@ class GuardRunnable(Runnable[Any, Any]):
         return self._merge(validated, self.guard.moderate_batch(valid) if valid else [])
 
     async def _amoderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
-        validated = self._validate(items)
+        if any(item.get("images") for item in items):
+            validated = await asyncio.to_thread(self._validate, items)  # decoding is CPU work
+        else:
+            validated = self._validate(items)
         valid = [v for v in validated if not isinstance(v, Exception)]
         return self._merge(validated, await self.guard.amoderate_batch(valid) if valid else [])
 
@@ -603,10 +602,6 @@ def _one(results: list[Verdict | Exception]) -> Verdict:
     if isinstance(result, Exception):
         raise result
     return result
-
-
-def _looks_like_message(value: Mapping[str, Any]) -> bool:
-    return "content" in value and isinstance(value.get("role"), str)
 
 
 def _merge_chunks(chunks: Iterator[Any] | Sequence[Any]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,33 @@ def data_url(color=(200, 30, 30)) -> str:
 
 def b64_png(color=(30, 200, 30)) -> str:
     return base64.b64encode(make_image(color=color)).decode()
+
+
+NO_PATHS = "image 0: local file paths are not accepted here"
+
+
+@pytest.fixture
+def png_file(tmp_path) -> Path:
+    path = tmp_path / "picture.png"
+    path.write_bytes(make_image())
+    return path
+
+
+def path_sources(png_file: Path) -> list:
+    """Image sources that name files: an existing PNG, a missing file, a device, a directory."""
+    return [str(png_file), png_file, str(png_file.parent / "missing.png"), "/dev/zero", ".", "/etc/passwd"]
+
+
+def opened(monkeypatch) -> list[str]:
+    """Records every path guardrail.inputs tries to read (it must stay empty)."""
+    import guardrail.inputs as inputs
+
+    calls: list[str] = []
+    real = inputs._read_file
+
+    def spy(path, *args, **kwargs):
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(inputs, "_read_file", spy)
+    return calls

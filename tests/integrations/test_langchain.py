@@ -13,16 +13,36 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
+from langchain_core.messages import (  # noqa: E402
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+)
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompt_values import ImagePromptValue, StringPromptValue  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler  # noqa: E402
 
-from guardrail import ConfigurationError, Guard, GuardViolation, InputError, MissingDependencyError  # noqa: E402
+from guardrail import (  # noqa: E402
+    ConfigurationError,
+    Guard,
+    GuardViolation,
+    ImageError,
+    InputError,
+    MissingDependencyError,
+)
 from guardrail.integrations.langchain import TRACE_EVENT, GuardRunnable  # noqa: E402
-from tests.integrations.conftest import b64_png, data_url  # noqa: E402
+from tests.integrations.conftest import (  # noqa: E402
+    BAD_REQUEST,
+    NO_PATHS,
+    b64_png,
+    data_url,
+    opened,
+    path_sources,
+)
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "You are a kind assistant."), ("human", "{question}")])
 STORY = "Once upon a time there was a poison apple and a lot more text after it."
@@ -322,6 +342,140 @@ def test_runnable_types_follow_the_wrapped_runnable(kw):
     assert isinstance(guarded, GuardRunnable)
     assert guarded.get_input_schema().model_json_schema()["properties"].keys() == {"question"}
     assert "GuardRunnable" in repr(guarded)
+
+
+# ---------------------------------------------------------- hostile: what the guard checks
+CHAT = ChatPromptTemplate.from_messages(
+    [("system", "You are kind."), MessagesPlaceholder("messages"), ("human", "{input}")]
+)
+
+
+def test_wrap_checks_every_field_the_chain_receives(kw):
+    model = Recorder(AIMessage("fine"))
+    chain = kw.guard.wrap(CHAT | model)
+    hostile = {"input": "hello", "messages": [HumanMessage(f"how to build a {BAD_REQUEST}")]}
+    with pytest.raises(GuardViolation) as info:
+        chain.invoke(hostile)
+    assert info.value.stage == "input" and model.seen == []
+    with pytest.raises(GuardViolation):
+        (kw.guard.as_runnable() | CHAT | model).invoke(hostile)
+    assert model.seen == []
+
+    benign = {"input": "hello", "messages": [HumanMessage("earlier question"), AIMessage("earlier answer")]}
+    assert chain.invoke(benign) == AIMessage("fine")
+    request = kw.checks[-1][0]
+    assert "hello" in request and "earlier question" in request and "earlier answer" not in request
+    # a field without a human turn is context; the other field is the request
+    assert chain.invoke({"input": "hi", "messages": [AIMessage(BAD_REQUEST)]}) == AIMessage("fine")
+    with pytest.raises(InputError, match="no user turn"):
+        chain.invoke({"messages": [AIMessage("x")], "question": None})
+    with pytest.raises(InputError, match="holds a user turn"):
+        chain.invoke({"messages": [AIMessage("x")], "query": [AIMessage("y")]})
+    # every other request key too, and the images of both image keys
+    with pytest.raises(GuardViolation):
+        kw.guard.wrap(model).invoke({"question": "hi", "query": BAD_REQUEST, "prompt": "p"})
+    kw.guard.wrap(model).invoke({"input": "two", "image": data_url(), "images": [data_url((0, 0, 255))]})
+    assert kw.checks[-2][2] == 2
+
+
+def test_explicit_keys_name_exactly_the_checked_fields(kw):
+    model = Recorder("ok")
+    guarded = kw.guard.wrap(model, key=["question", "context"], image_key=["picture"])
+    with pytest.raises(GuardViolation):
+        guarded.invoke({"question": "hi", "context": BAD_REQUEST})
+    assert guarded.invoke({"question": "hi", "picture": data_url(), "input": "ignored"}) == "ok"
+    with pytest.raises(ConfigurationError):
+        kw.guard.wrap(model, key=["question", 3])
+    with pytest.raises(ConfigurationError):
+        kw.guard.wrap(model, allow_paths=1)
+
+
+def test_message_chunks_are_user_turns(kw):
+    model = Recorder(AIMessage("fine"))
+    guarded = kw.guard.wrap(model)
+    for value in (
+        HumanMessageChunk(content=f"a {BAD_REQUEST}"),
+        [HumanMessageChunk(content=f"a {BAD_REQUEST}")],
+        [HumanMessage("hi"), HumanMessageChunk(content=f"and a {BAD_REQUEST}")],
+        {"input": "hi", "messages": [HumanMessageChunk(content=BAD_REQUEST)]},
+        [{"type": "HumanMessageChunk", "content": BAD_REQUEST}],
+    ):
+        with pytest.raises(GuardViolation):
+            guarded.invoke(value)
+    assert model.seen == []
+    # an AI chunk is not a user turn
+    assert guarded.invoke([HumanMessage("hi"), AIMessageChunk(content=BAD_REQUEST)]) == AIMessage("fine")
+    # a streamed input: the chunks are merged (HumanMessageChunk + HumanMessageChunk), then checked
+    head = kw.guard.as_runnable()
+    with pytest.raises(GuardViolation):
+        list(
+            head.transform(
+                iter([HumanMessageChunk(content="how to make a "), HumanMessageChunk(content="bomb")])
+            )
+        )
+
+    # the decorator too
+    @kw.guard.check
+    def chat(messages):
+        return "ok"
+
+    with pytest.raises(GuardViolation):
+        chat([HumanMessageChunk(content=BAD_REQUEST)])
+
+
+def test_wrap_never_opens_an_image_path(kw, png_file, monkeypatch):
+    reads = opened(monkeypatch)
+    model = Recorder(AIMessage("A photo."))
+    guarded = kw.guard.wrap(model)
+    for source in path_sources(png_file):
+        s = str(source)
+        for value in (
+            [
+                HumanMessage(
+                    content=[{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": s}}]
+                )
+            ],
+            [HumanMessage(content=[{"type": "image", "url": s}])],
+            ImagePromptValue(image_url={"url": s}),
+            {"input": "what is this?", "image": source},
+            {"input": "what is this?", "images": [{"url": s}]},
+        ):
+            with pytest.raises(ImageError) as info:
+                guarded.invoke(value)
+            assert str(info.value) == NO_PATHS
+    assert model.seen == [] and reads == []
+    # in a batch the refusal stays with its item
+    out = guarded.batch(["hi", {"input": "x", "image": str(png_file)}], return_exceptions=True)
+    assert out[0] == AIMessage("A photo.") and isinstance(out[1], ImageError)
+    with pytest.raises(ImageError, match=NO_PATHS):
+        list(guarded.stream({"input": "x", "image": str(png_file)}))
+    # opting in
+    trusted = kw.guard.wrap(model, allow_paths=True)
+    assert trusted.invoke({"input": "what is this?", "image": str(png_file)}) == AIMessage("A photo.")
+    assert kw.checks[-1][2] == 1
+
+
+async def test_async_wrap_never_opens_an_image_path(kw, png_file):
+    guarded = kw.guard.wrap(llm("x"))
+    with pytest.raises(ImageError, match=NO_PATHS):
+        await guarded.ainvoke({"input": "x", "image": str(png_file)})
+    with pytest.raises(ImageError, match=NO_PATHS):
+        [c async for c in guarded.astream({"input": "x", "image": str(png_file)})]
+    out = await guarded.abatch([{"input": "x", "image": str(png_file)}, "hi"], return_exceptions=True)
+    assert isinstance(out[0], ImageError) and out[1].content == "x"
+    assert (
+        await kw.guard.wrap(RunnableLambda(lambda _: "ok"), allow_paths=True).ainvoke(
+            {"input": "x", "image": str(png_file)}
+        )
+        == "ok"
+    )
+
+
+def test_as_runnable_refuses_paths_too(kw, png_file):
+    with pytest.raises(ImageError, match=NO_PATHS):
+        kw.guard.as_runnable().invoke({"input": "x", "image": str(png_file)})
+    value = {"input": "x", "image": str(png_file)}
+    assert kw.guard.as_runnable(allow_paths=True).invoke(value) is value
 
 
 # -------------------------------------------------------------------- the tiny real model

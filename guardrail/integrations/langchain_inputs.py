@@ -1,0 +1,81 @@
+"""Which parts of a LangChain runnable's input are the user's request (used by
+:mod:`guardrail.integrations.langchain`; needs langchain-core).
+
+A runnable receives its whole input, so every part of it that can carry user content is
+checked: all the request keys of a dict (not the first found), every human turn of a chat
+(message chunks included), the images of every image key. See
+:func:`guardrail.integrations.extract.request_from_fields`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import ImagePromptValue, PromptValue
+
+from guardrail.errors import ConfigurationError, InputError
+from guardrail.integrations.extract import (
+    Extracted,
+    request_from_fields,
+    request_from_messages,
+    request_from_value,
+)
+
+__all__ = ["IMAGE_KEYS", "INPUT_KEYS", "key_names", "langchain_request"]
+
+#: Keys of a dict input that hold the request: all of those present are checked, in this order.
+INPUT_KEYS = ("input", "question", "query", "messages", "prompt", "text", "message")
+#: Keys of a dict input that hold images: all of those present are checked.
+IMAGE_KEYS = ("images", "image")
+HINT = "pass key= (and image_key=) to guard.wrap/as_runnable to say where it is"
+
+
+def langchain_request(
+    value: Any,
+    keys: Sequence[str] = INPUT_KEYS,
+    image_keys: Sequence[str] = IMAGE_KEYS,
+    *,
+    require_user: bool = True,
+) -> Extracted:
+    """The request held by one input (raises ConfigurationError/InputError)."""
+    if isinstance(value, ImagePromptValue):  # its message holds a bare {"url": ...} part
+        url = (value.image_url or {}).get("url")
+        if not isinstance(url, str) or not url:
+            raise InputError("the ImagePromptValue has no image URL")
+        return Extracted(images=(url,))
+    if isinstance(value, PromptValue):
+        return request_from_messages(value.to_messages(), require_user=require_user)
+    if isinstance(value, BaseMessage):
+        return request_from_messages([value], require_user=require_user)
+    if isinstance(value, Mapping):
+        found = request_from_fields(
+            value,
+            keys,
+            image_keys,
+            lambda v, strict: langchain_request(v, keys, image_keys, require_user=strict),
+            message=value if _looks_like_message(value) else None,
+            require_user=require_user,
+        )
+        if found is None:
+            raise ConfigurationError(
+                f"cannot find the request in a dict with keys {sorted(map(str, value))}; {HINT}"
+            )
+        return found
+    return request_from_value(value, hint=HINT, require_user=require_user)
+
+
+def key_names(option: str, value: Any) -> tuple[str, ...]:
+    """``key=``/``image_key=`` as a tuple of names (empty for ``None``)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigurationError(f"{option} must be a key name or a list of key names; got {value!r}")
+
+
+def _looks_like_message(value: Mapping[str, Any]) -> bool:
+    return "content" in value and isinstance(value.get("role") or value.get("type"), str)
