@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError, PredictionsError
-from guardrail.eval.datasets import POSITIVE, TASKS
 from guardrail.eval.metrics import Confusion, Outcomes, confusion, score_metrics, weighted_mean
 from guardrail.eval.predictions import PredictionRow, PredictionSet
+from guardrail.profiles.labels import POSITIVE, TASKS
 
 __all__ = [
     "PROTOCOLS",
