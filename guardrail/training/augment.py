@@ -30,9 +30,9 @@ from typing import Any
 
 from guardrail.errors import ConfigurationError
 from guardrail.samples import Sample, task_labels
-from guardrail.training._common import DataConfig, timer
-from guardrail.training._config import option
+from guardrail.training.config import DataConfig, option
 from guardrail.training.data import write_examples
+from guardrail.training.runtime import timer
 
 __all__ = [
     "LAYOUTS",

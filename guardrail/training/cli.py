@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from guardrail.training._config import Config, _unwrap_optional
+from guardrail.training.config import Config, _unwrap_optional
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

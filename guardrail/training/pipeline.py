@@ -1,29 +1,12 @@
-"""One recipe, every stage: R-SFT -> rejection sampling -> augmentation -> GRPO.
+"""The recipe runner: R-SFT -> rejection sampling -> augmentation -> GRPO from one recipe.
 
-A recipe is a YAML mapping (``training/*.yaml``)::
-
-    model: Qwen/Qwen2.5-VL-3B-Instruct     # the base model
-    output_dir: runs/guardreasoner-vl-3b
-    data: [data/GuardReasoner-VLTrain.json]
-    profile: guardreasoner-vl               # also: seed, on_bad_row, profile_options, num_threads
-    stages: [sft, sample, augment, rl]
-    sft: {learning_rate: 5.0e-5, ...}       # fields of SFTConfig
-    sample: {k: 4, ...}                     # fields of RejectionConfig
-    augment: {fraction: 0.2, ...}           # fields of AugmentConfig
-    rl: {num_generations: 16, ...}          # fields of RLConfig
-
-Stages read the previous stage's output unless their section says otherwise
-(:func:`resolve_stage`): ``sft`` trains ``model`` on ``data`` into ``output_dir/sft``;
-``sample`` runs that model over ``data`` into ``output_dir/sample`` (``hard.jsonl``);
-``augment`` reads ``sample/hard.jsonl`` and writes ``augment/augmented.jsonl``; ``rl`` trains
-the SFT model on it into ``output_dir/rl``, the final guard. Relative paths are relative to the
-working directory (run from the repository root). The top-level keys ``profile``,
-``profile_options``, ``seed``, ``on_bad_row``, ``image_root`` and ``num_threads`` apply to every
-stage that has the field, unless the stage sets its own.
-
-A finished stage leaves ``.stage-done.json`` in its directory and :func:`run_pipeline` skips it
-on a rerun (``force`` redoes everything); an interrupted training stage resumes from its last
-checkpoint, an interrupted sampling stage from its progress file.
+A recipe is a YAML mapping (``training/*.yaml``): top-level settings (``model``, ``output_dir``,
+``data``, ``stages``, and ``profile``, ``profile_options``, ``seed``, ``on_bad_row``,
+``image_root``, ``num_threads`` for every stage that has the field) and one section per stage
+with the fields of its config. Each stage reads the previous stage's output unless its section
+says otherwise (:func:`resolve_stage`). A finished stage leaves ``.stage-done.json`` in its
+directory and :func:`run_pipeline` skips it on a rerun (``force`` redoes everything). The recipe
+format and the stages' outputs are described in ``docs/training.md`` (*Recipes*).
 """
 
 from __future__ import annotations
@@ -39,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError
-from guardrail.training._config import Config, option
+from guardrail.training.config import Config, option
 
 __all__ = [
     "STAGES",

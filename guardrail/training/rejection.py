@@ -24,9 +24,9 @@ from guardrail.backends.base import Backend, GenerationOptions
 from guardrail.errors import ConfigurationError
 from guardrail.profiles import Profile
 from guardrail.samples import Sample
-from guardrail.training._common import DataConfig, timer, torch_threads
-from guardrail.training._config import option
+from guardrail.training.config import DataConfig, option
 from guardrail.training.data import write_examples
+from guardrail.training.runtime import timer, torch_threads
 
 __all__ = ["RejectionConfig", "SampleResult", "SamplingStats", "judge", "rejection_sample"]
 

@@ -206,3 +206,4 @@ def test_configs_rewards_and_the_command_line_import_no_heavy_library():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"heavy modules imported: {proc.stdout}"
+
