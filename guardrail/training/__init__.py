@@ -8,7 +8,7 @@ Command line: ``python -m guardrail.training {sft,sample,augment,rl,run} --confi
 ``RejectionConfig`` / ``rejection_sample``  keep the samples the model gets wrong k/k times
 ``AugmentConfig`` / ``augment_dataset``  safety-aware concatenation (texts + merged images)
 ``RLConfig`` / ``train_rl``              GRPO (TRL ``GRPOTrainer``) with the guard rewards
-``RecipeConfig`` / ``run_pipeline``      every stage from one recipe (:mod:`~.pipeline`)
+``RecipeConfig`` / ``run_pipeline``      every stage from one recipe (:mod:`~.recipe`)
 ``rewards``                              reward functions with TRL's signature
 ``clipping``                             dynamic clip-range schedules and their callback
 ``data``                                 corpus loaders that validate every row
@@ -65,10 +65,10 @@ _LAZY = {
     "LoadedData": "guardrail.training.data",
     "RowIssue": "guardrail.training.data",
     "load_examples": "guardrail.training.data",
-    "PipelineResult": "guardrail.training.pipeline",
-    "RecipeConfig": "guardrail.training.pipeline",
-    "load_recipe": "guardrail.training.pipeline",
-    "run_pipeline": "guardrail.training.pipeline",
+    "PipelineResult": "guardrail.training.recipe",
+    "RecipeConfig": "guardrail.training.recipe",
+    "load_recipe": "guardrail.training.recipe",
+    "run_pipeline": "guardrail.training.recipe",
     "RejectionConfig": "guardrail.training.rejection",
     "SampleResult": "guardrail.training.rejection",
     "SamplingStats": "guardrail.training.rejection",
