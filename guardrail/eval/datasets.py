@@ -11,44 +11,8 @@ import importlib
 import warnings
 from typing import Any
 
-_MOVED = {
-    **dict.fromkeys(
-        ("POSITIVE", "TASKS", "Benchmark", "Sample", "answers_labels", "infer_task", "normalise_gold"),
-        "guardrail.eval.benchmark",
-    ),
-    **dict.fromkeys(
-        (
-            "FIGSTEP_PROMPT",
-            "load_figstep",
-            "load_figstep_attack",
-            "load_figstep_question",
-            "load_guardreasoner",
-            "load_harmbench",
-            "load_jsonl",
-            "load_mossbench",
-            "load_openai_moderation",
-            "load_simplesafetytests",
-            "load_vltest",
-            "load_xstest_completions",
-            "load_xstest_prompts",
-        ),
-        "guardrail.eval.loaders",
-    ),  # fmt: skip
-    **dict.fromkeys(
-        (
-            "BENCHMARKS",
-            "DATA_DIR_ENV",
-            "FORMATS",
-            "BenchmarkSpec",
-            "Loader",
-            "benchmark_name",
-            "load_benchmark",
-            "lookup",
-            "resolve_data_dir",
-        ),
-        "guardrail.eval.registry",
-    ),  # fmt: skip
-}
+#: The modules the names moved to; each one's ``__all__`` says which.
+_NEW_HOMES = ("guardrail.eval.benchmark", "guardrail.eval.loaders", "guardrail.eval.registry")
 
 
 def split_guardreasoner_input(text: str) -> tuple[str | None, str | None]:
@@ -65,15 +29,18 @@ def split_guardreasoner_input(text: str) -> tuple[str | None, str | None]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"guardrail.eval.datasets is deprecated; import {name} from {_MOVED[name]}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
+    for home in _NEW_HOMES:
+        module = importlib.import_module(home)
+        if name in module.__all__:
+            warnings.warn(
+                f"guardrail.eval.datasets is deprecated; import {name} from {home}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(module, name)
     raise AttributeError(f"module 'guardrail.eval.datasets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*_MOVED, "split_guardreasoner_input"])
+    names = [n for home in _NEW_HOMES for n in importlib.import_module(home).__all__]
+    return sorted([*names, "split_guardreasoner_input"])

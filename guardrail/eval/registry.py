@@ -35,6 +35,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "FORMATS",
     "BenchmarkSpec",
+    "Loader",
     "benchmark_name",
     "load_benchmark",
     "lookup",
