@@ -9,6 +9,10 @@ The hierarchy::
     │   └── UnsupportedError            the backend cannot do what was asked (fast mode on a
     │                                   backend or endpoint that gives no log-probabilities)
     ├── DataError (ValueError)          a data file cannot be used; training loaders list the bad rows
+    │   ├── FormatError                 a text is not in the guard's format (``Human user:`` text,
+    │   │                               answer block) or has a label outside a task's vocabulary;
+    │   │                               raised by the profiles' readers, reported by the loaders
+    │   │                               with the file and row
     │   └── DatasetError                evaluation data is unusable (malformed file, unknown label);
     │       │                           `path` and `line` say where
     │       └── PredictionsError        a predictions file given to `guardrail.eval score/report`
@@ -43,6 +47,7 @@ __all__ = [
     "DatasetError",
     "DataError",
     "ExportError",
+    "FormatError",
     "GuardViolation",
     "GuardrailError",
     "ImageError",
@@ -93,6 +98,15 @@ class DataError(GuardrailError, ValueError):
     def __init__(self, message: str, *, issues: tuple[Any, ...] = ()):
         super().__init__(message)
         self.issues = issues
+
+
+class FormatError(DataError):
+    """A text does not follow the guard model's format: a user text that is not
+    ``Human user:\n...\n\nAI assistant:\n...``, or a label outside a task's vocabulary.
+
+    Raised by the readers in :mod:`guardrail.profiles`; the training and evaluation loaders turn
+    it into a bad row or a :class:`DatasetError` naming the file and line.
+    """
 
 
 class InputError(GuardrailError, ValueError):

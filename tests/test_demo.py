@@ -108,7 +108,7 @@ def test_cache_key_follows_the_recipe_and_the_data(tmp_path, monkeypatch):
     copy.mkdir()
     (copy / "train.jsonl").write_text("{}\n")
     before = demo.cache_key(full)
-    monkeypatch.setattr(demo, "DEMO_DATA", copy)
+    monkeypatch.setattr(sys.modules["demo_train"], "DEMO_DATA", copy)  # the step that trains
     assert demo.cache_key(full) != before
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from guardrail.errors import ConfigurationError, InputError
+from guardrail.errors import ConfigurationError, FormatError, InputError
 from guardrail.profiles import (
     GUARDREASONER_INSTRUCTION,
     GUARDREASONER_VL_INSTRUCTION,
@@ -16,7 +16,10 @@ from guardrail.profiles import (
     ImageSlot,
     ModerationInput,
     Special,
+    answer_labels,
     get_profile,
+    gold_label,
+    parse_user_text,
 )
 
 VL_SYSTEM = (
@@ -40,6 +43,7 @@ def vl_reference(user_text: str) -> str:
 
 
 IMG = Image.new("RGB", (32, 32))
+VL = GuardReasonerVLProfile()
 
 VL_CASES = {
     "text": (
@@ -157,19 +161,11 @@ def test_guardreasoner_prompt_equals_the_released_predictions(shared_data):
             preds = [json.loads(line) for line in fh]
         assert len(bench) == len(preds)
         for row, pred in zip(bench, preds, strict=True):
-            text = row["input"]
-            prompt, response = _split_input(text)
+            prompt, response = parse_user_text(row["input"])
             assert profile.instruction == row["instruction"]
             assert profile.render(ModerationInput(prompt=prompt, response=response)).text == pred["prompt"]
             checked += 1
     assert checked > 1000
-
-
-def _split_input(text: str) -> tuple[str, str | None]:
-    assert text.startswith("Human user:\n") and text.endswith("\n\n")
-    body = text[len("Human user:\n") : -2]
-    prompt, _, response = body.rpartition("\n\nAI assistant:\n")
-    return prompt, (None if response == "None" else response)
 
 
 def test_unknown_profile_is_a_configuration_error():
@@ -177,3 +173,64 @@ def test_unknown_profile_is_a_configuration_error():
         get_profile("llama-guard")
     with pytest.raises(ConfigurationError, match="bad options"):
         get_profile("guardreasoner-vl", no_such_option=1)
+
+
+# ----------------------------------------------------------- the format read and written back
+@pytest.mark.parametrize("case", sorted(VL_CASES))
+def test_user_text_parser_inverts_the_rendering(case):
+    item, text = VL_CASES[case]
+    prompt, response = parse_user_text(text)
+    assert (prompt, response) == (item.prompt, item.response)
+    again = ModerationInput(prompt=prompt, response=response, images=item.images)
+    assert "".join("<image>" if isinstance(p, ImageSlot) else p for p in VL.user_parts(again)) == text
+
+
+def test_user_text_parser_reads_the_literal_none_and_rejects_other_texts():
+    assert parse_user_text("Human user:\nNone\n\nAI assistant:\nSure.\n\n") == (None, "Sure.")
+    assert parse_user_text("Human user:\n<image>\nNone\n\nAI assistant:\nNone\n\n") == ("None", None)
+    assert parse_user_text(GUARDREASONER_INSTRUCTION + "\nHuman user:\nHi\n\nAI assistant:\nNone\n\n",
+                           within=True) == ("Hi", None)  # fmt: skip
+    for bad in ("hello", "Human user:\nno assistant section", GUARDREASONER_INSTRUCTION):
+        with pytest.raises(FormatError):
+            parse_user_text(bad)
+
+
+@pytest.mark.parametrize("profile", [GuardReasonerVLProfile(), GuardReasonerProfile()], ids=lambda p: p.name)
+@pytest.mark.parametrize("reasoning", ["", "1. It asks for a recipe.\n2. Nothing harmful."])
+def test_answers_written_by_a_profile_parse_back_to_their_labels(profile, reasoning):
+    labels = {"request": "harmful", "response": "unharmful", "refusal": "refusal"}
+    text = profile.answer(reasoning, labels)
+    parsed = profile.parse(text, ModerationInput(prompt="p", response="r"))
+    assert parsed.ok and {t: parsed.labels[t] for t in profile.tasks} == {t: labels[t] for t in profile.tasks}
+    assert parsed.reasoning == (reasoning or None)
+    assert answer_labels(text) == {t: labels[t] for t in profile.tasks}
+    if not reasoning:  # the fast-mode answer is the same answer with an empty reasoning
+        assert text == profile.fast_output(labels)
+
+
+def test_scripted_outputs_are_written_by_the_profile():
+    from guardrail.testing import result_output
+
+    assert result_output("harmful", "unharmful", "why") == VL.answer(
+        "why", {"request": "harmful", "response": "unharmful"}
+    )
+    assert (
+        result_output()
+        == "<think>\nscripted\n</think>\n<result>\nRequest: unharmful\nResponse: None\n</result>"
+    )
+
+
+def test_gold_labels_are_checked_strictly():
+    assert gold_label("request", " Harmful ") == "harmful"
+    assert gold_label("refusal", "COMPLIANCE") == "compliance"
+    assert gold_label("response", "harmless", aliases=True) == "unharmful"
+    for task, value in (
+        ("request", "harmless"),
+        ("refusal", "harmful"),
+        ("request", None),
+        ("nope", "harmful"),
+    ):
+        with pytest.raises(FormatError):
+            gold_label(task, value)
+    with pytest.raises(FormatError, match="unknown request label 'toxic'"):
+        answer_labels("Request: toxic")

@@ -27,7 +27,6 @@ from source import CARDS, HELDOUT, SCENES, TRAIN, R  # noqa: E402
 
 from guardrail.profiles import GuardReasonerVLProfile, ModerationInput  # noqa: E402
 from guardrail.profiles.base import ImageSlot  # noqa: E402
-from guardrail.training.data import vl_target  # noqa: E402
 
 SIZE = 224
 IMAGE_TOKEN = "<image>"
@@ -48,12 +47,13 @@ def to_record(row: R, row_id: str, profile: GuardReasonerVLProfile) -> dict:
     """One ShareGPT row, its prompt rendered by the profile as Guard renders it."""
     item = ModerationInput(prompt=row.prompt, response=row.response, images=tuple(row.images))
     user = "".join(IMAGE_TOKEN if isinstance(p, ImageSlot) else p for p in profile.user_parts(item))
+    labels = {"request": row.request, "response": row.response_label}
     return {
         "id": row_id,
         "messages": [
             {"role": "system", "content": profile.system_prompt},
             {"role": "user", "content": user},
-            {"role": "assistant", "content": vl_target(reasoning(row), row.request, row.response_label)},
+            {"role": "assistant", "content": profile.answer(reasoning(row), labels)},
         ],
         "images": [f"images/{name}.png" for name in row.images],
     }

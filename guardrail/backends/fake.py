@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.profiles.base import RenderedPrompt
+from guardrail.profiles.guardreasoner_vl import GuardReasonerVLProfile
 
 __all__ = ["FakeBackend", "result_output"]
 
 
 def result_output(request: str = "unharmful", response: str = "None", reasoning: str = "scripted") -> str:
-    """A well-formed GuardReasoner-VL output with the given labels."""
-    return f"<think>\n{reasoning}\n</think>\n<result>\nRequest: {request}\nResponse: {response}\n</result>"
+    """A well-formed GuardReasoner-VL output with the given labels (written by the profile)."""
+    return GuardReasonerVLProfile().answer(reasoning, {"request": request, "response": response})
 
 
 class FakeBackend(Backend):

@@ -7,7 +7,9 @@
 
 Command line: ``python -m guardrail.eval {run,score,report,list,threshold}``; see docs/evaluation.md.
 
-- :mod:`~guardrail.eval.datasets`: samples, loaders, the registry of benchmark names;
+- :mod:`~guardrail.eval.benchmark`: benchmarks of labelled samples (:class:`guardrail.samples.Sample`);
+- :mod:`~guardrail.eval.loaders` and :mod:`~guardrail.eval.registry`: the file readers and the
+  registry of benchmark names;
 - :mod:`~guardrail.eval.run`: run a guard, write and resume predictions files;
 - :mod:`~guardrail.eval.predictions`: read predictions files (ours and GuardReasoner's);
 - :mod:`~guardrail.eval.metrics` and :mod:`~guardrail.eval.score`: pure metrics and protocols,
@@ -20,16 +22,7 @@ Nothing here imports torch; the PNG report imports matplotlib when it draws.
 from __future__ import annotations
 
 from guardrail.errors import DatasetError, PredictionsError
-from guardrail.eval.datasets import (
-    BENCHMARKS,
-    FORMATS,
-    POSITIVE,
-    TASKS,
-    Benchmark,
-    Sample,
-    load_benchmark,
-    resolve_data_dir,
-)
+from guardrail.eval.benchmark import POSITIVE, TASKS, Benchmark, Sample
 from guardrail.eval.metrics import (
     Confusion,
     Outcomes,
@@ -43,6 +36,7 @@ from guardrail.eval.metrics import (
     weighted_mean,
 )
 from guardrail.eval.predictions import PredictionRow, PredictionSet, discover, read_predictions
+from guardrail.eval.registry import BENCHMARKS, FORMATS, load_benchmark, resolve_data_dir
 from guardrail.eval.report import curves_png, to_json, to_markdown, to_png, write_report
 from guardrail.eval.run import RunResult, run_benchmark, run_benchmarks
 from guardrail.eval.score import PROTOCOLS, Average, ScoreReport, TaskScore, outcomes, score_sets

@@ -46,7 +46,7 @@ def add_run(parser: argparse.ArgumentParser) -> Handler:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from guardrail.eval.datasets import load_benchmark
+    from guardrail.eval.registry import load_benchmark
     from guardrail.eval.run import console_progress, run_benchmarks
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0):
@@ -204,7 +204,7 @@ def add_list(parser: argparse.ArgumentParser) -> Handler:
 
 def _list(args: argparse.Namespace) -> int:
     from guardrail.errors import ConfigurationError
-    from guardrail.eval.datasets import BENCHMARKS, resolve_data_dir
+    from guardrail.eval.registry import BENCHMARKS, resolve_data_dir
 
     try:
         root = resolve_data_dir(args.data_dir)

@@ -22,16 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardrail.errors import DatasetError, PredictionsError
-from guardrail.eval.datasets import (
-    TASKS,
-    Sample,
-    answers_labels,
-    infer_task,
-    lookup,
-    normalise_gold,
-    split_guardreasoner_input,
-)
+from guardrail.errors import DatasetError, FormatError, PredictionsError
+from guardrail.eval.benchmark import TASKS, Sample, answers_labels, infer_task, normalise_gold
+from guardrail.eval.registry import lookup
+from guardrail.profiles import parse_user_text
 
 __all__ = [
     "FORMAT",
@@ -311,10 +305,9 @@ def _read_guardreasoner(path: Path, items: list[tuple[int, dict[str, Any]]]) -> 
         prompt_text = _need(rec, "prompt", str, path, line)
         label = _need(rec, "label", str, path, line)
         predict = _need(rec, "predict", str, path, line)
-        _, _, tail = prompt_text.partition("Human user:\n")
-        try:
-            prompt, response = split_guardreasoner_input("Human user:\n" + tail)
-        except ValueError:
+        try:  # the prompt holds the instruction, then the user text
+            prompt, response = parse_user_text(prompt_text, within=True)
+        except FormatError:
             prompt, response = None, None
         try:
             if "Answers" in label or ":" in label:

@@ -14,13 +14,11 @@ from pathlib import Path
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
-from guardrail.eval.datasets import TASKS
 from guardrail.eval.metrics import ThresholdChoice, ThresholdCurve
 from guardrail.eval.score import ScoreReport
+from guardrail.profiles.labels import TASKS
 
 __all__ = ["REPORT_FORMATS", "curves_png", "to_json", "to_markdown", "to_png", "write_report"]
-
-_TASK_TITLE = {"request": "request harmfulness", "response": "response harmfulness", "refusal": "refusal"}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError, InputError
-from guardrail.eval.datasets import Benchmark, Sample
+from guardrail.eval.benchmark import Benchmark, Sample
 from guardrail.eval.predictions import FORMAT, prediction_record, repair_and_read_ids
 from guardrail.profiles.base import ModerationInput
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError, PredictionsError
-from guardrail.eval.datasets import POSITIVE, TASKS
 from guardrail.eval.metrics import Confusion, Outcomes, confusion, score_metrics, weighted_mean
 from guardrail.eval.predictions import PredictionRow, PredictionSet
+from guardrail.profiles.labels import NEGATIVE, POSITIVE, TASKS
 
 __all__ = [
     "PROTOCOLS",
@@ -39,8 +39,6 @@ __all__ = [
     "outcomes",
     "score_sets",
 ]
-
-_NEGATIVE = {"request": "unharmful", "response": "unharmful", "refusal": "compliance"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,7 @@ def _strict(prediction_set: PredictionSet, task: str) -> TaskScore | None:
         p = r.predicted.get(task)
         if p is None:
             failures += 1
-            p = _NEGATIVE[task] if g == positive else positive  # wrong, counted once
+            p = NEGATIVE[task] if g == positive else positive  # wrong, counted once
         gold.append(g)
         predicted.append(p)
     c = confusion(gold, predicted, positive)

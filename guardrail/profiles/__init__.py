@@ -1,4 +1,9 @@
-"""Profiles: the prompt template and output parser of each guard model family.
+"""Profiles: each guard model family's text format, both ways.
+
+A profile renders prompts and parses outputs (what a guard does at inference) and also reads and
+writes the same texts in data: :func:`parse_user_text` reads the ``Human user:`` text of the
+reference data files, :meth:`Profile.answer` writes an answer (training targets, scripted
+outputs), and :mod:`guardrail.profiles.labels` holds the label vocabulary of the tasks.
 
 =====================  =========================================  ==============================
 name                   models                                     output
@@ -23,7 +28,12 @@ from guardrail.profiles.base import (
     Special,
 )
 from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
-from guardrail.profiles.guardreasoner_vl import GUARDREASONER_VL_INSTRUCTION, GuardReasonerVLProfile
+from guardrail.profiles.guardreasoner_vl import (
+    GUARDREASONER_VL_INSTRUCTION,
+    GuardReasonerVLProfile,
+    parse_user_text,
+)
+from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 
 __all__ = [
     "GUARDREASONER_INSTRUCTION",
@@ -37,7 +47,12 @@ __all__ = [
     "Profile",
     "RenderedPrompt",
     "Special",
+    "TASKS",
+    "TASK_LABELS",
+    "answer_labels",
     "get_profile",
+    "gold_label",
+    "parse_user_text",
     "profile_for_model_type",
 ]
 

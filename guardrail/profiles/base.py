@@ -26,6 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+# The label vocabulary lives in labels.py; these names stay importable from here.
+from guardrail.profiles.labels import ANSWER_KEYS, TASK_LABELS, normalise_label
+
 __all__ = [
     "ImageSlot",
     "ModerationInput",
@@ -38,13 +41,6 @@ __all__ = [
     "merge_text",
     "normalise_label",
 ]
-
-# Labels a task can take after normalisation. The reference maps "none"/"harmless" to unharmful.
-TASK_LABELS: dict[str, tuple[str, str]] = {
-    "request": ("harmful", "unharmful"),
-    "response": ("harmful", "unharmful"),
-    "refusal": ("refusal", "compliance"),
-}
 
 
 @dataclass(frozen=True)
@@ -136,11 +132,7 @@ class Profile(ABC):
     # Reference generation length of the released models.
     default_max_new_tokens: ClassVar[int] = 4096
     #: The key of each task's label line in the output (``Request: harmful``).
-    answer_keys: ClassVar[Mapping[str, str]] = {
-        "request": "Request",
-        "refusal": "Completion",
-        "response": "Response",
-    }
+    answer_keys: ClassVar[Mapping[str, str]] = ANSWER_KEYS
     #: What follows the last label line of a complete answer (used to write fast-mode outputs).
     answer_suffix: ClassVar[str] = "\n"
 
@@ -200,6 +192,30 @@ class Profile(ABC):
         writes it after :attr:`fast_prefix`; what a fast-mode verdict reports as ``raw_output``."""
         return self.fast_prefix + self.answer_text(labels, self.tasks) + self.answer_suffix
 
+    # ------------------------------------------------------------- writing answers
+    # The inverse of parse(): the training targets, scripted outputs (guardrail.testing) and,
+    # through answer_text(), the fast-mode answers are all written here.
+    def answer_head(self, reasoning: str) -> str:
+        """What comes before the first label line of a complete answer that reasons ``reasoning``."""
+        raise NotImplementedError(f"the {self.name} profile does not write answers")
+
+    def answer(self, reasoning: str, labels: Mapping[str, str | None]) -> str:
+        """A complete answer in the family's format: ``reasoning``, then a line per task of
+        :attr:`tasks` with its label (``None`` where ``labels`` has none).
+
+        >>> from guardrail.profiles import GuardReasonerVLProfile
+        >>> GuardReasonerVLProfile().answer("It asks for a cake.", {"request": "unharmful"})
+        '<think>\\nIt asks for a cake.\\n</think>\\n<result>\\nRequest: unharmful\\nResponse: None\\n</result>'
+        """
+        first_key = self.answer_keys[self.tasks[0]] + ":"
+        return (
+            self.answer_head(reasoning)
+            + first_key
+            + self.answer_text(labels, self.tasks)
+            + self.answer_suffix
+        )
+
+    # ------------------------------------------------------------------- internals
     def _finish(
         self, labels: dict[str, str | None], reasoning: str | None, item: ModerationInput
     ) -> ParsedOutput:
@@ -222,15 +238,6 @@ def label_regex(task: str, *, line_start: bool = False) -> re.Pattern[str]:
     key, alternatives = _LABEL_PATTERNS[task]
     prefix = r"(?m)^[ \t*#>-]*" if line_start else ""
     return re.compile(prefix + key + r"\s*:\s*(" + alternatives + r")", re.IGNORECASE)
-
-
-def normalise_label(task: str, raw: str) -> str | None:
-    raw = raw.lower()
-    if task == "refusal":
-        return None if raw == "none" else raw
-    if raw in ("none", "harmless"):
-        return "unharmful"
-    return raw
 
 
 def merge_text(parts: list[Part]) -> list[Part]:

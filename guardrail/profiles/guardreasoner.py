@@ -69,6 +69,11 @@ class GuardReasonerProfile(Profile):
             add_bos=True,
         )
 
+    def answer_head(self, reasoning: str) -> str:
+        """The reasoning, a ``---`` rule, then the ``Answers:`` heading (the released models'
+        layout); without reasoning, the heading alone (see :meth:`Profile.answer`)."""
+        return f"{reasoning}\n\n---\n\nAnswers: \n" if reasoning else "Answers: \n"
+
     def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
         """Read the labels from the ``Answers:`` block(s).
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from guardrail.errors import FormatError
 from guardrail.profiles.base import (
     ImageSlot,
     ModerationInput,
@@ -26,7 +27,7 @@ from guardrail.profiles.base import (
     normalise_label,
 )
 
-__all__ = ["GUARDREASONER_VL_INSTRUCTION", "GuardReasonerVLProfile"]
+__all__ = ["GUARDREASONER_VL_INSTRUCTION", "GuardReasonerVLProfile", "parse_user_text"]
 
 GUARDREASONER_VL_INSTRUCTION = (
     "You are a classifier for analyzing interactions between humans and AI. \n\n"
@@ -111,6 +112,11 @@ class GuardReasonerVLProfile(Profile):
             image_marker=VISION_START + IMAGE_PAD + VISION_END,
         )
 
+    # ----------------------------------------------------------------------- write answers
+    def answer_head(self, reasoning: str) -> str:
+        """``<think>\\n{reasoning}\\n</think>\\n<result>\\n`` (see :meth:`Profile.answer`)."""
+        return f"<think>\n{reasoning}\n</think>\n<result>\n"
+
     # ------------------------------------------------------------------------------- parse
     def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
         """Read the labels from the ``<result>`` block.
@@ -147,3 +153,49 @@ def _reasoning(output: str) -> str | None:
         return m.group(1).strip() or None
     head = _RESULT_OPEN.split(output, maxsplit=1)[0].strip()
     return head or None
+
+
+# ============================================================================ user text
+# Reading back the user text that user_parts() writes (and GuardReasonerProfile.input_text, its
+# text-only form): how the training and evaluation loaders read the reference data files.
+HUMAN_USER, AI_ASSISTANT = "Human user:", "AI assistant:"
+IMAGE_PLACEHOLDER = "<image>"
+_AI_SECTION = f"\n\n{AI_ASSISTANT}\n"
+_PLACEHOLDER = re.compile(re.escape(IMAGE_PLACEHOLDER) + r"\n?")
+
+
+def parse_user_text(text: str, *, within: bool = False) -> tuple[str | None, str | None]:
+    """``Human user:\\n<image>...\\n{prompt}\\n\\nAI assistant:\\n{response}\\n\\n`` -> ``(prompt, response)``.
+
+    The inverse of the rendering: ``<image>`` placeholders are removed (the profile puts images
+    first, as at inference); the literal ``None`` the profiles write for a missing text means
+    None (for the prompt, only without images: an image-only request has no text line, so
+    ``<image>`` alone gives ``prompt=None``). ``within``: the user text is part of a longer
+    prompt (after the instruction) and is read from its first ``Human user:``. Raises
+    :class:`~guardrail.errors.FormatError` when the text is not in that form.
+
+    >>> parse_user_text("Human user:\\n<image>\\nWhat is this?\\n\\nAI assistant:\\nNone\\n\\n")
+    ('What is this?', None)
+    >>> parse_user_text("Human user:\\nNone\\n\\nAI assistant:\\nSure.\\n\\n")
+    (None, 'Sure.')
+    """
+    if within:
+        text = text[max(text.find(HUMAN_USER), 0) :]
+    if not text.startswith(HUMAN_USER):
+        raise FormatError(f"the user text does not start with {HUMAN_USER!r}")
+    body = text[len(HUMAN_USER) :].removeprefix("\n")
+    head, sep, tail = body.partition(_AI_SECTION)
+    if not sep:
+        if body.rstrip().endswith(AI_ASSISTANT):  # no response section content at all
+            head, tail = body.rstrip()[: -len(AI_ASSISTANT)].rstrip("\n"), "None"
+        else:
+            raise FormatError(f"the user text has no {AI_ASSISTANT!r} section")
+    prompt: str | None = head
+    if IMAGE_PLACEHOLDER in head:
+        prompt = _PLACEHOLDER.sub("", head).strip("\n")
+        if not prompt.strip():
+            prompt = None
+    elif head == "None":
+        prompt = None
+    response = tail[:-2] if tail.endswith("\n\n") else tail.rstrip("\n")
+    return prompt, (None if response.strip() == "None" else response)

@@ -8,11 +8,17 @@ Command line: ``python -m guardrail.training {sft,sample,augment,rl,run} --confi
 ``RejectionConfig`` / ``rejection_sample``  keep the samples the model gets wrong k/k times
 ``AugmentConfig`` / ``augment_dataset``  safety-aware concatenation (texts + merged images)
 ``RLConfig`` / ``train_rl``              GRPO (TRL ``GRPOTrainer``) with the guard rewards
-``RecipeConfig`` / ``run_pipeline``      every stage from one recipe
+``RecipeConfig`` / ``run_pipeline``      every stage from one recipe (:mod:`~.recipe`)
 ``rewards``                              reward functions with TRL's signature
 ``clipping``                             dynamic clip-range schedules and their callback
 ``data``                                 corpus loaders that validate every row
 =======================================  ===================================================
+
+The stage modules hold each stage's config and runner; what they share has one module each:
+``config`` (the config base, ``DataConfig``, ``TrainingConfig``), ``model`` (load the base
+model, save the guard), ``dataset`` (TRL rows, prompts built by the profile), ``trainer`` (resume,
+metrics, the train-and-save tail of SFT and RL) and ``runtime`` (threads, CUDA checks). Samples
+are :class:`guardrail.samples.Sample`.
 
 Importing this package is light: configs and rewards are plain Python; torch, transformers
 and TRL load when a stage runs. Needs the ``training`` extra (``pip install
@@ -36,6 +42,7 @@ __all__ = [
     "RejectionConfig",
     "RowIssue",
     "SFTConfig",
+    "Sample",
     "SampleResult",
     "SamplingStats",
     "TrainResult",
@@ -54,13 +61,14 @@ _LAZY = {
     "augment_dataset": "guardrail.training.augment",
     "ClipSchedule": "guardrail.training.clipping",
     "Example": "guardrail.training.data",
+    "Sample": "guardrail.samples",
     "LoadedData": "guardrail.training.data",
     "RowIssue": "guardrail.training.data",
     "load_examples": "guardrail.training.data",
-    "PipelineResult": "guardrail.training.pipeline",
-    "RecipeConfig": "guardrail.training.pipeline",
-    "load_recipe": "guardrail.training.pipeline",
-    "run_pipeline": "guardrail.training.pipeline",
+    "PipelineResult": "guardrail.training.recipe",
+    "RecipeConfig": "guardrail.training.recipe",
+    "load_recipe": "guardrail.training.recipe",
+    "run_pipeline": "guardrail.training.recipe",
     "RejectionConfig": "guardrail.training.rejection",
     "SampleResult": "guardrail.training.rejection",
     "SamplingStats": "guardrail.training.rejection",
@@ -69,7 +77,7 @@ _LAZY = {
     "train_rl": "guardrail.training.rl",
     "SFTConfig": "guardrail.training.sft",
     "train_sft": "guardrail.training.sft",
-    "TrainResult": "guardrail.training._common",
+    "TrainResult": "guardrail.training.trainer",
 }
 
 

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError
-from guardrail.training._common import DataConfig, timer
-from guardrail.training._config import option
-from guardrail.training.data import Example, write_examples
+from guardrail.samples import Sample, task_labels
+from guardrail.training.config import DataConfig, option
+from guardrail.training.data import write_examples
+from guardrail.training.runtime import timer
 
 __all__ = [
     "LAYOUTS",
@@ -178,16 +179,18 @@ def _join(a: str | None, b: str | None, separator: str) -> str | None:
     return separator.join(present) if present else None
 
 
-def concatenate(a: Example, b: Example, *, image: str | None, separator: str = "\n", id: str = "") -> Example:  # noqa: A002
+def concatenate(a: Sample, b: Sample, *, image: str | None, separator: str = "\n", id: str = "") -> Sample:  # noqa: A002
     """The concatenation of two samples; ``image`` is the merged image's path (None: no images)."""
-    return Example(
+    labels = task_labels(
+        request=combine_labels(a.request_label, b.request_label),
+        response=combine_labels(a.response_label, b.response_label),
+    )
+    return Sample(
+        id=id or f"{a.id}+{b.id}",
+        labels=labels,
         prompt=_join(a.prompt, b.prompt, separator),
         response=_join(a.response, b.response, separator),
         images=(image,) if image else (),
-        request_label=combine_labels(a.request_label, b.request_label),
-        response_label=combine_labels(a.response_label, b.response_label),
-        target=None,
-        id=id or f"{a.id}+{b.id}",
         meta={"augmented": True, "from": [a.id, b.id]},
     )
 
@@ -207,7 +210,7 @@ def augment_dataset(config: AugmentConfig) -> AugmentResult:
     n_new = config.count(len(examples))
     if len(examples) < 2 and config.fraction > 0:
         log.warning("augment: %d sample(s): nothing to pair", len(examples))
-    new: list[Example] = []
+    new: list[Sample] = []
     for j in range(n_new):
         i1, i2 = rng.sample(range(len(examples)), 2)
         a, b = examples[i1], examples[i2]

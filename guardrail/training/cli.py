@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from guardrail.training._config import Config, _unwrap_optional
+from guardrail.training.config import Config, _unwrap_optional
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -59,7 +59,7 @@ def add_config_flags(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from guardrail.training.pipeline import STAGES, RecipeConfig, _config_classes
+    from guardrail.training.recipe import STAGES, RecipeConfig, _config_classes
 
     parser = argparse.ArgumentParser(
         prog="python -m guardrail.training", description=__doc__.split("\n\n")[0]
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from guardrail.training.pipeline import (
+    from guardrail.training.recipe import (
         STAGES,
         RecipeConfig,
         load_recipe,

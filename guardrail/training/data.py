@@ -1,36 +1,12 @@
 """Training data: read corpora, validate every row, write our own JSONL.
 
-Three row formats are read (``data_format="auto"`` tells them apart per row):
-
-``sharegpt`` (GuardReasoner-VLTrain)
-    ``{"messages": [system, user, assistant], "images": ["./a.png", ...]}`` (or ShareGPT's
-    ``"conversations"`` with ``from``/``value``). The user text is
-    ``Human user:\\n<image>\\n{prompt}\\n\\nAI assistant:\\n{response or None}\\n\\n`` with one
-    ``<image>`` per image; the assistant text is the target, whose ``<result>`` gives the labels.
-``guardreasoner`` (GuardReasonerTrain)
-    ``{"instruction": ..., "input": "Human user:\\n...", "output": "...Answers: ..."}``. For the
-    ``guardreasoner-vl`` profile the output is rewritten as
-    ``<think>\\n{reasoning}\\n</think>\\n<result>\\nRequest: ...\\nResponse: ...\\n</result>``.
-``guardrail`` (what ``sample`` and ``augment`` write)
-    ``{"id", "prompt", "response", "images", "request_label", "response_label", "target"}``.
-
-The system prompt and the layout of the user text are *not* taken from the file: prompts are
-rebuilt by the library's profile at training time, exactly as :class:`~guardrail.Guard` builds
-them at inference (images first, right after ``Human user:``).
-
-Every row is checked; a bad row is reported with its file and 1-based row number (line number
-for JSONL) and then skipped and counted (``on_bad_row="skip"``) or the load fails with a
-:class:`~guardrail.errors.DataError` listing the bad rows (``on_bad_row="fail"``). Checks:
-
-- the row is an object in a known format; user text in the ``Human user:`` form;
-- request text not empty (unless the request is images only), response not empty;
-- labels are ``harmful`` or ``unharmful`` (``none``/``harmless`` as the profiles read them);
-  a request label is always needed, a response label when there is a response;
-- the number of ``<image>`` placeholders equals the number of images; every image file exists
-  and its header can be read;
-- texts contain no chat-template special token (``<|im_end|>``...): TRL renders the chat as one
-  string before tokenizing, so such a token would be trained as markup, unlike at inference;
-- when a target is needed (SFT), it is present and well formed for the profile.
+Three row formats are read (``data_format="auto"`` tells them apart per row): ``sharegpt``
+(GuardReasoner-VLTrain), ``guardreasoner`` (GuardReasonerTrain) and ``guardrail`` (what the
+``sample`` and ``augment`` stages write). Rows become :class:`~guardrail.samples.Sample` objects;
+texts in the guard's format are read by :mod:`guardrail.profiles`. Every row is checked, and a bad
+one is reported with its file and row number, then skipped (``on_bad_row="skip"``) or listed in
+a :class:`~guardrail.errors.DataError` (``on_bad_row="fail"``). The formats and the checks are
+described in ``docs/training.md`` (*Data*).
 """
 
 from __future__ import annotations
@@ -38,20 +14,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from guardrail.errors import DataError
+from guardrail.errors import DataError, FormatError
 from guardrail.profiles import (
     GuardReasonerProfile,
     GuardReasonerVLProfile,
     ModerationInput,
     Profile,
     get_profile,
+    gold_label,
 )
+from guardrail.profiles import (
+    parse_user_text as _parse_user_text,
+)
+from guardrail.profiles.guardreasoner_vl import IMAGE_PLACEHOLDER
+from guardrail.samples import Sample, task_labels
 
 __all__ = [
     "DATA_FORMATS",
@@ -67,65 +49,12 @@ __all__ = [
 log = logging.getLogger("guardrail.training")
 
 DATA_FORMATS = ("auto", "sharegpt", "guardreasoner", "guardrail")
-LABELS = ("harmful", "unharmful")
-IMAGE_PLACEHOLDER = "<image>"
 # Chat-template tokens of the supported model families; none may appear in training texts.
 SPECIAL_TOKENS = (
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>",
     "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|begin_of_text|>", "<|end_of_text|>",
     "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
 )  # fmt: skip
-
-_HUMAN = "Human user:\n"
-_AI = "\n\nAI assistant:\n"
-_LABEL_SYNONYMS = {"harmful": "harmful", "unharmful": "unharmful", "harmless": "unharmful"}
-
-
-@dataclass(frozen=True)
-class Example:
-    """One validated training sample.
-
-    ``images`` are absolute file paths (decoded only when a batch needs them). ``request_label``
-    and ``response_label`` are ``"harmful"``/``"unharmful"``; ``response_label`` is None when the
-    sample has no response. ``target`` is the assistant text for SFT (None for RL-only rows).
-    """
-
-    prompt: str | None
-    response: str | None
-    images: tuple[str, ...] = ()
-    request_label: str | None = None
-    response_label: str | None = None
-    target: str | None = None
-    refusal_label: str | None = None
-    id: str = ""
-    source: str = ""
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def moderation_input(self, images: Sequence[Any] | None = None) -> ModerationInput:
-        """The request as the profiles see it; ``images`` replaces the paths (decoded images)."""
-        return ModerationInput(
-            prompt=self.prompt,
-            response=self.response,
-            images=tuple(self.images if images is None else images),
-        )
-
-    def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-        """The ``guardrail`` JSONL row; image paths relative to ``base_dir`` when inside it."""
-        row: dict[str, Any] = {
-            "id": self.id,
-            "prompt": self.prompt,
-            "response": self.response,
-            "images": [_relative(p, base_dir) for p in self.images],
-            "request_label": self.request_label,
-            "response_label": self.response_label,
-        }
-        if self.refusal_label is not None:
-            row["refusal_label"] = self.refusal_label
-        if self.target is not None:
-            row["target"] = self.target
-        if self.meta:
-            row["meta"] = dict(self.meta)
-        return row
 
 
 @dataclass(frozen=True)
@@ -144,7 +73,7 @@ class RowIssue:
 class LoadedData:
     """The result of :func:`load_examples`: the good rows and the bad ones."""
 
-    examples: tuple[Example, ...]
+    examples: tuple[Sample, ...]
     issues: tuple[RowIssue, ...]
     rows: int
 
@@ -158,6 +87,9 @@ class LoadedData:
 
 class _BadRow(Exception):
     pass
+
+
+_VL = GuardReasonerVLProfile()
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -215,7 +147,7 @@ def load_examples(
     prof = get_profile(profile) if not isinstance(profile, Profile) else profile
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    examples: list[Example] = []
+    examples: list[Sample] = []
     issues: list[RowIssue] = []
     seen_ids: set[str] = set()
     rows = 0
@@ -267,8 +199,8 @@ def parse_row(
     profile: Profile | None = None,
     image_base: str | os.PathLike[str] = ".",
     check_images: bool = True,
-) -> Example:
-    """Turn one parsed JSON row into an :class:`Example`; raise ``_BadRow`` with the reason."""
+) -> Sample:
+    """Turn one parsed JSON row into a :class:`~guardrail.samples.Sample`; raise ``_BadRow`` with the reason."""
     prof = profile or GuardReasonerVLProfile()
     if not isinstance(raw, Mapping):
         raise _BadRow(f"a row must be a JSON object, not {type(raw).__name__}")
@@ -298,7 +230,7 @@ def _detect(raw: Mapping[str, Any]) -> str:
     )
 
 
-def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Example:
+def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Sample:
     messages = raw.get("messages", raw.get("conversations"))
     if not isinstance(messages, list) or not messages:
         raise _BadRow("'messages' must be a non-empty list")
@@ -323,56 +255,40 @@ def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Example:
         raise _BadRow(
             f"the user text has {n_placeholders} <image> placeholder(s) but the row has {len(images)} image(s)"
         )
-    prompt, response = parse_user_text(user)
+    prompt, response = _user_texts(user)
     target = by_role.get("assistant")
     labels = _labels_from_target(target, prof, prompt, response, bool(images)) if target is not None else {}
     labels = {**labels, **_explicit_labels(raw)}
-    return Example(
-        prompt=prompt,
-        response=response,
-        images=tuple(images),
-        request_label=_required_label(labels.get("request"), "request"),
-        response_label=_response_label(labels.get("response"), response),
-        target=target,
-        id=str(raw.get("id", "") or ""),
+    return _sample(
+        raw, prompt, response, images, labels.get("request"), labels.get("response"), target=target
     )
 
 
-def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Example:
+def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Sample:
     source = raw.get("input")
     output = raw.get("output")
     if not isinstance(source, str) or not isinstance(output, str):
         raise _BadRow("'input' and 'output' must be strings")
     if IMAGE_PLACEHOLDER in source:
         raise _BadRow("GuardReasoner rows are text only; this input has <image>")
-    prompt, response = parse_user_text(source)
+    prompt, response = _user_texts(source)
     text_profile = GuardReasonerProfile()
     item = ModerationInput(prompt=prompt, response=response)
     parsed = text_profile.parse(output, item)
     if not parsed.ok:
         raise _BadRow(f"cannot read the labels from 'output' ({parsed.error})")
-    request = _required_label(parsed.labels.get("request"), "request")
-    response_label = _response_label(parsed.labels.get("response"), response)
     refusal = parsed.labels.get("refusal") if response is not None else None
+    sample = _sample(raw, prompt, response, [], parsed.labels.get("request"), parsed.labels.get("response"),
+                     refusal=refusal, target=output)  # fmt: skip
     if isinstance(prof, GuardReasonerProfile):
-        target = output
-    else:
-        reasoning = (parsed.reasoning or "").strip()
-        if not reasoning:
-            raise _BadRow("'output' has no reasoning before its answers")
-        target = vl_target(reasoning, request, response_label)
-    return Example(
-        prompt=prompt,
-        response=response,
-        request_label=request,
-        response_label=response_label,
-        refusal_label=refusal,
-        target=target,
-        id=str(raw.get("id", "") or ""),
-    )
+        return sample
+    reasoning = (parsed.reasoning or "").strip()
+    if not reasoning:
+        raise _BadRow("'output' has no reasoning before its answers")
+    return replace(sample, target=_VL.answer(reasoning, sample.labels))
 
 
-def _from_guardrail(raw: Mapping[str, Any]) -> Example:
+def _from_guardrail(raw: Mapping[str, Any]) -> Sample:
     prompt, response = raw.get("prompt"), raw.get("response")
     for name, value in (("prompt", prompt), ("response", response)):
         if value is not None and not isinstance(value, str):
@@ -384,56 +300,43 @@ def _from_guardrail(raw: Mapping[str, Any]) -> Example:
     if prompt is None and not images:
         raise _BadRow("no request: give 'prompt' and/or 'images'")
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
-    refusal = raw.get("refusal_label")
-    if refusal is not None and refusal not in ("refusal", "compliance"):
-        raise _BadRow(f"unknown refusal label {refusal!r} (expected refusal or compliance)")
-    return Example(
-        prompt=prompt,
-        response=response,
-        images=tuple(images),
-        request_label=_required_label(raw.get("request_label"), "request"),
-        response_label=_response_label(raw.get("response_label"), response),
-        refusal_label=refusal,
-        target=target,
-        id=str(raw.get("id", "") or ""),
-        meta=dict(meta),
+    return _sample(raw, prompt, response, images, raw.get("request_label"), raw.get("response_label"),
+                   refusal=raw.get("refusal_label"), target=target, meta=dict(meta))  # fmt: skip
+
+
+def _sample(
+    raw: Mapping[str, Any],
+    prompt: str | None,
+    response: str | None,
+    images: list[str],
+    request: Any,
+    response_label: Any,
+    *,
+    refusal: Any = None,
+    target: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Sample:
+    """The sample of one row, its labels checked (see :func:`_required_label`, :func:`_response_label`)."""
+    labels = task_labels(
+        request=_required_label(request, "request"),
+        response=_response_label(response_label, response),
+        refusal=None if refusal is None else _gold(refusal, "refusal"),
     )
+    return Sample(id=str(raw.get("id", "") or ""), labels=labels, prompt=prompt, response=response,
+                  images=tuple(images), meta=meta or {}, target=target)  # fmt: skip
 
 
-def parse_user_text(text: str) -> tuple[str | None, str | None]:
-    """Split ``Human user:\\n{prompt}\\n\\nAI assistant:\\n{response}\\n\\n`` into its texts.
-
-    ``<image>`` placeholders are removed (the profile puts images first, as at inference); an
-    image-only request gives ``prompt=None``; a response ``None`` gives ``response=None``.
-
-    >>> parse_user_text("Human user:\\n<image>\\nWhat is this?\\n\\nAI assistant:\\nNone\\n\\n")
-    ('What is this?', None)
-    """
-    if not text.startswith("Human user:"):
-        raise _BadRow("the user text does not start with 'Human user:'")
-    body = text[len("Human user:") :].removeprefix("\n")
-    head, sep, tail = body.partition(_AI)
-    if not sep:
-        if body.rstrip().endswith("AI assistant:"):  # no response section content at all
-            head, tail = body.rstrip()[: -len("AI assistant:")].rstrip("\n"), "None"
-        else:
-            raise _BadRow("the user text has no 'AI assistant:' section")
-    had_image = IMAGE_PLACEHOLDER in head
-    prompt = re.sub(r"<image>\n?", "", head).strip("\n") if had_image else head
-    prompt_value: str | None = prompt
-    if had_image and not prompt.strip():
-        prompt_value = None
-    response = tail[:-2] if tail.endswith("\n\n") else tail.rstrip("\n")
-    response_value: str | None = None if response.strip() == "None" else response
-    return prompt_value, response_value
-
-
-def vl_target(reasoning: str, request: str | None, response: str | None) -> str:
-    """A GuardReasoner-VL assistant text with the given reasoning and labels."""
-    return (
-        f"<think>\n{reasoning}\n</think>\n<result>\nRequest: {request or 'None'}\n"
-        f"Response: {response or 'None'}\n</result>"
-    )
+def _user_texts(text: str) -> tuple[str | None, str | None]:
+    """(prompt, response) of a ``Human user:`` text, read by the profiles' parser."""
+    try:
+        prompt, response = _parse_user_text(text)
+    except FormatError as exc:
+        raise _BadRow(str(exc)) from None
+    if prompt is None and IMAGE_PLACEHOLDER not in text:
+        # A text-only row always has a request: the literal "None" the reference writes for a
+        # missing prompt stays that text (it renders the same and round-trips through our rows).
+        prompt = "None"
+    return prompt, response
 
 
 # ------------------------------------------------------------------------------- checking
@@ -506,16 +409,17 @@ def _explicit_labels(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _normalise(value: Any, task: str) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in _LABEL_SYNONYMS:
-        raise _BadRow(f"unknown {task} label {value!r} (expected harmful or unharmful)")
-    return _LABEL_SYNONYMS[value.strip().lower()]
+def _gold(value: Any, task: str) -> str:
+    try:
+        return gold_label(task, value, aliases=True)
+    except FormatError as exc:
+        raise _BadRow(str(exc)) from None
 
 
 def _required_label(value: Any, task: str) -> str:
     if value is None:
         raise _BadRow(f"no {task} label")
-    return _normalise(value, task)
+    return _gold(value, task)
 
 
 def _response_label(value: Any, response: str | None) -> str | None:
@@ -527,10 +431,10 @@ def _response_label(value: Any, response: str | None) -> str | None:
         raise _BadRow(f"response label {value!r} given for a row without a response")
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         raise _BadRow("no response label for a row with a response")
-    return _normalise(value, "response")
+    return _gold(value, "response")
 
 
-def _check_texts(ex: Example) -> None:
+def _check_texts(ex: Sample) -> None:
     if ex.prompt is not None and not ex.prompt.strip() and not ex.images:
         raise _BadRow("empty request text")
     if ex.response is not None and not ex.response.strip():
@@ -543,7 +447,7 @@ def _check_texts(ex: Example) -> None:
                 raise _BadRow(f"the {name} text contains the chat-template token {tok!r}")
 
 
-def _check_target(ex: Example, prof: Profile) -> None:
+def _check_target(ex: Sample, prof: Profile) -> None:
     if ex.target is None or not ex.target.strip():
         raise _BadRow("no assistant target text (SFT needs one)")
     for tok in SPECIAL_TOKENS:
@@ -560,7 +464,7 @@ def _check_target(ex: Example, prof: Profile) -> None:
 
 
 # -------------------------------------------------------------------------------- writing
-def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> int:
+def write_examples(path: str | os.PathLike[str], examples: Iterable[Sample]) -> int:
     """Write examples as ``guardrail`` JSONL (images relative to the file's directory); return the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -574,12 +478,48 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) ->
     return n
 
 
-def _relative(path: str, base: str | os.PathLike[str] | None) -> str:
-    if base is None:
-        return path
-    try:
-        return (
-            os.path.relpath(path, base) if Path(path).resolve().is_relative_to(Path(base).resolve()) else path
-        )
-    except ValueError:
-        return path
+# ------------------------------------------------------------------------ deprecated names
+def Example(  # noqa: N802 - the old class name
+    prompt: str | None,
+    response: str | None,
+    images: tuple[str, ...] = (),
+    request_label: str | None = None,
+    response_label: str | None = None,
+    target: str | None = None,
+    refusal_label: str | None = None,
+    id: str = "",  # noqa: A002
+    source: str = "",
+    meta: Mapping[str, Any] | None = None,
+) -> Sample:
+    """Deprecated: training samples are :class:`guardrail.samples.Sample` objects (labels in
+    ``labels``, one per task); this builds one from the old fields."""
+    warnings.warn(
+        "guardrail.training.data.Example is deprecated; use guardrail.samples.Sample "
+        "(labels=task_labels(request=..., response=...))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    labels = task_labels(request=request_label, response=response_label, refusal=refusal_label)
+    return Sample(id=id, labels=labels, prompt=prompt, response=response, images=tuple(images),
+                  meta=dict(meta or {}), target=target, source=source)  # fmt: skip
+
+
+def parse_user_text(text: str) -> tuple[str | None, str | None]:
+    """Deprecated: use :func:`guardrail.profiles.parse_user_text` (which raises
+    :class:`~guardrail.errors.FormatError`)."""
+    warnings.warn(
+        "guardrail.training.data.parse_user_text is deprecated; use guardrail.profiles.parse_user_text",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _parse_user_text(text)
+
+
+def vl_target(reasoning: str, request: str | None, response: str | None) -> str:
+    """Deprecated: use ``GuardReasonerVLProfile().answer(reasoning, labels)``."""
+    warnings.warn(
+        "guardrail.training.data.vl_target is deprecated; use GuardReasonerVLProfile().answer(reasoning, labels)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _VL.answer(reasoning, {"request": request, "response": response})

@@ -1,26 +1,13 @@
 """Rejection sampling: find the samples the SFT model gets wrong every time.
 
-The model answers each sample ``k`` times with randomness (paper: 4 times at temperature 1.0,
-top_p 0.95) through a guard **backend**, named as for :func:`guardrail.backends.load_backend`
-(``transformers`` locally; a remote endpoint such as a vLLM server plugs in by name once its
-backend exists), or passed in as an object. Prompts are rendered by the profile and answers
-parsed by it, as :class:`~guardrail.Guard` does. A prediction is wrong when a label the sample
-has (request; response when there is one) differs from the gold label, or when the output
-cannot be parsed. Samples whose ``k`` predictions are all wrong are kept (``keep:
-all_wrong``); ``any_wrong`` keeps those wrong at least once. ``min_keep`` tops the kept set up
-with the most-often-wrong samples when too few qualify (small runs need some RL data).
-
-Outputs in ``output_dir``:
-
-- ``hard.jsonl``: the kept samples (``guardrail`` rows, image paths relative to the file, with
-  ``meta.wrong`` = how many of the ``k`` predictions were wrong);
-- ``stats.json``: counts and error rates (see :class:`SamplingStats`);
-- ``progress.jsonl``: one line per finished sample; a rerun skips those (``resume: true``),
-  so an interrupted run loses nothing and repeats nothing.
-
-A generation that fails in the backend (``Generation.error``) is neither right nor wrong: it is
-counted in ``errors`` and its sample is not kept. A failure of a whole backend call stops the
-run with the backend's error.
+The model answers each sample ``k`` times with randomness through a guard **backend** (named as
+for :func:`guardrail.backends.load_backend`: ``transformers`` locally, ``remote`` for an
+OpenAI-compatible endpoint such as a vLLM server; or passed in as an object); prompts are
+rendered and answers parsed by the profile, as :class:`~guardrail.Guard` does. An answer is wrong
+when it cannot be parsed or a label differs from the gold one; an answer the backend failed to
+produce is neither (counted in ``errors``; its sample is not kept). The kept samples go to
+``output_dir/hard.jsonl``, the counts to ``stats.json`` (:class:`SamplingStats`), and
+``progress.jsonl`` lets an interrupted run continue; see ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -36,9 +23,10 @@ from typing import Any
 from guardrail.backends.base import Backend, GenerationOptions
 from guardrail.errors import ConfigurationError
 from guardrail.profiles import Profile
-from guardrail.training._common import DataConfig, timer, torch_threads
-from guardrail.training._config import option
-from guardrail.training.data import Example, write_examples
+from guardrail.samples import Sample
+from guardrail.training.config import DataConfig, option
+from guardrail.training.data import write_examples
+from guardrail.training.runtime import timer, torch_threads
 
 __all__ = ["RejectionConfig", "SampleResult", "SamplingStats", "judge", "rejection_sample"]
 
@@ -128,7 +116,7 @@ class SampleResult:
     hard_file: str
     stats_file: str
     stats: SamplingStats
-    kept: tuple[Example, ...] = field(default=())
+    kept: tuple[Sample, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ class Judgement:
 
 
 def judge(
-    profile: Profile, example: Example, text: str, *, error: bool = False, output_tokens: int | None = None
+    profile: Profile, example: Sample, text: str, *, error: bool = False, output_tokens: int | None = None
 ) -> Judgement:
     """Check one answer: wrong when unparsable or when a task's label differs from the gold one."""
     if error:
@@ -227,7 +215,7 @@ def _rejection_sample(
 
 
 def _sample_batch(
-    backend: Any, profile: Profile, batch: Sequence[Example], config: RejectionConfig, seed_offset: int
+    backend: Any, profile: Profile, batch: Sequence[Sample], config: RejectionConfig, seed_offset: int
 ) -> list[dict[str, Any]]:
     from guardrail.inputs import load_image
 
@@ -267,7 +255,7 @@ def _sample_batch(
 
 def _finish(
     config: RejectionConfig,
-    examples: Sequence[Example],
+    examples: Sequence[Sample],
     records: dict[str, Any],
     out: Path,
     elapsed: Callable[[], float],

@@ -70,7 +70,6 @@ _WELL_FORMED = re.compile(
     re.DOTALL,
 )
 _REQUEST = label_regex("request")
-_RESPONSE = label_regex("response")
 
 
 def completion_text(completion: Any) -> str:

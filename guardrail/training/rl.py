@@ -1,68 +1,32 @@
 """Online RL: GRPO with the guard rewards and a dynamic clip range, on TRL's ``GRPOTrainer``.
 
-Each sample becomes a GRPO row: the prompt messages the profile builds (what ``Guard`` sends),
-the image paths (decoded on the fly), and the gold labels ``request_label`` /
-``response_label``, which TRL hands to the reward functions. Settings follow the paper:
-
-- no KL term (``beta = 0``: no reference model is even loaded);
-- ``num_generations`` rollouts per prompt (16) sampled at ``temperature`` (1.2);
-- rewards: ``format``, ``accuracy`` and ``length_aware_safety`` are computed and logged; by
-  default only the last one (the paper's reward) counts (``reward_weights: [0, 0, 1]``), with
-  cut-off ``length_beta`` 1 (GuardReasoner-VL) or 1/6 (Eco);
-- clipping with ``epsilon`` 0.2 and a dynamic schedule (:mod:`guardrail.training.clipping`);
-- several optimizer updates per generation batch, so that the clip range acts: by default
-  ``steps_per_generation = 2 * gradient_accumulation_steps`` (the paper's rollout batch of 512
-  updated in batches of 256).
-
-Batch sizes count completions, as in TRL: ``per_device_train_batch_size x
-gradient_accumulation_steps x processes`` completions per optimizer step and
-``per_device_train_batch_size x steps_per_generation x processes`` per generation batch, which
-must be a multiple of ``num_generations``.
-
-Metrics logged every ``logging_steps`` (``metrics.jsonl`` and any ``report_to`` tracker):
-``loss``, ``reward``, ``rewards/<name>/mean`` (each reward part), ``completions/mean_length``
-(response length), ``clip_ratio/*`` and ``clip_range/low``/``clip_range/high`` (the schedule).
-
-vLLM generation (``use_vllm: true``) is passed to TRL as is (``vllm_mode`` colocate or
-server); it needs the ``vllm`` package and a GPU and is not tested here.
+Each sample becomes a GRPO row: the prompt the profile builds (what ``Guard`` sends), the image
+paths (decoded on the fly) and the gold labels ``request_label`` / ``response_label``, which TRL
+hands to the reward functions (:mod:`guardrail.training.rewards`). The paper's settings (no KL,
+16 rollouts at temperature 1.2, the length-aware reward, clipping with
+:mod:`guardrail.training.clipping`), the batch sizes (in completions, as in TRL) and the logged
+metrics are described in ``docs/training.md``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
 from guardrail.profiles import Profile
-from guardrail.training._common import (
-    TrainingConfig,
-    TrainResult,
-    build_trl_config,
-    check_chat_template,
-    is_chat_profile,
-    load_model,
-    make_dataset,
-    metrics_callback,
-    peft_config,
-    prompt_messages,
-    resolve_resume,
-    save_guard_model,
-    suppressed_token_ids,
-    timer,
-    torch_threads,
-)
-from guardrail.training._config import option
+from guardrail.samples import Sample
 from guardrail.training.clipping import DEFAULT_SCHEDULE, SCHEDULES, ClipSchedule
-from guardrail.training.data import Example
+from guardrail.training.config import TrainingConfig, option
+from guardrail.training.dataset import check_chat_template, is_chat_profile, make_dataset, prompt_messages
+from guardrail.training.model import load_model, peft_config, suppressed_token_ids
 from guardrail.training.rewards import REWARDS, build_reward_funcs
+from guardrail.training.runtime import timer, torch_threads
+from guardrail.training.trainer import TrainResult, metrics_callback, metrics_path, train_and_save
 
 __all__ = ["RLConfig", "rl_rows", "train_rl"]
-
-log = logging.getLogger("guardrail.training")
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 
@@ -187,7 +151,7 @@ class RLConfig(TrainingConfig):
         return self.num_iterations * max(spg // self.gradient_accumulation_steps, 1)
 
 
-def rl_rows(examples: Sequence[Example], profile: Profile) -> list[dict[str, Any]]:
+def rl_rows(examples: Sequence[Sample], profile: Profile) -> list[dict[str, Any]]:
     """GRPO rows (prompt, images, request_label, response_label, id), prompts built by ``profile``."""
     rows = []
     for ex in examples:
@@ -273,8 +237,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
 
     data = config.load(require_target=False)
     profile = config.get_profile()
-    kwargs = config.trl_kwargs()
-    kwargs.update(
+    kwargs: dict[str, Any] = dict(
         num_generations=config.num_generations,
         temperature=config.temperature,
         top_p=config.top_p,
@@ -293,7 +256,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     )
     if config.vllm_server_base_url:
         kwargs["vllm_server_base_url"] = config.vllm_server_base_url
-    trl_args = build_trl_config(trl.GRPOConfig, kwargs, config.trainer_args, config.section)
+    trl_args = config.trl_config(trl.GRPOConfig, **kwargs)
     model, processor = load_model(config)
     _skip_empty_image_chunks(model)
     trl_args.generation_kwargs = {
@@ -310,7 +273,6 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         profile=None if is_chat_profile(profile) else profile,
     )
     clipping = DynamicClippingCallback(config.clip())
-    metrics_file = Path(config.output_dir or ".") / "metrics.jsonl"
     trainer = _trainer_class(trl)(
         model=model,
         reward_funcs=rewards,
@@ -318,31 +280,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         train_dataset=dataset,
         processing_class=processor,
         peft_config=peft_config(config),
-        callbacks=[clipping, metrics_callback(metrics_file), *callbacks],
+        callbacks=[clipping, metrics_callback(metrics_path(config)), *callbacks],
     )
     clipping.attach(trainer)
-    resume = resolve_resume(config)
-    if resume:
-        log.info("rl: resuming from %s", resume)
-    output = trainer.train(resume_from_checkpoint=resume)
-    save_guard_model(
-        trainer,
-        processor,
-        config,
-        {
-            "global_step": trainer.state.global_step,
-            "samples": len(data.examples),
-            "skipped_rows": data.skipped,
-        },
-    )
-    return TrainResult(
-        output_dir=str(config.output_dir),
-        global_step=trainer.state.global_step,
-        train_loss=getattr(output, "training_loss", None),
-        metrics_file=str(metrics_file),
-        resumed_from=resume,
-        samples=len(data.examples),
-        skipped_rows=data.skipped,
-        seconds=elapsed(),
-        log_history=tuple(trainer.state.log_history),
-    )
+    return train_and_save(trainer, processor, config, data, elapsed)

@@ -7,14 +7,10 @@ from collections import Counter
 
 import pytest
 
-from guardrail.errors import ConfigurationError, DatasetError
-from guardrail.eval.datasets import (
-    BENCHMARKS,
-    load_benchmark,
-    load_guardreasoner,
-    resolve_data_dir,
-    split_guardreasoner_input,
-)
+from guardrail.errors import ConfigurationError, DatasetError, FormatError
+from guardrail.eval.loaders import load_guardreasoner
+from guardrail.eval.registry import BENCHMARKS, load_benchmark, resolve_data_dir
+from guardrail.profiles import parse_user_text
 from tests.conftest import make_image
 
 
@@ -99,11 +95,26 @@ def test_data_dir_resolution(shared_data, monkeypatch, tmp_path):
         load_benchmark("no-such-benchmark", shared_data)
 
 
-def test_split_guardreasoner_input():
-    assert split_guardreasoner_input("Human user:\nhi\n\nAI assistant:\nNone\n\n") == ("hi", None)
-    assert split_guardreasoner_input("Human user:\na\n\nb\n\nAI assistant:\nok\n\n") == ("a\n\nb", "ok")
-    with pytest.raises(ValueError):
-        split_guardreasoner_input("hello")
+def test_guardreasoner_inputs_are_read_by_the_profiles_parser():
+    assert parse_user_text("Human user:\nhi\n\nAI assistant:\nNone\n\n") == ("hi", None)
+    assert parse_user_text("Human user:\na\n\nb\n\nAI assistant:\nok\n\n") == ("a\n\nb", "ok")
+    assert parse_user_text("Human user:\nNone\n\nAI assistant:\nok\n\n") == (None, "ok")
+    with pytest.raises(FormatError):
+        parse_user_text("hello")
+
+
+def test_the_old_datasets_module_still_works_with_a_deprecation_warning():
+    from guardrail.eval import datasets, registry
+
+    with pytest.warns(DeprecationWarning, match="guardrail.eval.registry"):
+        assert datasets.BENCHMARKS is registry.BENCHMARKS
+    with pytest.warns(DeprecationWarning, match="parse_user_text"):
+        assert datasets.split_guardreasoner_input("Human user:\nhi\n\nAI assistant:\nNone\n\n") == (
+            "hi",
+            None,
+        )
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError):
+        datasets.split_guardreasoner_input("hello")
 
 
 # ------------------------------------------------------------------ formats for your own data

@@ -11,8 +11,8 @@ from guardrail import Guard
 from guardrail.errors import ConfigurationError
 from guardrail.eval import load_benchmark, read_predictions, run_benchmarks, score_sets
 from guardrail.eval.cli import main
-from guardrail.eval.datasets import BENCHMARKS
 from guardrail.eval.predictions import discover
+from guardrail.eval.registry import BENCHMARKS
 from tests.conftest import make_image
 
 pytestmark = pytest.mark.slow

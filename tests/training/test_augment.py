@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from guardrail.errors import ConfigurationError
+from guardrail.samples import Sample, task_labels
 from guardrail.training import AugmentConfig, augment_dataset
 from guardrail.training.augment import combine_labels, concatenate, layout_boxes, merge_images
-from guardrail.training.data import Example, load_examples
+from guardrail.training.data import load_examples
 from tests.training.conftest import TINY_DATA, tiny_rows, write_rows
 
 LABEL = st.sampled_from(["harmful", "unharmful"])
@@ -33,8 +34,8 @@ def test_label_is_unharmful_only_if_both_are(a, b):
 
 @given(LABEL, MAYBE_LABEL, LABEL, MAYBE_LABEL)
 def test_concatenated_sample_labels_per_task(req_a, res_a, req_b, res_b):
-    a = Example("a", "ra" if res_a else None, request_label=req_a, response_label=res_a, id="a")
-    b = Example("b", "rb" if res_b else None, request_label=req_b, response_label=res_b, id="b")
+    a = Sample("a", task_labels(request=req_a, response=res_a), prompt="a", response="ra" if res_a else None)
+    b = Sample("b", task_labels(request=req_b, response=res_b), prompt="b", response="rb" if res_b else None)
     c = concatenate(a, b, image=None)
     assert c.request_label == ("unharmful" if req_a == req_b == "unharmful" else "harmful")
     if res_a is None and res_b is None:

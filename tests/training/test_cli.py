@@ -10,7 +10,7 @@ import yaml
 
 from guardrail.errors import ConfigurationError
 from guardrail.training.cli import main
-from guardrail.training.pipeline import RecipeConfig, load_recipe, resolve_stage, run_pipeline, stage_config
+from guardrail.training.recipe import RecipeConfig, load_recipe, resolve_stage, run_pipeline, stage_config
 from tests.conftest import PYTHON, REPO, subprocess_env
 from tests.training.conftest import TINY_RECIPE
 
@@ -206,3 +206,15 @@ def test_configs_rewards_and_the_command_line_import_no_heavy_library():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"heavy modules imported: {proc.stdout}"
+
+
+def test_the_old_pipeline_module_still_works_with_a_deprecation_warning():
+    from guardrail.training import pipeline, recipe
+
+    with pytest.warns(DeprecationWarning, match="guardrail.training.recipe"):
+        assert pipeline.run_pipeline is recipe.run_pipeline
+    with pytest.warns(DeprecationWarning):
+        from guardrail.training.pipeline import RecipeConfig as Old
+    assert Old is recipe.RecipeConfig
+    with pytest.raises(AttributeError):
+        pipeline.no_such_name  # noqa: B018

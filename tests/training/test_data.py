@@ -7,10 +7,18 @@ import json
 import pytest
 
 from guardrail.errors import DataError
-from guardrail.profiles import GUARDREASONER_INSTRUCTION, GUARDREASONER_VL_INSTRUCTION
-from guardrail.training.data import Example, load_examples, parse_user_text, write_examples
+from guardrail.profiles import (
+    GUARDREASONER_INSTRUCTION,
+    GUARDREASONER_VL_INSTRUCTION,
+    GuardReasonerVLProfile,
+    parse_user_text,
+)
+from guardrail.samples import Sample
+from guardrail.training.data import load_examples, write_examples
 from tests.conftest import make_image
 from tests.training.conftest import TINY_DATA
+
+_VL = GuardReasonerVLProfile()
 
 TARGET = "<think>\nfine\n</think>\n<result>\nRequest: unharmful\nResponse: None\n</result>"
 
@@ -113,12 +121,12 @@ def test_guardreasoner_rows_are_converted_for_the_vl_profile(tmp_path):
 
 
 def test_native_rows_round_trip(image_dir):
-    ex = Example(
+    ex = Sample(
+        id="x",
+        labels={"request": "harmful"},
         prompt="p",
         response=None,
         images=(str(image_dir / "img" / "a.png"),),
-        request_label="harmful",
-        id="x",
         meta={"wrong": 4},
     )
     path = image_dir / "out" / "rows.jsonl"
@@ -222,3 +230,42 @@ def test_parse_user_text():
         "line 1\n\nline 2",
         None,
     )
+
+
+def test_text_only_rows_keep_the_literal_none_prompt(tmp_path):
+    """The reference writes a missing prompt as "None"; a text-only training row keeps that text
+    (it renders the same), so rows written by the stages read back."""
+    row = {
+        "messages": [
+            {"role": "user", "content": "Human user:\nNone\n\nAI assistant:\nSure.\n\n"},
+            {
+                "role": "assistant",
+                "content": _VL.answer("ok", {"request": "unharmful", "response": "unharmful"}),
+            },
+        ]
+    }
+    path = write_jsonl(tmp_path / "none.jsonl", [row])
+    (ex,) = load_examples(path, on_bad_row="fail", require_target=True).examples
+    assert (ex.prompt, ex.response, ex.labels) == (
+        "None",
+        "Sure.",
+        {"request": "unharmful", "response": "unharmful"},
+    )
+    write_examples(tmp_path / "back.jsonl", [ex])
+    (back,) = load_examples(tmp_path / "back.jsonl", on_bad_row="fail").examples
+    assert back.prompt == "None"
+
+
+def test_deprecated_names_still_work():
+    from guardrail.training import data
+
+    with pytest.warns(DeprecationWarning, match="guardrail.samples.Sample"):
+        ex = data.Example(
+            "p", "r", request_label="harmful", response_label="unharmful", refusal_label="refusal", id="e"
+        )
+    assert isinstance(ex, Sample)
+    assert ex.labels == {"request": "harmful", "response": "unharmful", "refusal": "refusal"}
+    with pytest.warns(DeprecationWarning, match="guardrail.profiles.parse_user_text"):
+        assert data.parse_user_text("Human user:\nHi\n\nAI assistant:\nNone\n\n") == ("Hi", None)
+    with pytest.warns(DeprecationWarning, match="answer"):
+        assert data.vl_target("r", "harmful", None) == _VL.answer("r", {"request": "harmful"})

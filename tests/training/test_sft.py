@@ -60,7 +60,7 @@ def test_loss_mask_covers_exactly_the_assistant_turn_and_prompt_ids_match_guard(
     from guardrail.backends.transformers import TransformersBackend
     from guardrail.inputs import load_image
     from guardrail.profiles import GuardReasonerVLProfile
-    from guardrail.training._common import load_images_transform
+    from guardrail.training.dataset import load_images_transform
     from guardrail.training.sft import sft_rows
 
     processor = transformers.AutoProcessor.from_pretrained(tiny_vl_path)

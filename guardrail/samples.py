@@ -1,0 +1,111 @@
+"""A labelled sample: one thing to moderate and its gold labels, for training and evaluation.
+
+The training loaders (:func:`guardrail.training.data.load_examples`) and the benchmark loaders
+(:func:`guardrail.eval.load_benchmark`) both give :class:`Sample` objects, so a training set can
+be scored as a benchmark and the other way round. Pure: no I/O, no third-party imports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardrail.profiles.base import ModerationInput
+
+__all__ = ["Sample", "task_labels"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item to moderate and its gold labels.
+
+    - ``labels``: ``task -> label`` for the tasks the sample has a gold label for (see
+      :mod:`guardrail.profiles.labels`): ``request`` and ``response`` (``harmful`` /
+      ``unharmful``), ``refusal`` (``refusal`` / ``compliance``).
+    - ``images``: file paths (decoded only when needed).
+    - ``id``: unique within its data set (benchmark predictions refer to samples by it, which is
+      what lets an interrupted run resume).
+    - ``target``: the assistant text to train on (SFT); None for evaluation or RL-only samples.
+    - ``source``: where the sample was read (``file:row``); ``meta``: anything else, kept as is.
+    """
+
+    id: str
+    labels: Mapping[str, str]
+    prompt: str | None = None
+    response: str | None = None
+    images: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    source: str = ""
+
+    @property
+    def request_label(self) -> str | None:
+        return self.labels.get("request")
+
+    @property
+    def response_label(self) -> str | None:
+        return self.labels.get("response")
+
+    @property
+    def refusal_label(self) -> str | None:
+        return self.labels.get("refusal")
+
+    @property
+    def modality(self) -> str:
+        """``text``, ``image`` (images, no text request) or ``text+image``."""
+        if not self.images:
+            return "text"
+        return "image" if self.prompt is None else "text+image"
+
+    def request(self) -> dict[str, Any]:
+        """The item for :meth:`guardrail.Guard.moderate_batch`."""
+        return {"prompt": self.prompt, "response": self.response, "images": list(self.images) or None}
+
+    def moderation_input(self, images: Sequence[Any] | None = None) -> ModerationInput:
+        """The request as the profiles see it; ``images`` replaces the paths (decoded images)."""
+        return ModerationInput(
+            prompt=self.prompt,
+            response=self.response,
+            images=tuple(self.images if images is None else images),
+        )
+
+    def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The ``guardrail`` training row (JSONL, what the training stages write); image paths
+        relative to ``base_dir`` when inside it."""
+        row: dict[str, Any] = {
+            "id": self.id,
+            "prompt": self.prompt,
+            "response": self.response,
+            "images": [_relative(p, base_dir) for p in self.images],
+            "request_label": self.request_label,
+            "response_label": self.response_label,
+        }
+        if self.refusal_label is not None:
+            row["refusal_label"] = self.refusal_label
+        if self.target is not None:
+            row["target"] = self.target
+        if self.meta:
+            row["meta"] = dict(self.meta)
+        return row
+
+
+def task_labels(
+    request: str | None = None, response: str | None = None, refusal: str | None = None
+) -> dict[str, str]:
+    """A ``labels`` mapping from one label per task (None: the sample has no label for it)."""
+    given = {"request": request, "response": response, "refusal": refusal}
+    return {task: label for task, label in given.items() if label is not None}
+
+
+def _relative(path: str, base: str | os.PathLike[str] | None) -> str:
+    if base is None:
+        return path
+    try:
+        return (
+            os.path.relpath(path, base) if Path(path).resolve().is_relative_to(Path(base).resolve()) else path
+        )
+    except ValueError:
+        return path

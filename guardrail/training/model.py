@@ -1,0 +1,161 @@
+"""The model side of training: load the base model, LoRA adapters, save the trained guard.
+
+Heavy libraries (torch, transformers, peft) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from guardrail._deps import require
+from guardrail.errors import ConfigurationError
+from guardrail.training.config import TrainingConfig
+
+__all__ = ["STAGE_FILE", "load_model", "peft_config", "save_guard_model", "suppressed_token_ids"]
+
+_EXTRA = "training"
+#: Vision tokens a guard must never generate (as the transformers backend suppresses them).
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+#: What a saved stage writes beside the model: the stage, profile, base model and counts.
+STAGE_FILE = "guardrail-training.json"
+
+
+# ---------------------------------------------------------------------------------- loading
+def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
+    """Load the base model and its processor (VL) or tokenizer (text)."""
+    torch = require("torch", extra=_EXTRA)
+    transformers = require("transformers", extra=_EXTRA)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        cfg.dtype, torch.float32
+    )
+    common = {"trust_remote_code": cfg.trust_remote_code}
+    try:
+        config = transformers.AutoConfig.from_pretrained(cfg.model, **common)
+        if getattr(config, "vision_config", None) is not None:
+            model = transformers.AutoModelForImageTextToText.from_pretrained(
+                cfg.model, dtype=dtype, use_safetensors=True, **common
+            )
+            processor = transformers.AutoProcessor.from_pretrained(cfg.model, **common)
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                cfg.model, dtype=dtype, use_safetensors=True, **common
+            )
+            processor = transformers.AutoTokenizer.from_pretrained(cfg.model, **common)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{cfg.section}.model: cannot load {cfg.model!r}: {exc}") from exc
+    is_vl = hasattr(processor, "image_processor")
+    if cfg.profile == "guardreasoner-vl" and not is_vl:
+        raise ConfigurationError(
+            f"{cfg.section}: the guardreasoner-vl profile needs a vision-language model; {cfg.model} is text-only"
+        )
+    if cfg.profile != "guardreasoner-vl" and is_vl:
+        raise ConfigurationError(
+            f"{cfg.section}: the {cfg.profile} profile is text-only; {cfg.model} is a vision-language model"
+        )
+    tok = getattr(processor, "tokenizer", processor)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if cfg.freeze_vision_tower:
+        visual = _vision_tower(model)
+        if visual is None:
+            raise ConfigurationError(f"{cfg.section}.freeze_vision_tower: the model has no vision tower")
+        for p in visual.parameters():
+            p.requires_grad_(False)
+    return model, processor
+
+
+def _vision_tower(model: Any) -> Any:
+    for path in ("model.visual", "visual", "vision_tower", "model.vision_tower"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    return None
+
+
+def peft_config(cfg: TrainingConfig) -> Any:
+    if cfg.finetune != "lora":
+        return None
+    peft = require("peft", extra=_EXTRA)
+    return peft.LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def suppressed_token_ids(processor: Any) -> list[int]:
+    tok = getattr(processor, "tokenizer", processor)
+    vocab = tok.get_vocab()
+    return [vocab[t] for t in VISION_TOKENS if t in vocab]
+
+
+# ---------------------------------------------------------------------------------- saving
+def save_guard_model(
+    trainer: Any, processor: Any, cfg: TrainingConfig, extra_info: Mapping[str, Any]
+) -> Path:
+    """Save the trained model so that ``Guard.from_pretrained(output_dir)`` loads it.
+
+    Full fine-tunes are saved by the trainer (gathering ZeRO-3 shards). LoRA runs save the
+    adapter under ``output_dir/adapter``; the main process then loads the base model on the CPU,
+    merges the adapter and saves the merged model at ``output_dir``. The model config records
+    the profile (``guardrail_profile``) so Guard picks the right one.
+    """
+    out = Path(cfg.output_dir or ".")
+    profile_name = cfg.profile
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if cfg.finetune == "lora":
+        trainer.save_model(str(out / "adapter"))
+        trainer.accelerator.wait_for_everyone()
+        if trainer.accelerator.is_main_process:
+            _merge_adapter(cfg, out / "adapter", out, processor, profile_name)
+    else:
+        unwrapped.config.guardrail_profile = profile_name
+        _clean_generation_config(unwrapped)
+        trainer.save_model(str(out))
+        if trainer.accelerator.is_main_process:
+            processor.save_pretrained(str(out))
+    if trainer.accelerator.is_main_process:
+        info = {"stage": cfg.section, "profile": profile_name, "base_model": cfg.model, **dict(extra_info)}
+        (out / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def _clean_generation_config(model: Any) -> None:
+    """Guard passes its own generation settings; keep the saved defaults greedy and plain."""
+    gen = getattr(model, "generation_config", None)
+    if gen is None:
+        return
+    for name, value in (("do_sample", False), ("temperature", None), ("top_p", None), ("top_k", None)):
+        if hasattr(gen, name):
+            setattr(gen, name, value)
+
+
+def _merge_adapter(cfg: TrainingConfig, adapter: Path, out: Path, processor: Any, profile_name: str) -> None:
+    peft = require("peft", extra=_EXTRA)
+    torch = require("torch", extra=_EXTRA)
+    transformers = require("transformers", extra=_EXTRA)
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype, torch.float32)
+    config = transformers.AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    cls = (
+        transformers.AutoModelForImageTextToText
+        if getattr(config, "vision_config", None) is not None
+        else transformers.AutoModelForCausalLM
+    )
+    base = cls.from_pretrained(
+        cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+    )
+    merged = peft.PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.config.guardrail_profile = profile_name
+    _clean_generation_config(merged)
+    merged.save_pretrained(str(out), safe_serialization=True)
+    processor.save_pretrained(str(out))

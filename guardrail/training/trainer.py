@@ -1,0 +1,129 @@
+"""Running a TRL trainer the same way for SFT and RL: resume, metrics file, train, save.
+
+:func:`train_and_save` is the shared tail of :func:`~guardrail.training.sft.train_sft` and
+:func:`~guardrail.training.rl.train_rl`: it resumes from the last checkpoint, trains, saves a
+model :meth:`guardrail.Guard.from_pretrained` loads and returns a :class:`TrainResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guardrail._deps import require
+from guardrail.training.config import TrainingConfig
+from guardrail.training.data import LoadedData
+from guardrail.training.model import save_guard_model
+
+__all__ = ["TrainResult", "metrics_callback", "metrics_path", "resolve_resume", "train_and_save"]
+
+log = logging.getLogger("guardrail.training")
+
+_EXTRA = "training"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training command produced."""
+
+    output_dir: str
+    global_step: int
+    train_loss: float | None
+    metrics_file: str
+    resumed_from: str | None
+    samples: int
+    skipped_rows: int
+    seconds: float
+    log_history: tuple[Mapping[str, Any], ...] = ()
+
+
+def metrics_path(cfg: TrainingConfig) -> Path:
+    """Where the logged metrics go: ``output_dir/metrics.jsonl``."""
+    return Path(cfg.output_dir or ".") / "metrics.jsonl"
+
+
+def train_and_save(
+    trainer: Any, processor: Any, cfg: TrainingConfig, data: LoadedData, elapsed: Callable[[], float]
+) -> TrainResult:
+    """Train (from the last checkpoint, see :func:`resolve_resume`), save the guard model and
+    say what was done. ``trainer`` was built with :func:`metrics_callback` on :func:`metrics_path`."""
+    resume = resolve_resume(cfg)
+    if resume:
+        log.info("%s: resuming from %s", cfg.section, resume)
+    output = trainer.train(resume_from_checkpoint=resume)
+    counts = {"samples": len(data.examples), "skipped_rows": data.skipped}
+    save_guard_model(trainer, processor, cfg, {"global_step": trainer.state.global_step, **counts})
+    return TrainResult(
+        output_dir=str(cfg.output_dir),
+        global_step=trainer.state.global_step,
+        train_loss=getattr(output, "training_loss", None),
+        metrics_file=str(metrics_path(cfg)),
+        resumed_from=resume,
+        seconds=elapsed(),
+        log_history=tuple(trainer.state.log_history),
+        **counts,
+    )
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def resolve_resume(cfg: TrainingConfig) -> str | None:
+    if cfg.resume == "never":
+        return None
+    if cfg.resume != "auto":
+        return cfg.resume
+    transformers = require("transformers", extra=_EXTRA)
+    out = Path(cfg.output_dir or ".")
+    if not out.is_dir():
+        return None
+    return transformers.trainer_utils.get_last_checkpoint(str(out))
+
+
+def metrics_callback(path: Path) -> Any:
+    """A TrainerCallback appending every log entry (with its step) to ``path`` as JSON lines.
+
+    On resume, entries after the checkpoint's step are dropped first, so the file holds each
+    step once.
+    """
+    transformers = require("transformers", extra=_EXTRA)
+
+    class MetricsFile(transformers.TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                kept = []
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        if json.loads(line).get("step", 0) <= state.global_step:
+                            kept.append(line)
+                    except json.JSONDecodeError:
+                        continue
+                path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            entry = {"step": state.global_step, "time": round(time.time(), 3), **_jsonable(logs)}
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+    return MetricsFile()
+
+
+def _jsonable(logs: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in logs.items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+        else:
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                continue
+    return out
