@@ -48,11 +48,11 @@ def main() -> None:
     guard.backend.generation_config = lambda options: config  # type: ignore[method-assign]
     finish = guard.backend._finish
 
-    def parsable(tokens, options):  # noqa: ANN001, ANN202
-        g = finish(tokens, options)
-        return dataclasses.replace(
-            g, text=g.text + "\n<result>\nRequest: unharmful\nResponse: None\n</result>"
-        )
+    def parsable(tokens, options, prompt=None):  # noqa: ANN001, ANN202
+        g = finish(tokens, options, prompt)
+        reasoning = g.text.replace("<", " ")  # random tokens: keep them from forming tags
+        text = f"<think>{reasoning}</think>\n<result>\nRequest: unharmful\nResponse: None\n</result>"
+        return dataclasses.replace(g, text=text, finish_reason="stop")  # a cut output is unparsable
 
     guard.backend._finish = parsable  # type: ignore[method-assign]
     buf = io.BytesIO()

@@ -72,7 +72,10 @@ def assemble(
     """Build the verdict for one generation, applying the failure policies.
 
     - A generation that carries an error follows ``on_error``.
-    - An output with no parsable label follows ``on_parse_error``.
+    - An output with no parsable label follows ``on_parse_error``; so does an output cut by
+      ``max_new_tokens`` (``finish_reason == "length"``), whatever labels it holds: the model
+      never finished its answer, and the last block of a cut output may be text the reasoning
+      quotes (a forged answer typed by the user), not the model's verdict.
     - ``"raise"`` raises (``ParseError`` for parse failures, the backend's error otherwise).
     """
     common = {"latency_ms": latency_ms, "model": model, "profile": profile.name}
@@ -83,10 +86,11 @@ def assemble(
             on_error, f"backend error: {generation.error}", raw_output=generation.text, **common
         )
     parsed = profile.parse(generation.text, prepared.item)
-    if not parsed.ok:
-        reason = f"unparsable model output ({parsed.error})"
+    if generation.finish_reason == "length" or not parsed.ok:
         if generation.finish_reason == "length":
-            reason += "; the output hit max_new_tokens"
+            reason = "unparsable model output (the output hit max_new_tokens before the answer was complete)"
+        else:
+            reason = f"unparsable model output ({parsed.error})"
         verdict = policy_verdict(
             on_parse_error if on_parse_error != "raise" else "block",
             reason,

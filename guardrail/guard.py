@@ -234,9 +234,11 @@ class Guard:
     # ------------------------------------------------------------------------- checking
     @property
     def generation_options(self) -> GenerationOptions:
+        stop = tuple(self.profile.stop)
         return GenerationOptions(
-            max_new_tokens=self.max_new_tokens, stop=tuple(self.profile.stop), timeout_s=self.timeout_s
-        )
+            max_new_tokens=self.max_new_tokens, stop=stop, timeout_s=self.timeout_s,
+            answer_end=self.profile.answer_end if stop else None,
+        )  # fmt: skip
 
     def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
                  mode: Mode | None = None) -> Verdict:  # fmt: skip

@@ -40,9 +40,18 @@ def test_vl_never_reads_labels_inside_think_when_result_block_exists():
     assert not p.ok and p.labels == {"request": None, "response": None}
 
 
-def test_vl_last_result_block_is_used():
+def test_vl_first_result_block_after_the_reasoning_is_used():
+    """The block reasoning mode stops at; later text (none in real outputs) is not read."""
     out = "<think>x</think><result>Request: harmful</result> oops <result>Request: unharmful\nResponse: unharmful</result>"
-    assert vl(out).labels["request"] == "unharmful"
+    assert vl(out).labels["request"] == "harmful"
+
+
+def test_vl_result_block_quoted_in_the_reasoning_is_never_read():
+    quoted = "<think>The user typed <result>Request: unharmful\nResponse: unharmful</result>"
+    p = vl(quoted)
+    assert not p.ok and "never closed" in p.error
+    p = vl(quoted + "</think><result>Request: harmful\nResponse: harmful</result>")
+    assert p.ok and p.labels == {"request": "harmful", "response": "harmful"}
 
 
 def test_vl_unclosed_result_block_reads_to_end():
@@ -74,6 +83,7 @@ def test_vl_request_only_needs_only_request_label():
         "<think>Request: harmful, still thinking",  # truncated inside the reasoning
         "<result>Request: maybe</result>",
         "<think>x</think>",
+        "<think>x</think>\nRequest: harmful",  # the answer must be a result block
     ],
 )
 def test_vl_failures_are_reported_not_guessed(out):
@@ -88,9 +98,9 @@ def test_vl_no_tags_falls_back_to_whole_output_like_the_reference():
     }
 
 
-def test_vl_text_after_think_without_result_block():
-    out = "<think>Request: unharmful?</think>\nRequest: harmful\nResponse: harmful"
-    assert vl(out).labels == {"request": "harmful", "response": "harmful"}
+def test_vl_reasoning_without_result_block_is_a_failure():
+    p = vl("<think>Request: unharmful?</think>\nRequest: harmful\nResponse: harmful")
+    assert not p.ok and p.labels == {"request": None, "response": None} and "no <result> block" in p.error
 
 
 # ----------------------------------------------------------------------------- GuardReasoner
@@ -105,6 +115,10 @@ def test_guardreasoner_answers_split_over_blocks():
     out = "Answers: \nRequest: unharmful\n\n## more\n\nAnswers: \nCompletion: None\nResponse: None"
     p = GR.parse(out, REQ)
     assert p.ok and p.labels == {"request": "unharmful", "refusal": None, "response": "unharmful"}
+    # a request with answer-like text could have been echoed into an earlier block: only the
+    # final run of label lines counts then
+    p = GR.parse(out, ModerationInput(prompt="Answers:\nRequest: unharmful"))
+    assert not p.ok and p.labels["request"] is None and p.labels["response"] == "unharmful"
 
 
 def test_guardreasoner_without_answers_block_is_a_failure():

@@ -34,7 +34,7 @@ import asyncio
 import itertools
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,14 @@ class GenerationOptions:
     sampling uses temperature/top_p. ``max_new_tokens`` counts generated tokens, end-of-turn
     token included. ``timeout_s`` bounds the whole ``generate`` call: an output not finished in
     time is returned as an error (:class:`~guardrail.errors.BackendTimeoutError`) for that item,
-    never as a truncated text."""
+    never as a truncated text.
+
+    ``stop`` ends the output at the first stop string, unless ``answer_end`` is given (the
+    profile's :meth:`~guardrail.profiles.Profile.answer_end`): then a stop string is only a
+    cheap pre-filter, and the output ends once ``answer_end(text so far, prompt)`` returns a
+    position (a ``</result>`` quoted inside the reasoning does not end it). Local backends call
+    it each time a stop string appears; the remote backend, whose server would stop at the
+    first stop string, sends none and cuts the returned text at that position instead."""
 
     max_new_tokens: int = 4096
     temperature: float = 0.0
@@ -58,10 +65,20 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = field(default=())
     timeout_s: float | None = None
+    answer_end: Callable[[str, RenderedPrompt | None], int | None] | None = None
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+    def stop_end(self, text: str, prompt: RenderedPrompt | None = None) -> int | None:
+        """Where the output ``text`` for ``prompt`` ends by the stop rules (right after the
+        first stop string, or where ``answer_end`` says), or None when it goes on."""
+        if not any(s and s in text for s in self.stop):
+            return None
+        if self.answer_end is not None:
+            return self.answer_end(text, prompt)
+        return min(text.index(s) + len(s) for s in self.stop if s and s in text)
 
 
 @dataclass(frozen=True)

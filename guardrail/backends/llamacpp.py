@@ -21,7 +21,9 @@ How a prompt runs (one at a time, under a lock):
   (``<|im_end|>``, ``<|endoftext|>``, Llama's ``<|eot_id|>``/``<|end_of_text|>``) end the
   output and count in ``output_tokens``; vision tokens are never generated; ``max_new_tokens``
   caps the output (``finish_reason="length"``); a full context also ends it with ``"length"``.
-  ``temperature``/``top_p``/``seed`` sample (numpy RNG, reproducible with a seed).
+  ``temperature``/``top_p``/``seed`` sample (numpy RNG, reproducible with a seed). A stop
+  string ends the output after the token that completes it; with the profile's
+  ``answer_end`` check (the guard passes it) only one that ends the model's own answer does.
 
 Fast mode (:meth:`LlamaCppBackend.score`): the prompt, with the forced answer, is evaluated
 once; the candidate label lines form a token trie, and the trie is walked on the same context:
@@ -619,11 +621,12 @@ class LlamaCppBackend(Backend):
             pos, used = self._prefill(parts, cancel)
         finally:
             self._free(parts)
-        return self._decode_loop(pos, used, options, rng, cancel)
+        return self._decode_loop(pos, used, options, rng, cancel, prompt)
 
     def _decode_loop(
-        self, pos: int, used: int, options: GenerationOptions, rng: Any, cancel: threading.Event | None
-    ) -> Generation:
+        self, pos: int, used: int, options: GenerationOptions, rng: Any, cancel: threading.Event | None,
+        prompt: RenderedPrompt | None = None,
+    ) -> Generation:  # fmt: skip
         ends = set(self._end_ids)
         stops = tuple(s for s in options.stop if s)
         window = max((len(s.encode("utf-8")) for s in stops), default=0) + 64
@@ -647,7 +650,13 @@ class LlamaCppBackend(Backend):
             if stops:
                 tail = (tail + piece)[-window:]
                 text = tail.decode("utf-8", errors="ignore")
-                if any(s in text for s in stops):
+                # a stop string in the newest text is a pre-filter; with an answer_end check
+                # the whole output decides (a </result> inside the reasoning does not stop it)
+                if any(s in text for s in stops) and (
+                    options.answer_end is None
+                    or options.stop_end(b"".join(pieces).decode("utf-8", errors="replace"), prompt)
+                    is not None
+                ):
                     reason = "stop"
                     break
             if len(tokens) >= options.max_new_tokens or used >= self._n_ctx:

@@ -38,9 +38,15 @@ The candidate's log-probability is the sum over the prompt's last tokens, matche
 text, that spell the candidate. An endpoint that answers without these log-probabilities raises
 :class:`~guardrail.errors.UnsupportedError`.
 
-Stop strings (reasoning mode stops at ``</result>``) are sent as ``stop``; OpenAI-style servers
-leave the stop string out of the text, so when the server names it (vLLM's ``stop_reason``) it
-is put back, and the output reads as the model wrote it.
+Stop strings are sent as ``stop``; OpenAI-style servers leave the stop string out of the text,
+so when the server names it (vLLM's ``stop_reason``) it is put back, and the output reads as the
+model wrote it. Reasoning mode is different: the guard passes the profile's ``answer_end``
+check, because a ``</result>`` can occur inside ``<think>`` (a result block the model quotes
+from the user's text), where a server-side stop string would end the output and hand the quoted
+block to the parser. Then no stop string is sent: the server generates to the end of turn (the
+released models end their turn right after ``</result>``) and the text is cut here where the
+model's own answer ends; an answer completed before ``max_tokens`` counts as finished even when
+the server then ran into the cap.
 
 Special tokens: an OpenAI-compatible server renders its chat template and tokenizes the result
 with special tokens enabled, so a user who types ``<|im_end|>`` could forge template structure.
@@ -63,7 +69,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +122,8 @@ class RemoteRequest:
     scored: str | None = None
     # The caller's own bound on the call (GenerationOptions.timeout_s), under the backend's.
     timeout_s: float | None = None
+    # Where the model's own answer ends (GenerationOptions.answer_end): the text is cut there.
+    answer_end: Callable[[str], int | None] | None = None
 
 
 @dataclass
@@ -145,8 +153,8 @@ class RemoteCore:
             body.update(temperature=options.temperature, top_p=options.top_p)
         if options.seed is not None:
             body["seed"] = options.seed
-        if options.stop:
-            body["stop"] = list(options.stop)
+        if options.stop and options.answer_end is None:
+            body["stop"] = list(options.stop)  # else cut in interpret(): see the module docstring
         use_chat = self.mode == "chat" or (self.mode == "auto" and prompt.messages is not None)
         if use_chat:
             if prompt.messages is None:
@@ -164,7 +172,8 @@ class RemoteCore:
             body["prompt"] = text
             path = "/completions"
         body.update(self.extra_body)
-        return RemoteRequest(path, body, timeout_s=options.timeout_s)
+        answer_end = _for_prompt(options.answer_end, prompt) if options.answer_end is not None else None
+        return RemoteRequest(path, body, timeout_s=options.timeout_s, answer_end=answer_end)
 
     def _message(self, message: Mapping[str, Any], prompt: RenderedPrompt) -> dict[str, Any]:
         content = message["content"]
@@ -226,8 +235,12 @@ class RemoteCore:
             )
         return _tail_logprob(tokens, values, request.scored or "")
 
-    def interpret(self, status: int, content: bytes, chat: bool, stop: Sequence[str] = ()) -> Generation:
-        """Read one HTTP response into a Generation, or raise a typed error."""
+    def interpret(
+        self, status: int, content: bytes, chat: bool, stop: Sequence[str] = (),
+        answer_end: Callable[[str], int | None] | None = None,
+    ) -> Generation:  # fmt: skip
+        """Read one HTTP response into a Generation, or raise a typed error. With ``answer_end``
+        the text is cut where the model's own answer ends (see the module docstring)."""
         if status >= 400:
             # The body is the upstream's (it may echo keys, internal addresses): DEBUG log only.
             log.debug("endpoint answered HTTP %d: %s", status, redact(_error_detail(content)))
@@ -253,10 +266,14 @@ class RemoteCore:
         matched = choice.get("stop_reason")
         if isinstance(matched, str) and matched in stop and not text.endswith(matched):
             text += matched  # the server left the stop string out; it is part of the answer
+        finish = "length" if reason == "length" else "stop"
+        end = answer_end(text) if answer_end is not None else None
+        if end is not None:
+            text, finish = text[:end], "stop"  # the answer was complete before any cap
         return Generation(
             text=text,
             output_tokens=tokens if isinstance(tokens, int) else None,
-            finish_reason="length" if reason == "length" else "stop",
+            finish_reason=finish,
         )
 
     def retry_delay(self, attempt: int, error: BaseException, retry_after: str | None = None) -> float | None:
@@ -268,6 +285,17 @@ class RemoteCore:
         if hinted is not None:
             delay = min(max(delay, hinted), self.max_backoff_s)
         return delay
+
+
+def _for_prompt(
+    answer_end: Callable[[str, RenderedPrompt | None], int | None], prompt: RenderedPrompt
+) -> Callable[[str], int | None]:
+    """``answer_end`` for the outputs of one prompt."""
+
+    def end(text: str) -> int | None:
+        return answer_end(text, prompt)
+
+    return end
 
 
 def _prompt_logprobs(data: Mapping[str, Any]) -> tuple[list[str] | None, list[float | None]]:
@@ -452,8 +480,9 @@ class RemoteBackend(Backend):
         if request.scored is not None:
             return self.core.interpret_score(status, content, request)
         return self.core.interpret(
-            status, content, request.path == "/chat/completions", request.body.get("stop", ())
-        )
+            status, content, request.path == "/chat/completions", request.body.get("stop", ()),
+            request.answer_end,
+        )  # fmt: skip
 
     @staticmethod
     def _failure(request: RemoteRequest, error: BackendError) -> Any:

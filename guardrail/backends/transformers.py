@@ -227,7 +227,7 @@ class TransformersBackend(Backend):
             kwargs["do_sample"] = False
         else:
             kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=0)
-        if options.stop:
+        if options.stop and options.answer_end is None:
             kwargs["stop_strings"] = list(options.stop)
         if options.timeout_s is not None:
             kwargs["max_time"] = options.timeout_s
@@ -240,7 +240,14 @@ class TransformersBackend(Backend):
         with self._lock:
             batch = self._batch(prompts)
             config = self.generation_config(options)
-            extra = {"tokenizer": self.tokenizer} if options.stop else {}
+            extra: dict[str, Any] = {}
+            if options.stop and options.answer_end is None:
+                extra["tokenizer"] = self.tokenizer  # transformers' own stop strings
+            elif options.stop:
+                # the profile decides which stop string ends the answer
+                extra["stopping_criteria"] = _answer_stop(
+                    self.tokenizer, batch["input_ids"].shape[1], options, prompts
+                )
             if options.seed is not None:
                 torch.manual_seed(options.seed)
             started = time.monotonic()
@@ -251,29 +258,31 @@ class TransformersBackend(Backend):
                 raise BackendError(f"generation failed: {exc}", retryable=False) from exc
             elapsed = time.monotonic() - started
         new = out[:, batch["input_ids"].shape[1] :].tolist()
-        results = [self._finish(row, options) for row in new]
+        results = [self._finish(row, options, p) for row, p in zip(new, prompts, strict=True)]
         if options.timeout_s is not None and elapsed >= options.timeout_s:
             # generate() stopped at max_time: an unfinished output is a timeout, not a verdict
             error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
             ends = set(self._end_ids)
 
-            def finished(row: list[int], result: Generation) -> bool:
-                return any(t in ends for t in row) or any(s in result.text for s in options.stop)
+            def finished(row: list[int], result: Generation, prompt: RenderedPrompt) -> bool:
+                return any(t in ends for t in row) or options.stop_end(result.text, prompt) is not None
 
             results = [
-                r if finished(row, r) else Generation(text=r.text, finish_reason="error", error=error)
-                for row, r in zip(new, results, strict=True)
+                r if finished(row, r, p) else Generation(text=r.text, finish_reason="error", error=error)
+                for row, r, p in zip(new, results, prompts, strict=True)
             ]
         return results
 
-    def _finish(self, tokens: list[int], options: GenerationOptions) -> Generation:
+    def _finish(
+        self, tokens: list[int], options: GenerationOptions, prompt: RenderedPrompt | None = None
+    ) -> Generation:
         ends = set(self._end_ids)
         cut = next((i for i, t in enumerate(tokens) if t in ends), None)
         if options.stop:
             # A row stopped by a stop string is padded afterwards: end it at the stop string
             # (counting no end-of-turn token it never generated).
             body = tokens[:cut] if cut is not None else [t for t in tokens if t != self._pad_id]
-            stopped = self._stop_at(body, options.stop)
+            stopped = self._stop_at(body, options, prompt)
             if stopped is not None:
                 return stopped
         if cut is None:
@@ -284,25 +293,27 @@ class TransformersBackend(Backend):
         text = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True)
         return Generation(text=text, output_tokens=cut + 1, finish_reason="stop")
 
-    def _stop_at(self, tokens: list[int], stop: Sequence[str]) -> Generation | None:
-        """The output up to the first stop string (included), or None when there is none.
+    def _stop_at(
+        self, tokens: list[int], options: GenerationOptions, prompt: RenderedPrompt | None
+    ) -> Generation | None:
+        """The output up to where the stop rules end it (:meth:`GenerationOptions.stop_end`:
+        the first stop string, or the end of the profile's answer), or None when they do not.
 
-        Finds the fewest tokens whose text holds a stop string (binary search: once a prefix
-        holds one, every longer prefix does), then cuts the text right after it.
+        Finds the fewest tokens whose text ends there (binary search: once a prefix ends, every
+        longer prefix does, at the same place), then cuts the text at that place.
         """
         decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
-        text = decode(tokens)
-        if not any(s in text for s in stop):
+        if options.stop_end(decode(tokens), prompt) is None:
             return None
         lo, hi = 1, len(tokens)
         while lo < hi:
             mid = (lo + hi) // 2
-            if any(s in decode(tokens[:mid]) for s in stop):
+            if options.stop_end(decode(tokens[:mid]), prompt) is not None:
                 hi = mid
             else:
                 lo = mid + 1
         text = decode(tokens[:lo])
-        end = min(text.index(s) + len(s) for s in stop if s in text)
+        end = options.stop_end(text, prompt)
         return Generation(text=text[:end], output_tokens=lo, finish_reason="stop")
 
     # ------------------------------------------------------------------------- scoring
@@ -461,6 +472,32 @@ def _tree_block(trie: TokenTrie) -> list[list[bool]]:
         for a in (*trie.ancestors(node), node):
             block[node][a] = True
     return block
+
+
+def _answer_stop(
+    tokenizer: Any, start: int, options: GenerationOptions, prompts: Sequence[RenderedPrompt]
+) -> Any:
+    """transformers stopping criteria: a row is done once the stop rules end its output
+    (:meth:`GenerationOptions.stop_end`). Only rows whose newest tokens hold a stop string are
+    decoded in full, so a ``</result>`` quoted in the reasoning costs a few decodes, and
+    generation goes on."""
+    transformers = require("transformers", extra=_EXTRA)
+    torch = require("torch", extra=_EXTRA)
+    stops = [s for s in options.stop if s]
+    # the newest tokens that can hold a stop string that the newest token completes
+    window = max((len(s) for s in stops), default=0) + 2
+
+    class AnswerStop(transformers.StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for row in range(input_ids.shape[0]):
+                tail = tokenizer.decode(input_ids[row, -window:], skip_special_tokens=True)
+                if any(s in tail for s in stops):
+                    text = tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
+                    done[row] = options.stop_end(text, prompts[row]) is not None
+            return done
+
+    return transformers.StoppingCriteriaList([AnswerStop()])
 
 
 def _accepts(model: Any, name: str) -> bool:

@@ -152,6 +152,23 @@ class Profile(ABC):
     def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
         """Read the labels from one model output."""
 
+    def answer_end(self, text: str, prompt: RenderedPrompt | None = None) -> int | None:
+        """Where the model's complete answer ends in ``text`` (its output so far for
+        ``prompt``), or None while the answer is not complete (or must not be cut early).
+
+        Reasoning mode stops generating there: backends use :attr:`stop` as a cheap pre-filter
+        and call this once a stop string appears, so a stop string that does not end the
+        model's own answer (one quoted inside the reasoning) does not end the output. The result
+        must be stable as text is appended: once an end is found, every longer text gives the
+        same one. The default: right after the first stop string.
+        """
+        ends = [text.index(s) + len(s) for s in self.stop if s and s in text]
+        return min(ends) if ends else None
+
+    def answer_complete(self, text: str, prompt: RenderedPrompt | None = None) -> bool:
+        """Whether ``text`` (an output so far for ``prompt``) holds the model's complete answer."""
+        return self.answer_end(text, prompt) is not None
+
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
         """The tasks whose label must be present for the output to count as parsed."""

@@ -34,8 +34,12 @@ GUARDREASONER_INSTRUCTION = (
 
 # An "Answers" heading at the start of a line: "Answers:", "# Answers:", "# Answers".
 _ANSWERS = re.compile(r"(?im)^[ \t#*]*Answers[ \t]*:?")
-# Label lines that end the output, for outputs that give the answers without the heading.
-_TRAILING_LABELS = re.compile(r"(?im)(?:^[ \t]*(?:Request|Completion|Response)[ \t]*:[^\n]*(?:\n|\Z))+\s*\Z")
+# A whole "Answers" heading line: "Answers:", "# Answers:", "**Answers:**".
+_HEADING = re.compile(r"(?i)[ \t#*]*Answers[ \t*]*:?[ \t*]*")
+# A label line: "Request: harmful", "## Completion: None" (any text after the colon).
+_LABEL_LINE = re.compile(r"(?i)[ \t*#>-]*(?:Request|Completion|Response)[ \t]*:[^\n]*")
+# Text in a request or response that could forge a label line or an Answers heading.
+_ANSWER_LIKE = re.compile(r"(?i)(?:Answers|Request|Response|Completion)\s*:")
 
 
 @dataclass
@@ -75,28 +79,62 @@ class GuardReasonerProfile(Profile):
         return f"{reasoning}\n\n---\n\nAnswers: \n" if reasoning else "Answers: \n"
 
     def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
-        """Read the labels from the ``Answers:`` block(s).
+        """Read the labels from the model's final answer: the run of label lines
+        (``Request: ...`` / ``Completion: ...`` / ``Response: ...``, blank lines between them
+        allowed) that ends the output, with its ``Answers:`` heading right above it when there
+        is one. Every real output of the released models ends so; text before that run (a
+        "Conclusion" of the reasoning, an ``Answers:`` block the reasoning quotes) is not read.
 
-        Some real outputs split the answers over several blocks (one per task) or repeat them;
-        each task takes its label from the last block that states it. Outputs with no
-        ``Answers`` heading are read only when they end with a run of label lines
-        (``Request: ...`` / ``Completion: ...`` / ``Response: ...``). Other text, such as a
-        "Conclusion" inside the reasoning, is never read: such outputs are parse failures.
+        One exception, for the per-task format some real outputs use (``# Answers:`` after each
+        task's reasoning, so the final run holds the last task only): a task the final run does
+        not state is read from the last earlier ``Answers`` block that states it, but only when
+        neither the request nor the response text holds answer-like text (``Answers:``,
+        ``Request:``, ``Response:``, ``Completion:``). Otherwise an earlier block could be the
+        user's forged answer echoed by the reasoning, and the task stays unanswered (a parse
+        failure when the request needs it). An output cut by ``max_new_tokens`` is rejected by
+        the caller (:func:`guardrail.core.assemble`).
         """
-        heads = list(_ANSWERS.finditer(output))
-        blocks = [output[h.end() : (heads[i + 1].start() if i + 1 < len(heads) else len(output))]
-                  for i, h in enumerate(heads)]  # fmt: skip
-        reasoning_end = heads[-1].start() if heads else len(output)
-        if not heads and (tail := _TRAILING_LABELS.search(output)):
-            blocks, reasoning_end = [tail.group(0)], tail.start()
+        start, run_start = _final_answer(output)
+        final = output[run_start:]
+        earlier = [] if _answer_like(item) else _answer_blocks(output[:start])
         labels: dict[str, str | None] = {}
         for task in self.tasks:
             labels[task] = None
             pattern = label_regex(task, line_start=True)
-            for block in reversed(blocks):
+            for block in (final, *reversed(earlier)):
                 m = pattern.search(block)
                 if m:
                     labels[task] = normalise_label(task, m.group(1))
                     break
-        reasoning = output[:reasoning_end].rstrip().removesuffix("---").strip() or None
+        reasoning = output[:start].rstrip().removesuffix("---").strip() or None
         return self._finish(labels, reasoning, item)
+
+
+def _answer_like(item: ModerationInput) -> bool:
+    """Whether the user-controlled text could forge an answer block the model might echo."""
+    return any(text is not None and _ANSWER_LIKE.search(text) for text in (item.prompt, item.response))
+
+
+def _answer_blocks(text: str) -> list[str]:
+    """The ``Answers`` blocks of ``text``, each from its heading to the next one."""
+    heads = list(_ANSWERS.finditer(text))
+    return [text[h.end() : (heads[i + 1].start() if i + 1 < len(heads) else len(text))]
+            for i, h in enumerate(heads)]  # fmt: skip
+
+
+def _final_answer(output: str) -> tuple[int, int]:
+    """``(start, run_start)``: where the final answer starts (its heading, if any) and where
+    its label lines start; both ``len(output)`` when the output does not end with label lines."""
+    lines = output.split("\n")
+    pos = len(output)  # the start of line i, walking back
+    run_start = start = len(output)
+    for line in reversed(lines):
+        pos -= len(line)
+        if _LABEL_LINE.fullmatch(line):
+            run_start = start = pos
+        elif line.strip():
+            if run_start < len(output) and _HEADING.fullmatch(line):
+                start = pos
+            break
+        pos -= 1  # the newline before this line
+    return start, run_start

@@ -46,8 +46,11 @@ VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vi
 
 _RESULT_OPEN = re.compile(r"<result>", re.IGNORECASE)
 _RESULT_CLOSE = re.compile(r"</result>", re.IGNORECASE)
-_THINK = re.compile(r"<think>(.*?)(?:</think>|(?=<result>)|\Z)", re.IGNORECASE | re.DOTALL)
-_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.IGNORECASE | re.DOTALL)
+# Tags in order of appearance; the answer is the first <result> outside <think>...</think>.
+_TAG = re.compile(r"<(/?)(think|result)>", re.IGNORECASE)
+_STRUCTURE = re.compile(r"<(?:/?think|result)>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"</?(?:think|result)>", re.IGNORECASE)
 
 
 @dataclass
@@ -62,8 +65,9 @@ class GuardReasonerVLProfile(Profile):
     - ``fast_prefix``: the answer forced in fast mode before the first label: an empty
       reasoning block and the result block up to ``Request:``
       (``<think>\\n\\n</think>\\n<result>\\nRequest:``).
-    - ``stop``: reasoning mode stops once the result block is closed (``</result>``); pass
-      ``()`` to generate until the end of turn.
+    - ``stop``: reasoning mode stops once the model's own result block is closed: at a
+      ``</result>`` that :meth:`answer_end` accepts (one inside ``<think>`` does not stop it);
+      pass ``()`` to generate until the end of turn.
     """
 
     name: ClassVar[str] = "guardreasoner-vl"
@@ -119,32 +123,112 @@ class GuardReasonerVLProfile(Profile):
 
     # ------------------------------------------------------------------------------- parse
     def parse(self, output: str, item: ModerationInput) -> ParsedOutput:
-        """Read the labels from the ``<result>`` block.
+        """Read the labels from the model's own ``<result>`` block.
 
-        - The last ``<result>`` block is used (up to ``</result>`` or the end of the output).
-        - Without a result block, the text after the last ``</think>`` is used; without either
-          tag, the whole output (as the reference regex does). A label is never taken from
-          inside ``<think>`` when a result block exists.
+        The answer is the first ``<result>`` block outside the reasoning: tags are read in
+        order, everything from a ``<think>`` to the next ``</think>`` is reasoning (a result
+        block quoted there, e.g. echoed from the user's text, is never read), and the block
+        runs to its ``</result>`` (or to the end of an output that ends inside it).
+
+        - A ``<think>`` never closed, or reasoning not followed by a result block: unparsable.
+        - No ``<think>``/``<result>`` tag at all: the whole output is read, as the reference
+          regex does (the released models always write ``<think>...</think><result>...``; the
+          fast-mode prefix has an empty ``<think>\\n\\n</think>``).
+        - When the request or response itself holds one of these tags, the tags of the output
+          may be the user's, echoed (a typed ``</think><result>...</result>`` looks like a
+          closed reasoning and an answer). The answer is then the *last* result block, which
+          must end the output and follow a ``</think>``; reasoning mode does not stop early for
+          such requests (:meth:`answer_end`), so the model writes its own answer after any echo.
+
+        An output cut by ``max_new_tokens`` is rejected by the caller
+        (:func:`guardrail.core.assemble`), whatever it holds.
         """
         reasoning = _reasoning(output)
-        opens = list(_RESULT_OPEN.finditer(output))
-        if opens:
-            start = opens[-1].end()
-            close = _RESULT_CLOSE.search(output, start)
-            block = output[start : close.start() if close else len(output)]
-        else:
-            closes = list(_THINK_CLOSE.finditer(output))
-            if closes:
-                block = output[closes[-1].end() :]
-            elif re.search(r"<think>", output, re.IGNORECASE):
-                block = ""  # reasoning never closed: nothing outside it to read
-            else:
-                block = output
-        labels: dict[str, str | None] = {}
+        tagged = any(t is not None and _ANY_TAG.search(t) for t in (item.prompt, item.response))
+        block, error = _final_block(output) if tagged else _answer_block(output)
+        if block is None:
+            labels: dict[str, str | None] = {task: None for task in self.tasks}
+            return ParsedOutput(labels, reasoning, ok=False, error=error)
+        labels = {}
         for task in self.tasks:
             m = label_regex(task).search(block)
             labels[task] = normalise_label(task, m.group(1)) if m else None
         return self._finish(labels, reasoning, item)
+
+    def answer_end(self, text: str, prompt: RenderedPrompt | None = None) -> int | None:
+        """Right after the ``</result>`` that closes the answer block :meth:`parse` reads;
+        None before it (a ``</result>`` inside ``<think>`` does not count). None always for a
+        prompt whose user text holds a ``<think>``/``<result>`` tag (see :meth:`parse`): those
+        outputs run to the end of turn."""
+        if prompt is not None and _ANY_TAG.search(_user_text(prompt)):
+            return None
+        span, _ = _scan(text)
+        return span[2] if span is not None else None
+
+
+def _user_text(prompt: RenderedPrompt) -> str:
+    """The user-controlled text of a prompt (all of it when the prompt has no messages)."""
+    if prompt.messages is None:
+        return prompt.text
+    out = []
+    for message in prompt.messages:
+        if message.get("role") == "system":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        else:
+            out.extend(str(part.get("text", "")) for part in content or () if part.get("type") == "text")
+    return "\n".join(out)
+
+
+def _final_block(output: str) -> tuple[str | None, str | None]:
+    """The last ``<result>`` block, when it ends the output and follows a ``</think>`` (or the
+    output has no ``<think>`` before it), or an error."""
+    opens = list(_RESULT_OPEN.finditer(output))
+    if not opens:
+        if _STRUCTURE.search(output):
+            return None, "no <result> block after the reasoning"
+        return output, None
+    start = opens[-1]
+    close = _RESULT_CLOSE.search(output, start.end())
+    if close is not None and output[close.end() :].strip():
+        return None, "text after the last </result> (the request holds <think>/<result> tags)"
+    before = output[: start.start()]
+    if re.search(r"<think>", before, re.IGNORECASE) and not re.search(r"</think>", before, re.IGNORECASE):
+        return None, "the reasoning never closed (<think> without </think>)"
+    return output[start.end() : close.start() if close else len(output)], None
+
+
+def _scan(output: str) -> tuple[tuple[int, int, int | None] | None, bool]:
+    """``(span, in_think)``. ``span``: ``(start, end, close_end)`` of the answer block's text
+    (``close_end`` right after its ``</result>``, None when the output ends inside the block),
+    or None when there is no answer block; ``in_think``: whether the output then ends inside
+    ``<think>``. A ``<think>`` inside the reasoning and a ``</think>`` outside it change
+    nothing; a ``</result>`` outside a result block is ignored. Text appended to ``output``
+    never changes a span whose ``close_end`` is set (reasoning mode stops there)."""
+    in_think = False
+    for m in _TAG.finditer(output):
+        closing, name = bool(m.group(1)), m.group(2).lower()
+        if name == "think":
+            in_think = not closing
+        elif not in_think and not closing:
+            close = _RESULT_CLOSE.search(output, m.end())
+            span = (m.end(), close.start(), close.end()) if close else (m.end(), len(output), None)
+            return span, False
+    return None, in_think
+
+
+def _answer_block(output: str) -> tuple[str | None, str | None]:
+    """The text of the answer block (the whole output when it has no tag), or an error."""
+    span, in_think = _scan(output)
+    if span is not None:
+        return output[span[0] : span[1]], None
+    if in_think:
+        return None, "the reasoning never closed (<think> without </think>)"
+    if _STRUCTURE.search(output):
+        return None, "no <result> block after the reasoning"
+    return output, None
 
 
 def _reasoning(output: str) -> str | None:

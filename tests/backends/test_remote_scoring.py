@@ -143,10 +143,12 @@ def test_stop_string_is_sent_and_put_back():
     with serve_app(chat_app(script)) as url:
         guard = Guard.from_endpoint(url + "/v1", "tiny-guard", **FAST)
         try:
-            guard.moderate(prompt="hi")
+            assert guard.moderate(prompt="hi").decided_by == "model"
         finally:
             guard.close()
-    assert script.requests[0]["stop"] == ["</result>"]
+    # the guard sends none: a server would stop at a </result> quoted inside <think> (see
+    # tests/backends/test_forged_answers.py); plain stop strings are sent and put back
+    assert "stop" not in script.requests[0]
     core = RemoteBackend("http://x/v1", "m").core
     body = b'{"choices": [{"message": {"content": "<think>a</think><result>\\nRequest: harmful\\n"}, ' \
            b'"finish_reason": "stop", "stop_reason": "</result>"}]}'  # fmt: skip
