@@ -14,17 +14,25 @@ rules and its failures: ``docs/backends/llamacpp.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
+from guardrail.backends.base import (
+    Backend,
+    Generation,
+    GenerationOptions,
+    ScoreRequest,
+    ScoreResult,
+    prompt_tokens,
+)
 from guardrail.backends.llamacpp_decode import Cancelled, Decoder, log_softmax, sample, trie_logprobs
 from guardrail.backends.llamacpp_vision import (
     QWEN25VL_MAX_PIXELS,
@@ -38,7 +46,7 @@ from guardrail.backends.scoring import continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
 from guardrail.gguf_metadata import architecture
 from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_gguf_architecture
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
+from guardrail.profiles.base import ImageSlot, RenderedPrompt
 from guardrail.profiles.guardreasoner_vl import IMAGE_PAD
 
 __all__ = [
@@ -257,8 +265,7 @@ class LlamaCppBackend(Backend):
         """How ``prompt`` enters the model (for inspection and tests; images are preprocessed)."""
         with self._lock:
             self._check_open()
-            parts = self._encode(prompt)
-            try:
+            with self._encoded(prompt) as parts:
                 out: list[tuple[int, ...] | ImageTokens] = []
                 text: list[str] = []
                 for p in parts:
@@ -269,8 +276,15 @@ class LlamaCppBackend(Backend):
                         out.append(p)
                         text.append(self.detokenize(p, special=True))
                 return EncodedPrompt(parts=tuple(out), text="".join(text))
-            finally:
-                self._free(parts)
+
+    @contextlib.contextmanager
+    def _encoded(self, prompt: RenderedPrompt) -> Iterator[Parts]:
+        """:meth:`_encode`, the images' chunks freed on leaving."""
+        parts = self._encode(prompt)
+        try:
+            yield parts
+        finally:
+            self._free(parts)
 
     def _encode(self, prompt: RenderedPrompt) -> Parts:
         """Token runs and images (with their mtmd chunks: free them with :meth:`_free`). Text
@@ -278,27 +292,24 @@ class LlamaCppBackend(Backend):
         becomes mtmd's ``<|vision_start|>`` + embeddings + ``<|vision_end|>``."""
         parts: Parts = []
         run: list[int] = []
-        if prompt.add_bos:
-            bos = int(self._llama_cpp.llama_vocab_bos(self._vocab))
-            if bos >= 0:
-                run.append(bos)
+        bos = int(self._llama_cpp.llama_vocab_bos(self._vocab))
         try:
-            for part in prompt.parts:
-                if isinstance(part, str):
-                    run.extend(self._encode_text(part))
-                elif isinstance(part, Special):
-                    run.append(self._special_id(part.token))
-                elif isinstance(part, ImageSlot):
-                    vision = self._vision_context()
-                    image = vision.encode(prompt.images[part.index], part.index)
-                    for kind, value in vision.parts(image):
-                        if kind == "tokens":
-                            run.extend(value)
-                        else:
-                            if run:
-                                parts.append(tuple(run))
-                                run = []
-                            parts.append(value)
+            for piece in prompt_tokens(
+                prompt, self._encode_text, self._special_id, bos if bos >= 0 else None
+            ):
+                if not isinstance(piece, ImageSlot):
+                    run.extend(piece)
+                    continue
+                vision = self._vision_context()
+                image = vision.encode(prompt.images[piece.index], piece.index)
+                for kind, value in vision.parts(image):
+                    if kind == "tokens":
+                        run.extend(value)
+                    else:
+                        if run:
+                            parts.append(tuple(run))
+                            run = []
+                        parts.append(value)
         except BaseException:
             self._free(parts)
             raise
@@ -413,12 +424,9 @@ class LlamaCppBackend(Backend):
     def _generate_one(
         self, prompt: RenderedPrompt, options: GenerationOptions, rng: Any, cancel: threading.Event | None
     ) -> Generation:
-        parts = self._encode(prompt)
-        try:
+        with self._encoded(prompt) as parts:
             self._check_fits(parts)
             pos, used = self._prefill(parts, cancel)
-        finally:
-            self._free(parts)
         return self._decode_loop(pos, used, options, rng, cancel, prompt)
 
     def _decode_loop(
@@ -476,11 +484,8 @@ class LlamaCppBackend(Backend):
         ``(len(continuation) + 1, n_vocab)``. Raw model distributions (no token suppressed)."""
         with self._lock:
             self._check_open()
-            parts = self._encode(prompt)
-            try:
+            with self._encoded(prompt) as parts:
                 pos, _ = self._prefill(parts, None)
-            finally:
-                self._free(parts)
             rows = []
             for i in range(len(continuation) + 1):
                 rows.append(log_softmax(self._np, self._decoder.logits()))
@@ -509,12 +514,9 @@ class LlamaCppBackend(Backend):
     def _score_one(self, request: ScoreRequest) -> list[float]:
         prompt = forced_prompt(request.prompt, request.prefix)
         trie = continuation_trie(prompt, request.continuations, self._encode_text, self._encode_text_uncached)
-        parts = self._encode(prompt)
-        try:
+        with self._encoded(prompt) as parts:
             self._check_fits(parts, max(trie.depths, default=0))
             pos, _ = self._prefill(parts, None)
-        finally:
-            self._free(parts)
         return trie_logprobs(self._decoder, trie, pos)
 
     # ------------------------------------------------------------------------ cleanup

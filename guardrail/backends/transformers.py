@@ -26,11 +26,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
+from guardrail.backends.base import (
+    Backend,
+    Generation,
+    GenerationOptions,
+    ScoreRequest,
+    ScoreResult,
+    prompt_tokens,
+)
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
 from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_model_type
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
+from guardrail.profiles.base import ImageSlot, RenderedPrompt
 from guardrail.profiles.guardreasoner_vl import IMAGE_PAD, VISION_END, VISION_START
 
 __all__ = ["TransformersBackend", "from_transformers"]
@@ -174,18 +181,14 @@ class TransformersBackend(Backend):
             pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
             merge = int(getattr(self.image_processor, "merge_size", 2))
         ids: list[int] = []
-        if prompt.add_bos and tok.bos_token_id is not None:
-            ids.append(tok.bos_token_id)
-        for part in prompt.parts:
-            if isinstance(part, str):
-                ids.extend(self._encode_text(part))
-            elif isinstance(part, Special):
-                ids.append(self._special_id(part.token))
-            elif isinstance(part, ImageSlot):
-                n = int(grid[part.index].prod()) // (merge * merge)
+        for piece in prompt_tokens(prompt, self._encode_text, self._special_id, tok.bos_token_id):
+            if isinstance(piece, ImageSlot):
+                n = int(grid[piece.index].prod()) // (merge * merge)
                 ids.append(self._special_id(VISION_START))
                 ids.extend([self._special_id(IMAGE_PAD)] * n)
                 ids.append(self._special_id(VISION_END))
+            else:
+                ids.extend(piece)
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
