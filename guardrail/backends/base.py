@@ -34,14 +34,14 @@ import asyncio
 import itertools
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail.errors import UnsupportedError
-from guardrail.profiles.base import RenderedPrompt
+from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
 
-__all__ = ["Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreResult"]
+__all__ = ["Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreResult", "prompt_tokens"]
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,27 @@ class Backend(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def prompt_tokens(
+    prompt: RenderedPrompt,
+    encode_text: Callable[[str], Sequence[int]],
+    special_id: Callable[[str], int],
+    bos: int | None = None,
+) -> Iterator[Sequence[int] | ImageSlot]:
+    """A prompt's token ids as a local backend builds them, in order: ``bos`` when the prompt
+    asks for it (and the model has one), each text part tokenized as plain text (a ``<|im_end|>``
+    typed by a user stays text), each template special token by name; image slots are yielded
+    as they are, for the backend to fill in."""
+    if prompt.add_bos and bos is not None:
+        yield (bos,)
+    for part in prompt.parts:
+        if isinstance(part, str):
+            yield encode_text(part)
+        elif isinstance(part, Special):
+            yield (special_id(part.token),)
+        elif isinstance(part, ImageSlot):
+            yield part
 
 
 _INSTANCES = itertools.count(1)

@@ -4,89 +4,66 @@ Install with ``pip install "guardrail-vl[llamacpp]"``. Load with
 :meth:`guardrail.Guard.from_gguf` / :meth:`LlamaCppBackend.from_gguf`, or wrap a
 ``llama_cpp.Llama`` the app already loaded (``LlamaCppBackend(llama, mmproj="mmproj.gguf")``).
 
-How a prompt runs (one at a time, under a lock):
-
-- The prompt is our own rendering (the profile's :class:`~guardrail.profiles.RenderedPrompt`,
-  the same one the transformers backend gets); no chat template of llama-cpp-python is used.
-  Text parts are tokenized as plain text (``<|im_end|>`` typed by a user stays text), template
-  special tokens by name, and each image slot becomes llama.cpp's multimodal (mtmd) chunk:
-  ``<|vision_start|>`` + the mmproj's image embeddings + ``<|vision_end|>``, right where the
-  transformers backend puts its vision tokens.
-- Images are resized here exactly as the reference Qwen2.5-VL image processor does (its
-  ``smart_resize`` and bicubic resampling, bounds from the mmproj file or Qwen2.5-VL's
-  defaults), so llama.cpp's own resizer (a different rounding and filter) is never used.
-- Image embeddings get Qwen2.5-VL's 3-D (M-RoPE) positions from llama.cpp's mtmd helper, and
-  text after an image continues at ``start + max(rows, cols)``, as in transformers.
-- Decoding is greedy by default with the transformers backend's stop rules: end-of-turn tokens
-  (``<|im_end|>``, ``<|endoftext|>``, Llama's ``<|eot_id|>``/``<|end_of_text|>``) end the
-  output and count in ``output_tokens``; vision tokens are never generated; ``max_new_tokens``
-  caps the output (``finish_reason="length"``); a full context also ends it with ``"length"``.
-  ``temperature``/``top_p``/``seed`` sample (numpy RNG, reproducible with a seed). A stop
-  string ends the output after the token that completes it; with the profile's
-  ``answer_end`` check (the guard passes it) only one that ends the model's own answer does.
-
-Fast mode (:meth:`LlamaCppBackend.score`): the prompt, with the forced answer, is evaluated
-once; the candidate label lines form a token trie, and the trie is walked on the same context:
-each run of tokens down to a branching point is evaluated in one call with the logits of every
-token kept, then removed from the KV cache before the next branch. A candidate whose tokens all
-hang off the prompt needs no extra call (the prompt's last logits give it).
-
-Errors: a prompt longer than the context, an unusable image or a failed decode is returned as
-that item's ``Generation.error`` (a :class:`~guardrail.errors.BackendError`; the guard's
-``on_error`` policy decides the verdict); a closed backend raises
-:class:`~guardrail.errors.BackendUnavailableError`.
+Prompts run one at a time on one context, under a lock, from the profile's own rendering (no
+chat template of llama-cpp-python); images go through the mmproj
+(:mod:`guardrail.backends.llamacpp_vision`), decoding and fast mode's trie walk through
+:mod:`guardrail.backends.llamacpp_decode`. How it matches the transformers backend, its stop
+rules and its failures: ``docs/backends/llamacpp.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import logging
-import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
-from guardrail.backends.scoring import TokenTrie, build_trie
+from guardrail.backends.base import (
+    Backend,
+    Generation,
+    GenerationOptions,
+    ScoreRequest,
+    ScoreResult,
+    prompt_tokens,
+)
+from guardrail.backends.llamacpp_decode import Cancelled, Decoder, log_softmax, sample, trie_logprobs
+from guardrail.backends.llamacpp_vision import (
+    QWEN25VL_MAX_PIXELS,
+    QWEN25VL_MIN_PIXELS,
+    EncodedImage,
+    ImageTokens,
+    VisionContext,
+    qwen_smart_resize,
+)
+from guardrail.backends.scoring import continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
+from guardrail.gguf_metadata import architecture
+from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_gguf_architecture
+from guardrail.profiles.base import ImageSlot, RenderedPrompt
+from guardrail.profiles.guardreasoner_vl import IMAGE_PAD
 
-__all__ = ["EncodedPrompt", "ImageTokens", "LlamaCppBackend", "from_llamacpp"]
+__all__ = [
+    "QWEN25VL_MAX_PIXELS",
+    "QWEN25VL_MIN_PIXELS",
+    "EncodedPrompt",
+    "ImageTokens",
+    "LlamaCppBackend",
+    "from_llamacpp",
+    "qwen_smart_resize",
+]
 
 _EXTRA = "llamacpp"
 log = logging.getLogger("guardrail.llamacpp")
 
-# Same token names as the transformers backend: never generated / end of the output.
-_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>")
-_IMAGE_MARKER = "<|image_pad|>"  # stands for an image's embeddings in EncodedPrompt.text
-
-# GGUF general.architecture -> profile.
-_ARCH_PROFILES = {"qwen2vl": "guardreasoner-vl", "llama": "guardreasoner"}
-# Projectors whose images we resize like Qwen2-VL/2.5-VL's processor, and that processor's
-# default bounds (preprocessor_config.json of Qwen2.5-VL-*-Instruct: 4 to 16384 image tokens).
-_QWEN_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger")
-QWEN25VL_MIN_PIXELS = 56 * 56
-QWEN25VL_MAX_PIXELS = 28 * 28 * 16384
 # Llama options that change speed or logging, not outputs: left out of the cache identity.
 _NOT_IDENTITY = frozenset({"n_threads", "n_threads_batch", "verbose"})
-
-
-@dataclass(frozen=True)
-class ImageTokens:
-    """How one image enters the model: ``n_tokens`` embeddings taking ``n_pos`` positions,
-    from the image resized to ``width`` x ``height``."""
-
-    index: int
-    n_tokens: int
-    n_pos: int
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -109,18 +86,11 @@ class EncodedPrompt:
         return ids
 
 
-class _Cancelled(Exception):
-    """The async caller went away: stop generating."""
-
-
-@dataclass
-class _Image:
-    info: ImageTokens
-    chunks: Any  # mtmd_input_chunks_p: [<|vision_start|>] [image] [<|vision_end|>]
+Parts = list[tuple[int, ...] | EncodedImage]  # a prompt's token runs and images, in order
 
 
 class LlamaCppBackend(Backend):
-    """Run a GGUF guard with llama.cpp. See the module docstring for what happens per prompt.
+    """Run a GGUF guard with llama.cpp (see ``docs/backends/llamacpp.md``).
 
     ``llama`` is a ``llama_cpp.Llama``; ``mmproj`` the path of the vision projector GGUF
     (needed for images). ``image_min_pixels`` / ``image_max_pixels`` bound the resized image
@@ -150,30 +120,28 @@ class LlamaCppBackend(Backend):
         self._close_llama = close_llama
         self._lock = threading.Lock()
         self._closed = False
-        lc = self._llama_cpp
-        self._vocab = lc.llama_model_get_vocab(llama.model)
+        self._vocab = self._llama_cpp.llama_model_get_vocab(llama.model)
         self._n_vocab = int(llama.n_vocab())
         self._n_ctx = int(llama.n_ctx())
-        self._n_batch = int(getattr(llama, "n_batch", 512))
-        self._batch = lc.llama_batch_init(self._n_batch, 0, 1)
         self._special_cache: dict[str, int] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
-        self._end_ids = sorted({i for i in self._token_ids(_END_TOKENS)} | self._model_end_ids())
-        self._suppress = self._np.array(self._token_ids(_VISION_TOKENS), dtype=self._np.int64)
-        self._greedy = self._greedy_sampler()  # llama.cpp's own: ban vision tokens, then argmax
-        self._logit_buf = self._np.empty(self._n_vocab, dtype=self._np.float32)
+        self._end_ids = sorted({i for i in self._token_ids(END_TOKENS)} | self._model_end_ids())
+        self._decoder = Decoder(self._llama_cpp, self._np, llama, self._token_ids(NEVER_GENERATED))
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
-        self._cancel: threading.Event | None = None  # the running async call's, while its prompt is evaluated
-        self._abort_cb = lc.ggml_abort_callback(
-            lambda _data: self._cancel is not None and self._cancel.is_set()
-        )
-        self._mtmd: Any = None
-        self._mctx: Any = None
         self.mmproj = os.fspath(mmproj) if mmproj is not None else None
+        self._vision: VisionContext | None = None
         self._resize: tuple[int, int, int] | None = None  # (factor, min_pixels, max_pixels)
         self._loaded_from: dict[str, Any] | None = None  # what from_gguf loaded (see identity)
         if self.mmproj is not None:
-            self._init_mmproj(image_min_pixels, image_max_pixels)
+            try:
+                self._vision = VisionContext(
+                    llama, self.mmproj, min_pixels=image_min_pixels, max_pixels=image_max_pixels,
+                    verbose=verbose, model_name=self.model_name,
+                )  # fmt: skip
+            except BaseException:
+                self._decoder.close()
+                raise
+            self._resize = self._vision.resize
         elif self.default_profile() == "guardreasoner-vl":
             log.warning("no mmproj given for %s: requests with images will fail", self.model_name)
 
@@ -233,57 +201,13 @@ class LlamaCppBackend(Backend):
         }
         return backend
 
-    def _init_mmproj(self, min_pixels: int | None, max_pixels: int | None) -> None:
-        from guardrail.export.gguf import read_gguf_metadata
-
-        mtmd = require("llama_cpp.mtmd_cpp", extra=_EXTRA, package="llama-cpp-python", feature="images")
-        path = self.mmproj
-        if not os.path.isfile(path):
-            raise ConfigurationError(f"no mmproj file at {path}")
-        meta = read_gguf_metadata(path, "clip.")
-        projector = str(meta.get("clip.projector_type", ""))
-        lo = hi = 0
-        if projector in _QWEN_PROJECTORS:
-            factor = int(meta.get("clip.vision.patch_size", 14)) * int(
-                meta.get("clip.vision.spatial_merge_size", 2)
-            )
-            lo = int(min_pixels or meta.get("clip.vision.image_min_pixels") or QWEN25VL_MIN_PIXELS)
-            hi = int(max_pixels or meta.get("clip.vision.image_max_pixels") or QWEN25VL_MAX_PIXELS)
-            if not 0 < lo <= hi:
-                raise ConfigurationError(f"bad image pixel bounds: min {lo}, max {hi}")
-            self._resize = (factor, lo, hi)
-        elif min_pixels or max_pixels:
-            raise ConfigurationError(
-                f"image pixel bounds are supported for Qwen-VL projectors, not {projector!r}"
-            )
-        _install_mtmd_log(mtmd)
-        params = mtmd.mtmd_context_params_default()
-        params.use_gpu = bool(getattr(getattr(self.llama, "model_params", None), "n_gpu_layers", 0))
-        params.print_timings = self.verbose
-        params.n_threads = int(getattr(self.llama, "n_threads", 0) or os.cpu_count() or 1)
-        params.warmup = False  # a warm-up image of the largest size costs seconds on a CPU
-        params.flash_attn_type = self._llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        if self._resize is not None:
-            factor, lo, hi = self._resize
-            # llama.cpp re-checks the size against its own bounds: make ours pass unchanged
-            params.image_min_tokens = max(1, lo // (factor * factor))
-            params.image_max_tokens = max(1, math.ceil(hi / (factor * factor)))
-        ctx = mtmd.mtmd_init_from_file(path.encode(), self.llama.model, params)
-        if not ctx:
-            raise BackendError(f"cannot load mmproj {path} for model {self.model_name}", retryable=False)
-        if not mtmd.mtmd_support_vision(ctx):
-            mtmd.mtmd_free(ctx)
-            raise ConfigurationError(f"{path} has no vision encoder")
-        self._mtmd, self._mctx = mtmd, ctx
-
     def identity(self) -> dict[str, Any] | None:
         """The GGUF files, image bounds and ``llama_cpp.Llama`` options of :meth:`from_gguf`;
         ``None`` (this instance only) for a ``Llama`` object wrapped directly."""
         return self._loaded_from
 
     def default_profile(self) -> str | None:
-        arch = (getattr(self.llama, "metadata", None) or {}).get("general.architecture")
-        return _ARCH_PROFILES.get(arch or "")
+        return profile_for_gguf_architecture(architecture(getattr(self.llama, "metadata", None)))
 
     @property
     def n_ctx(self) -> int:
@@ -291,9 +215,9 @@ class LlamaCppBackend(Backend):
 
     @property
     def supports_images(self) -> bool:
-        return self._mctx is not None
+        return self._vision is not None
 
-    # ------------------------------------------------------------------------ encoding
+    # --------------------------------------------------------------------- vocabulary
     def _token_ids(self, names: Sequence[str]) -> list[int]:
         out = []
         for n in names:
@@ -332,69 +256,60 @@ class LlamaCppBackend(Backend):
             n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
-    def _greedy_sampler(self) -> Any:
-        lc = self._llama_cpp
-        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-        if self._suppress.size:
-            bias = (lc.llama_logit_bias * int(self._suppress.size))()
-            for i, token in enumerate(self._suppress.tolist()):
-                bias[i].token, bias[i].bias = token, float("-inf")
-            lc.llama_sampler_chain_add(
-                chain, lc.llama_sampler_init_logit_bias(self._n_vocab, len(bias), bias)
-            )
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
-        return chain
-
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         """Token ids back to text (special tokens rendered only when ``special``)."""
         return b"".join(self._piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")
 
+    # ------------------------------------------------------------------------ encoding
     def encode(self, prompt: RenderedPrompt) -> EncodedPrompt:
         """How ``prompt`` enters the model (for inspection and tests; images are preprocessed)."""
         with self._lock:
             self._check_open()
-            parts = self._encode(prompt)
-            try:
-                return self._describe(parts)
-            finally:
-                self._free(parts)
+            with self._encoded(prompt) as parts:
+                out: list[tuple[int, ...] | ImageTokens] = []
+                text: list[str] = []
+                for p in parts:
+                    if isinstance(p, EncodedImage):
+                        out.append(p.info)
+                        text.append(IMAGE_PAD)
+                    else:
+                        out.append(p)
+                        text.append(self.detokenize(p, special=True))
+                return EncodedPrompt(parts=tuple(out), text="".join(text))
 
-    def _describe(self, parts: list[tuple[int, ...] | _Image]) -> EncodedPrompt:
-        out: list[tuple[int, ...] | ImageTokens] = []
-        text: list[str] = []
-        for p in parts:
-            if isinstance(p, _Image):
-                out.append(p.info)
-                text.append(_IMAGE_MARKER)
-            else:
-                out.append(p)
-                text.append(self.detokenize(p, special=True))
-        return EncodedPrompt(parts=tuple(out), text="".join(text))
-
-    def _encode(self, prompt: RenderedPrompt) -> list[tuple[int, ...] | _Image]:
-        """Token runs and images (with their mtmd chunks: free them with :meth:`_free`)."""
-        parts: list[tuple[int, ...] | _Image] = []
-        run: list[int] = []
-        if prompt.add_bos:
-            bos = int(self._llama_cpp.llama_vocab_bos(self._vocab))
-            if bos >= 0:
-                run.append(bos)
+    @contextlib.contextmanager
+    def _encoded(self, prompt: RenderedPrompt) -> Iterator[Parts]:
+        """:meth:`_encode`, the images' chunks freed on leaving."""
+        parts = self._encode(prompt)
         try:
-            for part in prompt.parts:
-                if isinstance(part, str):
-                    run.extend(self._encode_text(part))
-                elif isinstance(part, Special):
-                    run.append(self._special_id(part.token))
-                elif isinstance(part, ImageSlot):
-                    image = self._image(prompt.images[part.index], part.index)
-                    for kind, value in self._image_parts(image):
-                        if kind == "tokens":
-                            run.extend(value)
-                        else:
-                            if run:
-                                parts.append(tuple(run))
-                                run = []
-                            parts.append(value)
+            yield parts
+        finally:
+            self._free(parts)
+
+    def _encode(self, prompt: RenderedPrompt) -> Parts:
+        """Token runs and images (with their mtmd chunks: free them with :meth:`_free`). Text
+        is tokenized as plain text, template special tokens by name, and each image slot
+        becomes mtmd's ``<|vision_start|>`` + embeddings + ``<|vision_end|>``."""
+        parts: Parts = []
+        run: list[int] = []
+        bos = int(self._llama_cpp.llama_vocab_bos(self._vocab))
+        try:
+            for piece in prompt_tokens(
+                prompt, self._encode_text, self._special_id, bos if bos >= 0 else None
+            ):
+                if not isinstance(piece, ImageSlot):
+                    run.extend(piece)
+                    continue
+                vision = self._vision_context()
+                image = vision.encode(prompt.images[piece.index], piece.index)
+                for kind, value in vision.parts(image):
+                    if kind == "tokens":
+                        run.extend(value)
+                    else:
+                        if run:
+                            parts.append(tuple(run))
+                            run = []
+                        parts.append(value)
         except BaseException:
             self._free(parts)
             raise
@@ -402,149 +317,50 @@ class LlamaCppBackend(Backend):
             parts.append(tuple(run))
         return parts
 
-    def _image(self, image: Any, index: int) -> _Image:
-        if self._mctx is None:
+    def _vision_context(self) -> VisionContext:
+        if self._vision is None:
             raise BackendError(
                 "this llama.cpp backend has no mmproj, so it cannot read images; "
                 "load it with mmproj=PATH (guardrail export gguf writes mmproj-*.gguf)",
                 retryable=False,
             )
-        mtmd = self._mtmd
-        image = image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
-        if self._resize is not None:
-            factor, lo, hi = self._resize
-            height, width = qwen_smart_resize(image.height, image.width, factor, lo, hi)
-            if (width, height) != image.size:
-                from PIL import Image
-
-                image = image.resize((width, height), Image.Resampling.BICUBIC)
-        data = image.tobytes()
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, buf)
-        if not bitmap:
-            raise BackendError(f"llama.cpp could not take image {index}", retryable=False)
-        chunks = mtmd.mtmd_input_chunks_init()
-        try:
-            part = mtmd.mtmd_input_part(text=None, bitmap=bitmap)
-            parts = (ctypes.POINTER(mtmd.mtmd_input_part) * 1)(ctypes.pointer(part))
-            rc = mtmd.mtmd_tokenize_from_parts(self._mctx, chunks, parts, 1, False)
-        finally:
-            mtmd.mtmd_bitmap_free(bitmap)
-        if rc != 0:
-            mtmd.mtmd_input_chunks_free(chunks)
-            raise BackendError(f"llama.cpp could not preprocess image {index} (error {rc})", retryable=False)
-        n_tokens = n_pos = 0
-        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-            if mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                n_tokens += int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
-                n_pos += int(mtmd.mtmd_input_chunk_get_n_pos(chunk))
-        info = ImageTokens(
-            index=index, n_tokens=n_tokens, n_pos=n_pos, width=image.width, height=image.height
-        )
-        return _Image(info=info, chunks=chunks)
-
-    def _image_parts(self, image: _Image):
-        """(``"tokens"``, ids) for mtmd's text chunks (the vision start/end tokens) and
-        (``"image"``, image) once, where its embeddings go."""
-        mtmd = self._mtmd
-        placed = False
-        for i in range(mtmd.mtmd_input_chunks_size(image.chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(image.chunks, i)
-            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                n = ctypes.c_size_t()
-                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                yield "tokens", [int(ptr[j]) for j in range(n.value)]
-            elif not placed:
-                placed = True
-                yield "image", image
+        return self._vision
 
     def _free(self, parts: Sequence[Any]) -> None:
-        for p in parts:
-            if isinstance(p, _Image) and p.chunks:
-                self._mtmd.mtmd_input_chunks_free(p.chunks)
-                p.chunks = None
+        if self._vision is not None:
+            self._vision.free(parts)
 
-    # ------------------------------------------------------------------------ decoding
-    def _fill_batch(self, piece: Sequence[int], pos: int, *, all_logits: bool) -> None:
-        """Load ``piece`` into the llama batch at positions ``pos``… of sequence 0."""
-        batch = self._batch
-        batch.n_tokens = len(piece)
-        flag = 1 if all_logits else 0
-        for i, tok in enumerate(piece):
-            batch.token[i] = tok
-            batch.pos[i] = pos + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = flag
-
-    def _decode_tokens(self, tokens: Sequence[int], pos: int, *, logits_last: bool) -> None:
-        lc, batch = self._llama_cpp, self._batch
-        for start in range(0, len(tokens), self._n_batch):
-            piece = tokens[start : start + self._n_batch]
-            self._fill_batch(piece, pos + start, all_logits=False)
-            if logits_last and start + len(piece) == len(tokens):
-                batch.logits[len(piece) - 1] = 1
-            rc = lc.llama_decode(self.llama.ctx, batch)
-            if rc != 0:
-                if rc == 2 or self._cancelled():
-                    raise _Cancelled
-                raise BackendError(f"llama_decode failed (code {rc})", retryable=False)
-
-    def _prefill(
-        self, parts: list[tuple[int, ...] | _Image], cancel: threading.Event | None
-    ) -> tuple[int, int]:
+    def _prefill(self, parts: Parts, cancel: threading.Event | None) -> tuple[int, int]:
         """Evaluate the prompt from an empty context; return (next position, cells used)."""
-        lc = self._llama_cpp
-        ctx = self.llama.ctx
-        lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
-        self.llama.n_tokens = 0  # the Llama object's own prompt cache no longer matches
-        if not parts or isinstance(parts[-1], _Image):
+        decoder = self._decoder
+        decoder.clear()
+        if not parts or isinstance(parts[-1], EncodedImage):
             raise BackendError("a prompt must end with text", retryable=False)
         pos = used = 0
-        if cancel is not None:  # lets a cancelled call stop inside a long prompt
-            self._cancel = cancel
-            lc.llama_set_abort_callback(ctx, self._abort_cb, None)
-        try:
+        with decoder.abortable(cancel):  # lets a cancelled call stop inside a long prompt
             for k, p in enumerate(parts):
-                if self._cancelled():
-                    raise _Cancelled
-                if isinstance(p, _Image):
-                    mtmd = self._mtmd
-                    for i in range(mtmd.mtmd_input_chunks_size(p.chunks)):
-                        chunk = mtmd.mtmd_input_chunks_get(p.chunks, i)
-                        if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                            continue  # its vision start/end tokens are in the neighbouring runs
-                        new_pos = lc.llama_pos(0)
-                        rc = mtmd.mtmd_helper_eval_chunk_single(
-                            self._mctx, ctx, chunk, pos, 0, self._n_batch, False, ctypes.byref(new_pos)
-                        )
-                        if rc != 0:
-                            if self._cancelled():
-                                raise _Cancelled
-                            raise BackendError(
-                                f"llama.cpp failed on image {p.info.index} (code {rc})", retryable=False
-                            )
-                        pos = int(new_pos.value)
+                if decoder.cancelled():
+                    raise Cancelled
+                if isinstance(p, EncodedImage):
+                    vision = self._vision_context()
+                    pos = vision.evaluate(p, self.llama.ctx, pos, decoder.n_batch, decoder.cancelled)
                     used += p.info.n_tokens
                 else:
-                    self._decode_tokens(p, pos, logits_last=k == len(parts) - 1)
+                    decoder.decode(p, pos, logits_last=k == len(parts) - 1)
                     pos += len(p)
                     used += len(p)
-        finally:
-            if cancel is not None:
-                lc.llama_set_abort_callback(ctx, lc.ggml_abort_callback(), None)
-                self._cancel = None
         return pos, used
 
-    def _cancelled(self) -> bool:
-        return self._cancel is not None and self._cancel.is_set()
-
-    def _logits(self) -> Any:
-        """A copy of the last position's logits (float32, n_vocab)."""
-        ptr = self._llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        ctypes.memmove(self._logit_buf.ctypes.data, ptr, self._logit_buf.nbytes)
-        return self._logit_buf.copy()
+    def _check_fits(self, parts: Parts, labels: int | None = None) -> None:
+        """Raise unless the prompt (and ``labels`` more tokens, in fast mode) fits the context."""
+        n = sum(p.info.n_tokens if isinstance(p, EncodedImage) else len(p) for p in parts)
+        if n + (labels or 0) >= self._n_ctx:
+            what = "the prompt takes" if labels is None else "the prompt and its labels take"
+            raise BackendError(
+                f"{what} {n + (labels or 0)} tokens but the context holds {self._n_ctx}; "
+                "load the model with a larger n_ctx (or smaller images)",
+                retryable=False,
+            )
 
     # ---------------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
@@ -568,8 +384,7 @@ class LlamaCppBackend(Backend):
     ) -> list[Generation]:
         if options.max_new_tokens < 1:
             raise ConfigurationError("max_new_tokens must be at least 1")
-        np = self._np
-        rng = None if options.greedy else np.random.default_rng(options.seed)
+        rng = None if options.greedy else self._np.random.default_rng(options.seed)
         out: list[Generation] = []
         timer = None
         timed_out = threading.Event()
@@ -592,7 +407,7 @@ class LlamaCppBackend(Backend):
                     self._check_open()
                     try:
                         out.append(self._generate_one(prompt, options, rng, cancel))
-                    except _Cancelled:
+                    except Cancelled:
                         if not timed_out.is_set():
                             return out  # the caller went away
                         error = BackendTimeoutError(f"generation did not finish within {options.timeout_s}s")
@@ -609,24 +424,19 @@ class LlamaCppBackend(Backend):
     def _generate_one(
         self, prompt: RenderedPrompt, options: GenerationOptions, rng: Any, cancel: threading.Event | None
     ) -> Generation:
-        parts = self._encode(prompt)
-        try:
-            n_prompt = sum(p.info.n_tokens if isinstance(p, _Image) else len(p) for p in parts)
-            if n_prompt >= self._n_ctx:
-                raise BackendError(
-                    f"the prompt takes {n_prompt} tokens but the context holds {self._n_ctx}; "
-                    "load the model with a larger n_ctx (or smaller images)",
-                    retryable=False,
-                )
+        with self._encoded(prompt) as parts:
+            self._check_fits(parts)
             pos, used = self._prefill(parts, cancel)
-        finally:
-            self._free(parts)
         return self._decode_loop(pos, used, options, rng, cancel, prompt)
 
     def _decode_loop(
         self, pos: int, used: int, options: GenerationOptions, rng: Any, cancel: threading.Event | None,
         prompt: RenderedPrompt | None = None,
     ) -> Generation:  # fmt: skip
+        """Generate after the evaluated prompt: end-of-turn tokens end the output (and count),
+        banned tokens are never picked, a stop string ends it after the token that completes
+        it (with ``answer_end``, only one that ends the model's own answer), and
+        ``max_new_tokens`` or a full context end it with ``"length"``."""
         ends = set(self._end_ids)
         stops = tuple(s for s in options.stop if s)
         window = max((len(s.encode("utf-8")) for s in stops), default=0) + 64
@@ -636,11 +446,11 @@ class LlamaCppBackend(Backend):
         reason = "length"
         while len(tokens) < options.max_new_tokens:
             if cancel is not None and cancel.is_set():
-                raise _Cancelled
+                raise Cancelled
             if rng is None:  # greedy, in C: no copy of the logits per token
-                token = int(self._llama_cpp.llama_sampler_sample(self._greedy, self.llama.ctx, -1))
+                token = int(self._llama_cpp.llama_sampler_sample(self._decoder.greedy, self.llama.ctx, -1))
             else:
-                token = self._pick(self._logits(), options, rng)
+                token = sample(self._np, self._decoder.logits(), self._decoder.banned, options, rng)
             tokens.append(token)
             if token in ends:
                 reason = "stop"
@@ -661,60 +471,36 @@ class LlamaCppBackend(Backend):
                     break
             if len(tokens) >= options.max_new_tokens or used >= self._n_ctx:
                 break  # "length": nothing more is evaluated
-            self._decode_tokens([token], pos, logits_last=True)
+            self._decoder.decode([token], pos, logits_last=True)
             pos += 1
             used += 1
         text = b"".join(pieces).decode("utf-8", errors="replace")
         return Generation(text=text, output_tokens=len(tokens), finish_reason=reason)
-
-    def _pick(self, logits: Any, options: GenerationOptions, rng: Any) -> int:
-        """Sample a token: temperature, then top-p (nucleus), vision tokens banned."""
-        np = self._np
-        if self._suppress.size:
-            logits[self._suppress] = -np.inf
-        scaled = logits.astype(np.float64) / options.temperature
-        probs = np.exp(scaled - scaled.max())
-        probs /= probs.sum()
-        if options.top_p < 1.0:
-            order = np.argsort(-probs, kind="stable")
-            cum = np.cumsum(probs[order])
-            keep = cum - probs[order] < options.top_p  # smallest set reaching top_p
-            keep[0] = True
-            mask = np.zeros_like(probs, dtype=bool)
-            mask[order[keep]] = True
-            probs = np.where(mask, probs, 0.0)
-            probs /= probs.sum()
-        return int(rng.choice(probs.size, p=probs))
 
     # ----------------------------------------------------------------------- scoring
     def token_logprobs(self, prompt: RenderedPrompt, continuation: Sequence[int] = ()) -> Any:
         """Log-probabilities over the vocabulary for the next token after ``prompt``, then after
         each token of ``continuation`` (fed in order): a ``numpy`` array of shape
         ``(len(continuation) + 1, n_vocab)``. Raw model distributions (no token suppressed)."""
-        np = self._np
         with self._lock:
             self._check_open()
-            parts = self._encode(prompt)
-            try:
+            with self._encoded(prompt) as parts:
                 pos, _ = self._prefill(parts, None)
-            finally:
-                self._free(parts)
             rows = []
             for i in range(len(continuation) + 1):
-                logits = self._logits().astype(np.float64)
-                m = logits.max()
-                rows.append(logits - m - np.log(np.exp(logits - m).sum()))
+                rows.append(log_softmax(self._np, self._decoder.logits()))
                 if i < len(continuation):
-                    self._decode_tokens([int(continuation[i])], pos, logits_last=True)
+                    self._decoder.decode([int(continuation[i])], pos, logits_last=True)
                     pos += 1
-            return np.stack(rows)
+            return self._np.stack(rows)
 
     supports_scoring = True
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         """Log-probabilities of each request's continuations after prompt + forced answer,
-        teacher-forced (see the module docstring). Per-item failures (a prompt longer than the
-        context, an unusable image) are returned in the item's ``error``."""
+        teacher-forced: the prompt is evaluated once, then the continuations' token trie is
+        walked on the same context. Per-item failures (a prompt longer than the context, an
+        unusable image) are returned in the item's ``error``."""
         out: list[ScoreResult] = []
         for request in requests:
             with self._lock:
@@ -726,83 +512,12 @@ class LlamaCppBackend(Backend):
         return out
 
     def _score_one(self, request: ScoreRequest) -> list[float]:
-        prompt = request.prompt
-        parts_in = merge_text([*prompt.parts, request.prefix])
-        trie = build_trie(self._continuation_tokens(parts_in, request.continuations))
-        parts = self._encode(_with_parts(prompt, parts_in))
-        try:
-            n_prompt = sum(p.info.n_tokens if isinstance(p, _Image) else len(p) for p in parts)
-            depth = max(trie.depths, default=0)
-            if n_prompt + depth >= self._n_ctx:
-                raise BackendError(
-                    f"the prompt and its labels take {n_prompt + depth} tokens but the context holds "
-                    f"{self._n_ctx}; load the model with a larger n_ctx (or smaller images)",
-                    retryable=False,
-                )
+        prompt = forced_prompt(request.prompt, request.prefix)
+        trie = continuation_trie(prompt, request.continuations, self._encode_text, self._encode_text_uncached)
+        with self._encoded(prompt) as parts:
+            self._check_fits(parts, max(trie.depths, default=0))
             pos, _ = self._prefill(parts, None)
-        finally:
-            self._free(parts)
-        rows = {-1: self._logprob_row(self._logits())}  # node -> log-softmax of the logits after it
-        children: dict[int, list[int]] = {}
-        for node, parent in enumerate(trie.parents):
-            children.setdefault(parent, []).append(node)
-        self._walk(trie, children, -1, pos, rows)
-        values = []
-        for path in trie.paths:
-            values.append(float(sum(rows[trie.parents[n]][trie.tokens[n]] for n in path)))
-        return values
-
-    def _continuation_tokens(
-        self, parts: Sequence[Any], continuations: Sequence[str]
-    ) -> list[tuple[int, ...]]:
-        """Each continuation's tokens as the model sees them after the text run it follows
-        (tokenized together with that run, as the whole answer would be)."""
-        last = parts[-1] if parts and isinstance(parts[-1], str) else ""
-        base = self._encode_text(last) if last else ()
-        encode = self._encode_text if len(last) < 512 else self._encode_text_uncached
-        out = []
-        for continuation in continuations:
-            joint = encode(last + continuation)
-            out.append(joint[len(base) :] if joint[: len(base)] == base else self._encode_text(continuation))
-        return out
-
-    def _walk(self, trie: TokenTrie, children: dict[int, list[int]], node: int, pos: int, rows: dict) -> None:
-        """Evaluate every chain of tokens below ``node`` whose logits a candidate needs."""
-        lc = self._llama_cpp
-        memory = lc.llama_get_memory(self.llama.ctx)
-        for child in children.get(node, []):
-            if child not in children:
-                continue  # a leaf: its probability comes from its parent's logits
-            chain = [child]
-            while len(children.get(chain[-1], [])) == 1 and children[chain[-1]][0] in children:
-                chain.append(children[chain[-1]][0])
-            lc.llama_memory_seq_rm(memory, 0, pos, -1)  # drop the previous branch
-            for i, logits in enumerate(self._decode_all([trie.tokens[n] for n in chain], pos)):
-                rows[chain[i]] = self._logprob_row(logits)
-            self._walk(trie, children, chain[-1], pos + len(chain), rows)
-
-    def _decode_all(self, tokens: Sequence[int], pos: int) -> list[Any]:
-        """Evaluate ``tokens`` from ``pos`` and return the logits after each (copies)."""
-        lc, batch, np = self._llama_cpp, self._batch, self._np
-        out = []
-        for start in range(0, len(tokens), self._n_batch):
-            piece = tokens[start : start + self._n_batch]
-            self._fill_batch(piece, pos + start, all_logits=True)
-            rc = lc.llama_decode(self.llama.ctx, batch)
-            if rc != 0:
-                raise BackendError(f"llama_decode failed (code {rc})", retryable=False)
-            for i in range(len(piece)):
-                ptr = lc.llama_get_logits_ith(self.llama.ctx, i)
-                row = np.empty(self._n_vocab, dtype=np.float32)
-                ctypes.memmove(row.ctypes.data, ptr, row.nbytes)
-                out.append(row)
-        return out
-
-    def _logprob_row(self, logits: Any) -> Any:
-        np = self._np
-        values = logits.astype(np.float64)
-        top = values.max()
-        return values - top - np.log(np.exp(values - top).sum())
+        return trie_logprobs(self._decoder, trie, pos)
 
     # ------------------------------------------------------------------------ cleanup
     def _check_open(self) -> None:
@@ -815,69 +530,11 @@ class LlamaCppBackend(Backend):
             if self._closed:
                 return
             self._closed = True
-            if self._mctx is not None:
-                self._mtmd.mtmd_free(self._mctx)
-                self._mctx = None
-            self._llama_cpp.llama_batch_free(self._batch)
-            self._llama_cpp.llama_sampler_free(self._greedy)
+            if self._vision is not None:
+                self._vision.close()
+            self._decoder.close()
             if self._close_llama:
                 self.llama.close()
-
-
-def _with_parts(prompt: RenderedPrompt, parts: Sequence[Any]) -> RenderedPrompt:
-    import dataclasses
-
-    return dataclasses.replace(prompt, parts=tuple(parts))
-
-
-def qwen_smart_resize(
-    height: int, width: int, factor: int, min_pixels: int, max_pixels: int
-) -> tuple[int, int]:
-    """Qwen2-VL's image size rule (transformers ``smart_resize``): both sides multiples of
-    ``factor``, area within bounds, aspect ratio kept. Python's rounding (half to even) is part
-    of the rule: llama.cpp's C++ rounding differs at exact halves.
-
-    >>> qwen_smart_resize(48, 64, 28, 784, 12544)
-    (56, 56)
-    """
-    if max(height, width) / min(height, width) > 200:
-        raise BackendError(f"image aspect ratio {width}x{height} is over 200", retryable=False)
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-_MTMD_LOG: Any = None
-_GGML_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-
-
-def _install_mtmd_log(mtmd: Any) -> None:
-    """Send llama.cpp's multimodal log to the ``guardrail.llamacpp`` logger (silent unless the
-    app configures logging) instead of stderr."""
-    global _MTMD_LOG
-    if _MTMD_LOG is not None:
-        return
-    llama_cpp = require("llama_cpp", extra=_EXTRA, package="llama-cpp-python")
-    last = [logging.DEBUG]
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, _user_data: Any) -> None:
-        lvl = _GGML_LEVELS.get(level, last[0])  # 5 = continuation of the previous line
-        last[0] = lvl
-        if log.isEnabledFor(lvl):
-            log.log(lvl, "%s", text.decode("utf-8", errors="replace").rstrip("\n"))
-
-    mtmd.mtmd_log_set(callback, ctypes.c_void_p(0))
-    mtmd.mtmd_helper_log_set(callback, ctypes.c_void_p(0))
-    _MTMD_LOG = callback
 
 
 def from_llamacpp(llama: Any, mmproj: str | os.PathLike[str] | None = None, **kwargs: Any) -> LlamaCppBackend:

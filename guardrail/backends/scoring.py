@@ -11,10 +11,15 @@ log-probability is the sum over its nodes of log P(node token | prompt, ancestor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["TokenTrie", "build_trie"]
+from guardrail.profiles.base import RenderedPrompt, merge_text
+
+__all__ = ["TokenTrie", "build_trie", "continuation_trie", "forced_prompt"]
+
+Encode = Callable[[str], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,31 @@ def build_trie(sequences: Sequence[Sequence[int]]) -> TokenTrie:
             node = child
         paths.append(tuple(path))
     return TokenTrie(tuple(tokens), tuple(parents), tuple(depths), tuple(paths))
+
+
+def forced_prompt(prompt: RenderedPrompt, prefix: str) -> RenderedPrompt:
+    """``prompt`` followed by the forced answer start ``prefix`` (merged into its last text run)."""
+    return dataclasses.replace(prompt, parts=tuple(merge_text([*prompt.parts, prefix])))
+
+
+def continuation_trie(
+    prompt: RenderedPrompt, continuations: Sequence[str], encode: Encode, encode_uncached: Encode
+) -> TokenTrie:
+    """The trie of each continuation's tokens as the model sees them after ``prompt``.
+
+    A continuation is tokenized together with the text run it follows (the prompt's last part),
+    as the model would have seen the whole answer, and the tokens after the run's own are kept;
+    where the boundary merged into one token, it is tokenized apart instead. ``encode`` may
+    cache: the run is the template's short answer start for chat profiles (the same every
+    time), while raw-text profiles end with the whole prompt (unique: runs of 512 characters or
+    more go through ``encode_uncached``, so they do not fill the cache).
+    """
+    parts = prompt.parts
+    last = parts[-1] if parts and isinstance(parts[-1], str) else ""
+    base = tuple(encode(last)) if last else ()
+    joint_encode = encode if len(last) < 512 else encode_uncached
+    sequences = []
+    for continuation in continuations:
+        joint = tuple(joint_encode(last + continuation))
+        sequences.append(joint[len(base) :] if joint[: len(base)] == base else tuple(encode(continuation)))
+    return build_trie(sequences)

@@ -18,7 +18,6 @@ benign text. The tests check both against the processor's own output.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import threading
@@ -27,19 +26,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
-from guardrail.backends.scoring import TokenTrie, build_trie
+from guardrail.backends.base import (
+    Backend,
+    Generation,
+    GenerationOptions,
+    ScoreRequest,
+    ScoreResult,
+    prompt_tokens,
+)
+from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
-from guardrail.profiles import profile_for_model_type
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special, merge_text
+from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_model_type
+from guardrail.profiles.base import ImageSlot, RenderedPrompt
+from guardrail.profiles.guardreasoner_vl import IMAGE_PAD, VISION_END, VISION_START
 
 __all__ = ["TransformersBackend", "from_transformers"]
 
 _EXTRA = "transformers"
-# Tokens a guard must never generate (random test models like emitting them) and end-of-turn
-# tokens, looked up by name so the same code serves Qwen and Llama vocabularies.
-_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>")
 
 
 class TransformersBackend(Backend):
@@ -64,16 +67,16 @@ class TransformersBackend(Backend):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self._pad_id = tok.pad_token_id
-        self._end_ids = self._token_ids(_END_TOKENS)
+        self._end_ids = self._token_ids(END_TOKENS)
         for ids in (getattr(model.generation_config, "eos_token_id", None), tok.eos_token_id):
             for i in ids if isinstance(ids, (list, tuple)) else [ids]:
                 if i is not None and i not in self._end_ids:
                     self._end_ids.append(int(i))
-        self._suppress_ids = self._token_ids(_VISION_TOKENS)
+        self._suppress_ids = self._token_ids(NEVER_GENERATED)
         # Qwen2.5-VL computes its 3D (M-RoPE) positions of image tokens from `mm_token_type_ids`
         # (1 = image token, as the processor marks them); without it transformers falls back to
         # text positions, which is not what the model was trained with.
-        self._image_pad_id = self._token_ids(("<|image_pad|>",))
+        self._image_pad_id = self._token_ids((IMAGE_PAD,))
         self._wants_mm_types = _accepts(model, "mm_token_type_ids")
         self._special_cache: dict[str, int] = {}
         # Template text (the system prompt above all) repeats on every call: remember its ids.
@@ -178,18 +181,14 @@ class TransformersBackend(Backend):
             pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
             merge = int(getattr(self.image_processor, "merge_size", 2))
         ids: list[int] = []
-        if prompt.add_bos and tok.bos_token_id is not None:
-            ids.append(tok.bos_token_id)
-        for part in prompt.parts:
-            if isinstance(part, str):
-                ids.extend(self._encode_text(part))
-            elif isinstance(part, Special):
-                ids.append(self._special_id(part.token))
-            elif isinstance(part, ImageSlot):
-                n = int(grid[part.index].prod()) // (merge * merge)
-                ids.append(self._special_id("<|vision_start|>"))
-                ids.extend([self._special_id("<|image_pad|>")] * n)
-                ids.append(self._special_id("<|vision_end|>"))
+        for piece in prompt_tokens(prompt, self._encode_text, self._special_id, tok.bos_token_id):
+            if isinstance(piece, ImageSlot):
+                n = int(grid[piece.index].prod()) // (merge * merge)
+                ids.append(self._special_id(VISION_START))
+                ids.extend([self._special_id(IMAGE_PAD)] * n)
+                ids.append(self._special_id(VISION_END))
+            else:
+                ids.extend(piece)
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
@@ -355,23 +354,11 @@ class TransformersBackend(Backend):
         return [r for r in results if r is not None]
 
     def _encode_scoring(self, request: ScoreRequest) -> tuple[tuple[list[int], Any, Any], TokenTrie]:
-        parts = merge_text([*request.prompt.parts, request.prefix])
-        encoded = self.encode(dataclasses.replace(request.prompt, parts=tuple(parts)))
-        # Tokenize each continuation together with the text run it follows, as the model would
-        # have seen the whole answer, and keep the tokens after the run's own.
-        last = parts[-1] if parts and isinstance(parts[-1], str) else ""
-        base = self._encode_text(last) if last else ()
-        # The run is the template's short answer start for chat profiles (the same every time:
-        # cache it); raw-text profiles end with the whole prompt (unique: do not fill the cache).
-        encode = self._encode_text if len(last) < 512 else self._encode_text_uncached
-        sequences = []
-        for continuation in request.continuations:
-            joint = encode(last + continuation)
-            if joint[: len(base)] == base:
-                sequences.append(joint[len(base) :])
-            else:  # the boundary merged into one token: fall back to tokenizing apart
-                sequences.append(self._encode_text(continuation))
-        return encoded, build_trie(sequences)
+        prompt = forced_prompt(request.prompt, request.prefix)
+        encoded = self.encode(prompt)
+        return encoded, continuation_trie(
+            prompt, request.continuations, self._encode_text, self._encode_text_uncached
+        )
 
     def _score_tree(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
         torch = self._torch
@@ -428,7 +415,7 @@ class TransformersBackend(Backend):
         rope = getattr(getattr(self.model, "model", None), "get_rope_index", None)
         if rope is None:
             raise BackendError("this model takes images but has no get_rope_index", retryable=False)
-        mm = (input_ids == self._special_id("<|image_pad|>")).to(torch.int) * prompt_mask
+        mm = (input_ids == self._special_id(IMAGE_PAD)).to(torch.int) * prompt_mask
         positions, _ = rope(input_ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=prompt_mask)
         positions = positions.clone()
         for row, ((ids, _, _), trie) in enumerate(rows):

@@ -35,6 +35,8 @@ import os
 import sys
 from pathlib import Path
 
+from guardrail.gguf_metadata import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -126,10 +128,7 @@ def _add_vision_pixels(base, min_pixels: int, max_pixels: int) -> None:
         original(self)
         if not getattr(self, "has_vision_encoder", False):
             return
-        for key, value in (
-            ("clip.vision.image_min_pixels", min_pixels),
-            ("clip.vision.image_max_pixels", max_pixels),
-        ):
+        for key, value in ((IMAGE_MIN_PIXELS, min_pixels), (IMAGE_MAX_PIXELS, max_pixels)):
             if not any(key in kv for kv in self.gguf_writer.kv_data):
                 self.gguf_writer.add_uint32(key, int(value))
 

@@ -49,6 +49,7 @@ from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError, ExportError, MissingDependencyError
+from guardrail.gguf_metadata import read_gguf_metadata  # re-exported: its home is guardrail.gguf_metadata
 
 __all__ = [
     "QUANT_TYPES",
@@ -487,26 +488,3 @@ def find_gguf_files(path: str | os.PathLike[str], mmproj: str | os.PathLike[str]
             raise ConfigurationError(f"no mmproj file at {mmproj}")
     quant = path.stem.rsplit("-", 1)[-1].lower()
     return GGUFFiles(model=path, mmproj=mmproj, quant=quant if quant in QUANT_TYPES else "unknown")
-
-
-def read_gguf_metadata(path: str | os.PathLike[str], prefix: str = "") -> dict[str, Any]:
-    """Scalar and string metadata of a GGUF file (arrays skipped), keys starting with ``prefix``.
-
-    Uses the ``gguf`` package (``llamacpp`` extra); reads the header only.
-    """
-    gguf = require("gguf", extra="llamacpp")
-    try:
-        reader = gguf.GGUFReader(os.fspath(path), "r")
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{path} is not a readable GGUF file: {exc}") from exc
-    out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if not key.startswith(prefix) or not field.types:
-            continue
-        if field.types[0] == gguf.GGUFValueType.ARRAY:
-            continue
-        try:
-            out[key] = field.contents()
-        except Exception:  # noqa: BLE001 - an odd field must not stop a metadata read
-            continue
-    return out

@@ -36,6 +36,7 @@ from guardrail.profiles.guardreasoner_vl import (
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 
 __all__ = [
+    "END_TOKENS",
     "GUARDREASONER_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
     "PROFILES",
@@ -43,6 +44,7 @@ __all__ = [
     "GuardReasonerVLProfile",
     "ImageSlot",
     "ModerationInput",
+    "NEVER_GENERATED",
     "ParsedOutput",
     "Profile",
     "RenderedPrompt",
@@ -53,6 +55,7 @@ __all__ = [
     "get_profile",
     "gold_label",
     "parse_user_text",
+    "profile_for_gguf_architecture",
     "profile_for_model_type",
 ]
 
@@ -61,12 +64,18 @@ PROFILES: dict[str, type[Profile]] = {
     GuardReasonerProfile.name: GuardReasonerProfile,
 }
 
-# Hugging Face `model_type` values -> profile name, for choosing a profile from a model's config.
-_MODEL_TYPES: dict[str, str] = {
-    "qwen2_5_vl": "guardreasoner-vl",
-    "qwen2_vl": "guardreasoner-vl",
-    "llama": "guardreasoner",
+# Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
+# lists the Hugging Face `model_type` and GGUF `general.architecture` values it serves.
+_MODEL_TYPES: dict[str, str] = {t: name for name, cls in PROFILES.items() for t in cls.model_types}
+_GGUF_ARCHITECTURES: dict[str, str] = {
+    a: name for name, cls in PROFILES.items() for a in cls.gguf_architectures
 }
+
+#: End-of-turn tokens of the built-in families (an output ends at any of them; a backend looks
+#: them up by name, so one table serves Qwen and Llama vocabularies).
+END_TOKENS: tuple[str, ...] = tuple(t for cls in PROFILES.values() for t in cls.end_tokens)
+#: Tokens no guard generates (the vision tokens): backends ban them while decoding.
+NEVER_GENERATED: tuple[str, ...] = tuple(t for cls in PROFILES.values() for t in cls.never_generated)
 
 DEFAULT_PROFILE = "guardreasoner-vl"
 
@@ -93,3 +102,8 @@ def profile_for_model_type(model_type: str | None, config: Mapping[str, Any] | N
     if config and isinstance(config.get("guardrail_profile"), str):
         return config["guardrail_profile"]
     return _MODEL_TYPES.get(model_type or "")
+
+
+def profile_for_gguf_architecture(architecture: str | None) -> str | None:
+    """The profile name for a GGUF ``general.architecture`` (None when unknown)."""
+    return _GGUF_ARCHITECTURES.get(architecture or "")

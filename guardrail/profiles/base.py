@@ -135,6 +135,16 @@ class Profile(ABC):
     answer_keys: ClassVar[Mapping[str, str]] = ANSWER_KEYS
     #: What follows the last label line of a complete answer (used to write fast-mode outputs).
     answer_suffix: ClassVar[str] = "\n"
+    #: The model family's tokens by name, as in its vocabulary (the one table that backends,
+    #: training and the test models read): the template's special tokens, the end-of-turn
+    #: tokens (an output ends at one) and the tokens a guard never generates.
+    special_tokens: ClassVar[tuple[str, ...]] = ()
+    end_tokens: ClassVar[tuple[str, ...]] = ()
+    never_generated: ClassVar[tuple[str, ...]] = ()
+    #: The models this profile serves: Hugging Face ``model_type`` values and GGUF
+    #: ``general.architecture`` values (see :func:`guardrail.profiles.profile_for_model_type`).
+    model_types: ClassVar[tuple[str, ...]] = ()
+    gguf_architectures: ClassVar[tuple[str, ...]] = ()
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")

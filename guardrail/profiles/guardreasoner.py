@@ -32,6 +32,10 @@ GUARDREASONER_INSTRUCTION = (
     "You must think step by step. Keep consistency between the reasoning and the Answers.\n"
 )
 
+BEGIN_OF_TEXT, END_OF_TEXT, EOT_ID = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
+#: Llama 3's template special tokens (the GuardReasoner prompt itself uses none but BOS).
+LLAMA3_SPECIAL_TOKENS = (BEGIN_OF_TEXT, END_OF_TEXT, EOT_ID, "<|start_header_id|>", "<|end_header_id|>")
+
 # An "Answers" heading at the start of a line: "Answers:", "# Answers:", "# Answers".
 _ANSWERS = re.compile(r"(?im)^[ \t#*]*Answers[ \t]*:?")
 # A whole "Answers" heading line: "Answers:", "# Answers:", "**Answers:**".
@@ -54,6 +58,10 @@ class GuardReasonerProfile(Profile):
     tasks: ClassVar[tuple[str, ...]] = ("request", "refusal", "response")
     supports_images: ClassVar[bool] = False
     default_max_new_tokens: ClassVar[int] = 2048
+    special_tokens: ClassVar[tuple[str, ...]] = LLAMA3_SPECIAL_TOKENS
+    end_tokens: ClassVar[tuple[str, ...]] = (EOT_ID, END_OF_TEXT)
+    model_types: ClassVar[tuple[str, ...]] = ("llama",)
+    gguf_architectures: ClassVar[tuple[str, ...]] = ("llama",)
 
     instruction: str = GUARDREASONER_INSTRUCTION
     fast_prefix: str = "Answers: \nRequest:"

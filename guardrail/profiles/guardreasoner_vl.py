@@ -41,8 +41,18 @@ GUARDREASONER_VL_INSTRUCTION = (
 #: The answer forced in fast mode: no reasoning, the result block up to the first label.
 FAST_PREFIX = "<think>\n\n</think>\n<result>\nRequest:"
 
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
+VISION_PAD, VIDEO_PAD = "<|vision_pad|>", "<|video_pad|>"
+#: Qwen2.5-VL's added special tokens, in vocabulary order (ids 151643...).
+QWEN25VL_SPECIAL_TOKENS = (
+    ENDOFTEXT, IM_START, IM_END, "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", VISION_START, VISION_END, VISION_PAD,
+    IMAGE_PAD, VIDEO_PAD,
+)  # fmt: skip
+#: The vision tokens: an image slot is ``VISION_START + IMAGE_PAD * n + VISION_END``; a guard
+#: never generates any of them (random test models like emitting them).
+VISION_TOKENS = (IMAGE_PAD, VIDEO_PAD, VISION_START, VISION_END)
 
 _RESULT_OPEN = re.compile(r"<result>", re.IGNORECASE)
 _RESULT_CLOSE = re.compile(r"</result>", re.IGNORECASE)
@@ -74,6 +84,11 @@ class GuardReasonerVLProfile(Profile):
     tasks: ClassVar[tuple[str, ...]] = ("request", "response")
     supports_images: ClassVar[bool] = True
     answer_suffix: ClassVar[str] = "\n</result>"
+    special_tokens: ClassVar[tuple[str, ...]] = QWEN25VL_SPECIAL_TOKENS
+    end_tokens: ClassVar[tuple[str, ...]] = (IM_END, ENDOFTEXT)
+    never_generated: ClassVar[tuple[str, ...]] = VISION_TOKENS
+    model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_vl", "qwen2_vl")
+    gguf_architectures: ClassVar[tuple[str, ...]] = ("qwen2vl",)
 
     system_prompt: str = GUARDREASONER_VL_INSTRUCTION
     user_suffix: str = "\n\n"

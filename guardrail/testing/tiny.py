@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.profiles import GUARDREASONER_INSTRUCTION, GUARDREASONER_VL_INSTRUCTION
+from guardrail.profiles import (
+    END_TOKENS,
+    GUARDREASONER_INSTRUCTION,
+    GUARDREASONER_VL_INSTRUCTION,
+    NEVER_GENERATED,
+    GuardReasonerProfile,
+    GuardReasonerVLProfile,
+)
 
 __all__ = [
     "QWEN_SPECIAL_TOKENS",
@@ -28,18 +35,9 @@ __all__ = [
 ]
 
 QWEN_SPLIT_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]  # fmt: skip
-LLAMA3_SPECIAL_TOKENS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-]
+# The families' special tokens, in vocabulary order (the profiles' tables).
+QWEN_SPECIAL_TOKENS = list(GuardReasonerVLProfile.special_tokens)
+LLAMA3_SPECIAL_TOKENS = list(GuardReasonerProfile.special_tokens)
 
 _CORPUS = [
     GUARDREASONER_VL_INSTRUCTION,
@@ -59,7 +57,6 @@ _CORPUS = [
 ]
 
 _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
-_VISION_OUTPUT_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
 def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -240,7 +237,7 @@ def build_tiny_model(
         # generations run to max_new_tokens, as tests expect. Training teaches the end of turn.
         # Vision tokens likewise (a guard never emits them; engines that do not ban them, such
         # as an OpenAI-compatible server, then generate what our backends generate).
-        for token in ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", *_VISION_OUTPUT_TOKENS):
+        for token in (*END_TOKENS, *NEVER_GENERATED):
             if token in vocab:
                 head[vocab[token]] = 0.0
         for name, param in model.named_parameters():

@@ -12,13 +12,14 @@ from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
+from guardrail.profiles import NEVER_GENERATED
 from guardrail.training.config import TrainingConfig
 
 __all__ = ["STAGE_FILE", "load_model", "peft_config", "save_guard_model", "suppressed_token_ids"]
 
 _EXTRA = "training"
-#: Vision tokens a guard must never generate (as the transformers backend suppresses them).
-VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+#: Vision tokens a guard must never generate (the profiles' table, as the backends ban them).
+VISION_TOKENS = NEVER_GENERATED
 #: What a saved stage writes beside the model: the stage, profile, base model and counts.
 STAGE_FILE = "guardrail-training.json"
 
