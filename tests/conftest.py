@@ -7,6 +7,7 @@ import os
 import struct
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -117,6 +118,23 @@ def text_backend(tiny_text_path):
     from guardrail.backends.transformers import TransformersBackend
 
     return TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
+
+
+def wait_until_up(url: str, proc, log_path: Path, *, timeout: float = 120.0) -> None:
+    """Wait until ``GET url`` answers 200 from the server process ``proc`` (its output in
+    ``log_path``), failing with the log when the process dies or the time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, Path(log_path).read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout}s"
+        time.sleep(0.2)
 
 
 def make_image(size=(64, 48), color=(200, 30, 30), fmt="PNG", mode="RGB") -> bytes:

@@ -14,9 +14,7 @@ Two server habits the comparison allows for, both only visible with a random mod
 from __future__ import annotations
 
 import subprocess
-import time
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -27,7 +25,7 @@ from guardrail.core import prepare
 from guardrail.inputs import InputLimits
 from guardrail.profiles import GuardReasonerVLProfile
 from tests.backends.test_remote import free_port
-from tests.conftest import PYTHON, REPO, subprocess_env
+from tests.conftest import PYTHON, REPO, subprocess_env, wait_until_up
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
@@ -96,16 +94,7 @@ def llama_server(tiny_gguf, tmp_path_factory):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "llama-cpp-python server did not start"
-            time.sleep(0.3)
+        wait_until_up(base + "/models", proc, log_path)
         yield base
     finally:
         proc.terminate()

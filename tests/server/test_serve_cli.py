@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.backends.test_remote import free_port
-from tests.conftest import PYTHON, REPO, subprocess_env
+from tests.conftest import PYTHON, REPO, subprocess_env, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -27,16 +27,7 @@ def test_serve_answers_and_finishes_in_flight_requests_on_sigterm(tiny_vl_path, 
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_until_up(base + "/readyz", proc, tmp_path / "server.log")
         with openai.OpenAI(base_url=base + "/v1", api_key="k", max_retries=0) as client:
             assert len(client.moderations.create(input="hello").results) == 1
         # a request in flight when SIGTERM arrives still gets its answer

@@ -27,7 +27,7 @@ from guardrail.server import ServerSettings, create_app
 from guardrail.server.media import LOCAL_REFUSED
 from guardrail.testing import FakeBackend, result_output, serve_app
 from tests.backends.test_remote import free_port
-from tests.conftest import PYTHON, REPO, make_image, subprocess_env
+from tests.conftest import PYTHON, REPO, make_image, subprocess_env, wait_until_up
 
 AUTH = {"Authorization": "Bearer k"}
 PNG = make_image()
@@ -297,17 +297,12 @@ def test_memory_stays_bounded_under_concurrent_bombs(tmp_path, budget):
     # one malloc arena: RSS then follows what the server holds, not how many worker threads
     # each kept their own arena's high-water mark (docs/server.md recommends a small value too)
     env = {**subprocess_env(), "MALLOC_ARENA_MAX": "1"}
-    proc = subprocess.Popen([PYTHON, str(script), str(port), str(budget)], cwd=REPO, env=env)
+    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen([PYTHON, str(script), str(port), str(budget)], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/healthz")
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until_up(base + "/healthz", proc, tmp_path / "server.log")
         assert httpx.post(base + "/v1/guard", json=guard_body([DATA_URL]), timeout=60).status_code == 200
         baseline = peak_rss_mb(proc.pid)
         statuses: list[int] = []
@@ -327,6 +322,7 @@ def test_memory_stays_bounded_under_concurrent_bombs(tmp_path, budget):
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
     assert sorted(statuses) == [200] * 8 + [400] * 4
     # 20 MP in flight: RGB(A) decode plus conversion, well under what 144 MP would take (>800 MB)
     assert grown < 350, f"server grew by {grown:.0f} MB"
@@ -409,15 +405,7 @@ def test_serve_takes_the_api_key_from_a_file_or_the_environment(tmp_path, tiny_v
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+        wait_until_up(base + "/readyz", proc, tmp_path / "server.log")
         assert httpx.post(base + "/v1/moderations", json={"input": "x"}).status_code == 401
         r = httpx.post(base + "/v1/moderations", json={"input": "x"},
                        headers={"Authorization": "Bearer s3cret"}, timeout=120)  # fmt: skip
