@@ -254,7 +254,7 @@ def requests(n: int, image: bool) -> list[dict]:
 
 
 def prompt_tokens(guard, item) -> int:  # noqa: ANN001
-    from guardrail.core import prepare
+    from guardrail.inputs import prepare
 
     ids, _, _ = guard.backend.encode(prepare(guard.profile, item, guard.limits).prompt)
     return len(ids)

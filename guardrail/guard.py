@@ -9,18 +9,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from guardrail import core, fast, pipeline
+from guardrail import fast, moderation
 from guardrail.backends.base import Backend, GenerationOptions
 from guardrail.batching import BatchingOptions, MicroBatcher
 from guardrail.cache import VerdictCache, guard_fingerprint, request_key
-from guardrail.core import FailurePolicy, Prepared
 from guardrail.errors import ConfigurationError, UnsupportedError
 from guardrail.fast import Mode
-from guardrail.inputs import InputLimits
-from guardrail.pipeline import Work
+from guardrail.inputs import InputLimits, Prepared, check_batch, prepare
+from guardrail.moderation import Work
 from guardrail.profiles import Profile, get_profile
 from guardrail.stats import GuardStats
-from guardrail.verdict import Verdict
+from guardrail.verdict import FailurePolicy, Verdict, validate_policy
 
 __all__ = ["Guard"]
 
@@ -93,8 +92,8 @@ class Guard:
             raise ConfigurationError(f"backend must be a guardrail Backend, not {type(backend).__name__}")
         self.backend = backend
         self.profile = get_profile(profile or backend.default_profile(), **dict(profile_options or {}))
-        self.on_parse_error = core.validate_policy("on_parse_error", on_parse_error)
-        self.on_error = core.validate_policy("on_error", on_error)
+        self.on_parse_error = validate_policy("on_parse_error", on_parse_error)
+        self.on_error = validate_policy("on_error", on_error)
         if max_new_tokens is not None and max_new_tokens < 1:
             raise ConfigurationError("max_new_tokens must be at least 1")
         self.max_new_tokens = max_new_tokens or self.profile.default_max_new_tokens
@@ -274,7 +273,7 @@ class Guard:
         keys, outcomes = self._lookup(works, start)
         misses = [i for i, o in enumerate(outcomes) if o is None]
         if misses:
-            computed = pipeline.run_sync(self.backend, self._pass([works[i] for i in misses]))
+            computed = moderation.run_sync(self.backend, self._pass([works[i] for i in misses]))
             self._fill(outcomes, misses, computed, keys)
         return _raise_first(outcomes)
 
@@ -284,7 +283,7 @@ class Guard:
         """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
-        core.check_batch(items)
+        check_batch(items)
         if any(isinstance(item, Mapping) and item.get("images") for item in items):
             # decoding (and hashing) images is CPU work: keep it off the event loop
             prepared = await asyncio.to_thread(self._prepare, items)
@@ -302,7 +301,7 @@ class Guard:
             if self._batcher is not None:
                 computed = await self._batcher.submit(todo)
             else:
-                computed = await pipeline.run_async(self.backend, self._pass(todo))
+                computed = await moderation.run_async(self.backend, self._pass(todo))
             self._fill(outcomes, misses, computed, keys)
         return _raise_first(outcomes)
 
@@ -346,8 +345,8 @@ class Guard:
 
     # -------------------------------------------------------------------------- helpers
     def _prepare(self, items: Sequence[Mapping[str, Any]]) -> list[Prepared]:
-        core.check_batch(items)
-        return [core.prepare(self.profile, item, self.limits) for item in items]
+        check_batch(items)
+        return [prepare(self.profile, item, self.limits) for item in items]
 
     def _check_mode(self, mode: Mode) -> None:
         if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
@@ -364,19 +363,19 @@ class Guard:
         self._check_mode(mode)
         return mode
 
-    def _settings(self) -> pipeline.Settings:
-        return pipeline.Settings(
+    def _settings(self) -> moderation.Settings:
+        return moderation.Settings(
             profile=self.profile, options=self.generation_options, threshold=self.threshold,
             band=self.cascade_band, on_parse_error=self.on_parse_error, on_error=self.on_error,
             model=self.backend.model_name, backend=self.backend.name,
         )  # fmt: skip
 
     def _pass(self, works: Sequence[Work]) -> Any:
-        return pipeline.moderate(self._settings(), works, self.stats, time.perf_counter)
+        return moderation.moderation_pass(self._settings(), works, self.stats, time.perf_counter)
 
     async def _run_batch(self, works: list[Work]) -> list[Any]:
         """The micro-batcher's runner: one pass over requests from several callers."""
-        return await pipeline.run_async(self.backend, self._pass(works))
+        return await moderation.run_async(self.backend, self._pass(works))
 
     def _count_microbatch(self, size: int) -> None:
         self.stats.incr("microbatches")

@@ -73,8 +73,8 @@ require("langchain_core", extra="langchain", feature="guardrail.integrations.lan
 
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
-from guardrail import core  # noqa: E402
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
+from guardrail.inputs import prepare  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
 from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
 from guardrail.integrations.langchain_inputs import (  # noqa: E402
@@ -212,7 +212,7 @@ class GuardRunnable(Runnable[Any, Any]):
         limits = self.limits
         for item in items:
             try:
-                out.append(core.prepare(self.guard.profile, item, limits).item)
+                out.append(prepare(self.guard.profile, item, limits).item)
             except GuardrailError as exc:
                 out.append(exc)
         return out

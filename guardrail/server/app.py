@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from guardrail import __version__, core
+from guardrail import __version__
 from guardrail._deps import require
 from guardrail._redact import redact
 from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
@@ -47,7 +47,7 @@ from guardrail.server.schemas import (
     TextPart,
 )
 from guardrail.server.settings import ServerSettings
-from guardrail.verdict import Verdict
+from guardrail.verdict import Verdict, policy_verdict
 
 # This module is imported only by `create_app`, so importing fastapi here keeps `import guardrail`
 # light; FastAPI needs the names at module level to resolve the endpoints' annotations.
@@ -418,7 +418,7 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
                 if guard.on_error == "raise":
                     raise
                 return [
-                    core.policy_verdict(
+                    policy_verdict(
                         guard.on_error,
                         f"guard timed out after {settings.request_timeout_s}s",
                         profile=guard.profile.name,

@@ -22,8 +22,7 @@ from PIL import Image, ImageFilter
 
 from guardrail import BackendError, ConfigurationError, Guard, MissingDependencyError
 from guardrail.backends.base import GenerationOptions
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile, ModerationInput
 from tests.conftest import PYTHON, REPO, assert_threads_match_sequential, subprocess_env
 

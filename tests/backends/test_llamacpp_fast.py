@@ -12,8 +12,7 @@ from PIL import Image
 
 from guardrail import Guard, fast
 from guardrail.backends.base import ScoreRequest
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile
 from guardrail.profiles.base import merge_text
 

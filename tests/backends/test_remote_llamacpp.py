@@ -23,8 +23,7 @@ from PIL import Image
 from guardrail import Guard
 from guardrail.backends.base import GenerationOptions
 from guardrail.backends.remote import RemoteCore
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerVLProfile
 from tests.backends.test_remote import free_port
 from tests.conftest import PYTHON, REPO, subprocess_env
