@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import time
@@ -126,106 +127,62 @@ class Guard:
             )  # fmt: skip
 
     # ------------------------------------------------------------------------ factories
+    # Each takes the guard's own keyword arguments (those of Guard: profile, max_new_tokens,
+    # on_parse_error, mode...) and passes every other option to the backend it builds.
     @classmethod
     def from_pretrained(
-        cls,
-        path_or_hub_id: str | os.PathLike[str],
-        backend: str = "transformers",
-        *,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
+        cls, path_or_hub_id: str | os.PathLike[str], backend: str = "transformers", **options: Any
     ) -> Guard:
-        """Load a guard model. ``backend`` names the backend; ``options`` go to its loader
-        (for transformers: ``device``, ``dtype``, ``device_map``, ``trust_remote_code``...),
-        except the guard's own options (``mode``, ``threshold``, ``cascade_band``,
-        ``batching``, ``cache``, ``timeout_s``, ``profile_options``; see :class:`Guard`)."""
-        from guardrail.backends import load_backend
+        """Load a guard model with the backend named ``backend`` (see
+        :data:`guardrail.backends.BACKENDS`: ``"transformers"``, ``"llamacpp"``, ``"remote"``).
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: load_backend(backend, path_or_hub_id, **opts), profile, policy, options
-        )
+        ``options``: the guard's own (see :class:`Guard`), and the backend's loader options;
+        for transformers ``device``, ``dtype``, ``device_map``, ``trust_remote_code``,
+        ``revision`` and the model's ``from_pretrained`` keywords (docs/backends/transformers.md).
+        """
+        from guardrail.backends import _load
+
+        return cls._build(lambda opts: _load(backend, path_or_hub_id, **opts), options)
 
     @classmethod
-    def from_endpoint(
-        cls,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        *,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
-    ) -> Guard:
+    def from_endpoint(cls, base_url: str, model: str, api_key: str | None = None, **options: Any) -> Guard:
         """Use a guard served by an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server).
 
-        ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options`` go to
+        ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options``: the
+        guard's own (see :class:`Guard`), the others go to
         :class:`~guardrail.backends.remote.RemoteBackend` (``timeout``, ``max_retries``,
-        ``max_concurrency``, ``extra_body``...), except the guard's own options (see
-        :meth:`from_pretrained`). The profile defaults to ``guardreasoner-vl``.
+        ``max_concurrency``, ``extra_body``...; docs/backends/remote.md). The profile defaults
+        to ``guardreasoner-vl``.
         """
         from guardrail.backends.remote import RemoteBackend
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: RemoteBackend(base_url, model, api_key, **opts), profile, policy, options
-        )
+        return cls._build(lambda opts: RemoteBackend(base_url, model, api_key, **opts), options)
 
     @classmethod
     def from_gguf(
-        cls,
-        model_path: str | os.PathLike[str],
-        mmproj: str | os.PathLike[str] | None = None,
-        *,
-        n_threads: int | None = None,
-        n_ctx: int = 8192,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
+        cls, model_path: str | os.PathLike[str], mmproj: str | os.PathLike[str] | None = None, **options: Any
     ) -> Guard:
         """Load a GGUF guard for on-device CPU moderation with llama.cpp (``llamacpp`` extra).
 
         ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
-        ``mmproj`` the vision projector, needed for images. ``options`` go to
-        :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
-        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...), except the
-        guard's own options (see :meth:`from_pretrained`).
+        ``mmproj`` the vision projector, needed for images. ``options``: the guard's own (see
+        :class:`Guard`), the others go to the llama.cpp backend: ``n_threads`` (default:
+        llama-cpp-python's), ``n_ctx`` (context tokens, default 8192), ``n_batch``,
+        ``image_min_pixels``/``image_max_pixels``, ``verbose`` and llama-cpp-python's ``Llama``
+        keywords (docs/backends/llamacpp.md).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **opts),
-            profile, policy, options,
-        )  # fmt: skip
+        return cls._build(lambda opts: LlamaCppBackend._load(model_path, mmproj, **opts), options)
 
     @classmethod
-    def _build(
-        cls,
-        make_backend: Callable[[dict[str, Any]], Backend],
-        profile: str | Profile | None,
-        policy: dict[str, Any],
-        options: dict[str, Any],
-    ) -> Guard:
+    def _build(cls, make_backend: Callable[[dict[str, Any]], Backend], options: dict[str, Any]) -> Guard:
         """The factories' shared end: the guard's own options (:data:`_GUARD_OPTIONS`) are taken
         out of ``options``, the rest build the backend; a guard that cannot be built closes it."""
         own = {k: options.pop(k) for k in _GUARD_OPTIONS if k in options}
         backend = make_backend(options)
         try:
-            return cls(backend, profile, **policy, **own)
+            return cls(backend, **own)
         except BaseException:
             backend.close()
             raise
@@ -447,8 +404,10 @@ class Guard:
         )
 
 
-# Guard options the factories accept next to the backend's loader options.
-_GUARD_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s", "profile_options")
+# The guard's own options, which the factories take next to the backend's: Guard's keywords.
+_GUARD_OPTIONS = tuple(
+    p for p in inspect.signature(Guard.__init__).parameters if p not in ("self", "backend")
+)
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

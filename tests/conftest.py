@@ -107,16 +107,16 @@ def tiny_text_gguf(tiny_text_path):
 
 @pytest.fixture(scope="session")
 def vl_backend(tiny_vl_path):
-    from guardrail.backends.transformers import TransformersBackend
+    from guardrail import Guard
 
-    return TransformersBackend.from_pretrained(tiny_vl_path, device="cpu")
+    return Guard.from_pretrained(tiny_vl_path, device="cpu").backend
 
 
 @pytest.fixture(scope="session")
 def text_backend(tiny_text_path):
-    from guardrail.backends.transformers import TransformersBackend
+    from guardrail import Guard
 
-    return TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
+    return Guard.from_pretrained(tiny_text_path, device="cpu").backend
 
 
 def make_image(size=(64, 48), color=(200, 30, 30), fmt="PNG", mode="RGB") -> bytes:

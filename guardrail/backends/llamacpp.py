@@ -1,7 +1,7 @@
 """llama.cpp backend (llama-cpp-python): on-device CPU moderation with GGUF guard models.
 
 Install with ``pip install "guardrail-vl[llamacpp]"``. Load with
-:meth:`guardrail.Guard.from_gguf` / :meth:`LlamaCppBackend.from_gguf`, or wrap a
+:meth:`guardrail.Guard.from_gguf` (its backend is ``guard.backend``), or wrap a
 ``llama_cpp.Llama`` the app already loaded (``LlamaCppBackend(llama, mmproj="mmproj.gguf")``).
 
 How a prompt runs (one at a time, under a lock):
@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from guardrail import _deprecated
 from guardrail._deps import require
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
 from guardrail.backends.scoring import TokenTrie, build_trie
@@ -171,7 +172,7 @@ class LlamaCppBackend(Backend):
         self._mctx: Any = None
         self.mmproj = os.fspath(mmproj) if mmproj is not None else None
         self._resize: tuple[int, int, int] | None = None  # (factor, min_pixels, max_pixels)
-        self._loaded_from: dict[str, Any] | None = None  # what from_gguf loaded (see identity)
+        self._loaded_from: dict[str, Any] | None = None  # what _load loaded (see identity)
         if self.mmproj is not None:
             self._init_mmproj(image_min_pixels, image_max_pixels)
         elif self.default_profile() == "guardreasoner-vl":
@@ -179,7 +180,13 @@ class LlamaCppBackend(Backend):
 
     # ------------------------------------------------------------------------ loading
     @classmethod
-    def from_gguf(
+    def from_gguf(cls, model_path: str | os.PathLike[str], *args: Any, **options: Any) -> LlamaCppBackend:
+        """Deprecated: use ``Guard.from_gguf(model_path, mmproj, **options)`` (``guard.backend``)."""
+        _deprecated.warn("LlamaCppBackend.from_gguf", "Guard.from_gguf(model_path, mmproj, ...).backend")
+        return cls._load(model_path, *args, **options)
+
+    @classmethod
+    def _load(
         cls,
         model_path: str | os.PathLike[str],
         mmproj: str | os.PathLike[str] | None = None,
@@ -277,7 +284,7 @@ class LlamaCppBackend(Backend):
         self._mtmd, self._mctx = mtmd, ctx
 
     def identity(self) -> dict[str, Any] | None:
-        """The GGUF files, image bounds and ``llama_cpp.Llama`` options of :meth:`from_gguf`;
+        """The GGUF files, image bounds and ``llama_cpp.Llama`` options it was loaded with;
         ``None`` (this instance only) for a ``Llama`` object wrapped directly."""
         return self._loaded_from
 
@@ -881,5 +888,6 @@ def _install_mtmd_log(mtmd: Any) -> None:
 
 
 def from_llamacpp(llama: Any, mmproj: str | os.PathLike[str] | None = None, **kwargs: Any) -> LlamaCppBackend:
-    """Wrap a ``llama_cpp.Llama`` the app already loaded (it stays the app's to close)."""
+    """Deprecated: use ``LlamaCppBackend(llama, mmproj)``."""
+    _deprecated.warn("guardrail.backends.llamacpp.from_llamacpp", "LlamaCppBackend(llama, mmproj)")
     return LlamaCppBackend(llama, mmproj, **kwargs)

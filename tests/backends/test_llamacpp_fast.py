@@ -98,9 +98,7 @@ def test_cascade_and_generation_after_scoring(llama_vl):
 
 
 def test_a_prompt_over_the_context_fails_that_item_only(tiny_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=256, n_threads=1)
+    backend = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=256, n_threads=1).backend
     try:
         guard = Guard(backend, mode="fast")
         verdicts = guard.moderate_batch([{"prompt": "word " * 400}, {"prompt": "hi"}])

@@ -118,9 +118,7 @@ def llama_server(tiny_gguf, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(tiny_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, n_threads=1)
+    backend = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, n_threads=1).backend
     yield backend
     backend.close()
 
