@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from guardrail import fast, moderation
 from guardrail.backends.base import Backend, GenerationOptions
@@ -18,6 +18,7 @@ from guardrail.errors import ConfigurationError, UnsupportedError
 from guardrail.fast import Mode
 from guardrail.inputs import InputLimits, Prepared, check_batch, prepare
 from guardrail.moderation import Work
+from guardrail.observers import Observer, RequestInfo, caller, notify
 from guardrail.profiles import Profile, get_profile
 from guardrail.stats import GuardStats
 from guardrail.verdict import FailurePolicy, Verdict, validate_policy
@@ -25,12 +26,15 @@ from guardrail.verdict import FailurePolicy, Verdict, validate_policy
 __all__ = ["Guard"]
 
 log = logging.getLogger("guardrail")
+_O = TypeVar("_O", bound=Observer)
 
 
 class Guard:
     """Decide whether a request (text, images or both) and an AI response are harmful.
 
-    Build one with a factory (:meth:`from_pretrained`) or from a backend object::
+    Build one with a factory (:meth:`from_pretrained`, :meth:`from_gguf`, :meth:`from_endpoint`;
+    each takes the options below next to its backend's) or from a backend object
+    (``Guard(backend, ...)``)::
 
         guard = Guard.from_pretrained("yueliu1999/GuardReasoner-VL-Eco-3B")
         verdict = guard.moderate(prompt="How do I pick a lock?", images=["photo.png"])
@@ -66,6 +70,9 @@ class Guard:
     - ``cache``: a :class:`~guardrail.cache.VerdictCache` (or True for one with default bounds);
       off by default.
 
+    ``on_verdict``: a function ``fn(verdict, info)`` (or a list of them) called with every
+    verdict the guard returns; see :meth:`add_observer`.
+
     ``guard.stats`` counts what the guard did (:class:`~guardrail.stats.GuardStats`).
 
     Invalid input always raises :class:`~guardrail.errors.InputError`; it never reaches the model
@@ -88,6 +95,7 @@ class Guard:
         cascade_band: tuple[float, float] = (0.2, 0.8),
         batching: bool | BatchingOptions | None = True,
         cache: bool | VerdictCache | None = None,
+        on_verdict: Observer | Sequence[Observer] | None = None,
     ):
         if not isinstance(backend, Backend):
             raise ConfigurationError(f"backend must be a guardrail Backend, not {type(backend).__name__}")
@@ -120,6 +128,9 @@ class Guard:
             raise ConfigurationError(f"batching must be a BatchingOptions, True or False; got {batching!r}")
         self.batching: BatchingOptions | None = batching or None
         self._batcher: MicroBatcher[Work] | None = None
+        self._observers: tuple[Observer, ...] = ()
+        for observer in [on_verdict] if callable(on_verdict) else list(on_verdict or ()):
+            self.add_observer(observer)
         if self.batching is not None:
             self._batcher = MicroBatcher(
                 self._run_batch, self.batching, concurrency=getattr(backend, "batch_concurrency", 1),
@@ -203,14 +214,14 @@ class Guard:
         ``mode`` overrides the guard's mode for this call (``"reasoning"``, ``"fast"``,
         ``"cascade"``)."""
         item = {"prompt": prompt, "response": response, "images": images}
-        return self.moderate_batch([item], mode=mode)[0]
+        return self._moderate([item], mode, "moderate")[0]
 
     async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
                         mode: Mode | None = None) -> Verdict:  # fmt: skip
         """Async twin of :meth:`moderate`; never blocks the event loop. Concurrent calls share
         backend batches (see ``batching``)."""
         item = {"prompt": prompt, "response": response, "images": images}
-        verdicts = await self.amoderate_batch([item], mode=mode)
+        verdicts = await self._amoderate([item], mode, "amoderate")
         return verdicts[0]
 
     def moderate_batch(
@@ -221,6 +232,15 @@ class Guard:
         Each item is a dict with any of ``prompt``, ``response``, ``images``. All items are
         validated first: one invalid item raises ``InputError`` and nothing is checked.
         """
+        return self._moderate(items, mode, "moderate_batch")
+
+    async def amoderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
+        """Async twin of :meth:`moderate_batch`."""
+        return await self._amoderate(items, mode, "amoderate_batch")
+
+    def _moderate(self, items: Sequence[Mapping[str, Any]], mode: Mode | None, method: str) -> list[Verdict]:
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
         prepared = self._prepare(items)
@@ -232,12 +252,11 @@ class Guard:
         if misses:
             computed = moderation.run_sync(self.backend, self._pass([works[i] for i in misses]))
             self._fill(outcomes, misses, computed, keys)
-        return _raise_first(outcomes)
+        return self._observed(_raise_first(outcomes), works, method)
 
-    async def amoderate_batch(
-        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    async def _amoderate(
+        self, items: Sequence[Mapping[str, Any]], mode: Mode | None, method: str
     ) -> list[Verdict]:
-        """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
         check_batch(items)
@@ -260,7 +279,37 @@ class Guard:
             else:
                 computed = await moderation.run_async(self.backend, self._pass(todo))
             self._fill(outcomes, misses, computed, keys)
-        return _raise_first(outcomes)
+        return self._observed(_raise_first(outcomes), works, method)
+
+    # ------------------------------------------------------------------------ observers
+    def add_observer(self, observer: _O) -> _O:
+        """Call ``observer(verdict, info)`` with every verdict this guard returns, from any entry
+        point (cache hits and policy verdicts included); ``info`` is a
+        :class:`~guardrail.observers.RequestInfo`. Returns ``observer`` (usable as a decorator).
+        An observer that raises is logged and never changes the verdict."""
+        if not callable(observer):
+            raise ConfigurationError(f"an observer must be callable, not {type(observer).__name__}")
+        self._observers = (*self._observers, observer)
+        return observer
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer`` (a ``ValueError`` if it was not added)."""
+        observers = list(self._observers)
+        observers.remove(observer)
+        self._observers = tuple(observers)
+
+    def _observed(self, verdicts: list[Verdict], works: Sequence[Work], method: str) -> list[Verdict]:
+        if self._observers:
+            source, stage = caller()
+            infos = [
+                RequestInfo(w.prepared.item, method, i, w.mode, source, stage) for i, w in enumerate(works)
+            ]
+            self._notify(verdicts, infos)
+        return verdicts
+
+    def _notify(self, verdicts: Sequence[Verdict], infos: Sequence[RequestInfo]) -> None:
+        """Tell the observers about ``verdicts`` (also used by the server for its own verdicts)."""
+        notify(self._observers, verdicts, infos)
 
     # --------------------------------------------------------------------- integrations
     def check(self, fn: Any = None, /, **options: Any) -> Any:

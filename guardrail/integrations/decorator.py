@@ -99,6 +99,7 @@ from guardrail.integrations.extract import (
 )
 from guardrail.integrations.policy import blocks
 from guardrail.integrations.streaming import agate_stream, gate_stream
+from guardrail.observers import called_by
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrail.guard import Guard
@@ -311,6 +312,14 @@ class _Checker:
             return {"response": response}
         return request.item(response)
 
+    def moderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        with called_by("decorator", stage):  # what the guard's observers are told
+            return self.guard.moderate(**self.item(request, response))
+
+    async def amoderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        with called_by("decorator", stage):
+            return await self.guard.amoderate(**self.item(request, response))
+
     # ------------------------------------------------------------------------ response
     def response(self, value: Any) -> str | None:
         if self.output_fn is not None:
@@ -343,19 +352,19 @@ def _items(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------- wrappers
 def _sync_function(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = guard.moderate(**c.item(request))
+            verdict = c.moderate("input", request)
             if blocks(verdict, "input"):
                 return c.violation(verdict, "input")
         result = fn(*args, **kwargs)
         if opts.output:
             text = c.response(result)
             if text:
-                verdict = guard.moderate(**c.item(request, text))
+                verdict = c.moderate("output", request, text)
                 if blocks(verdict, "output"):
                     return c.violation(verdict, "output")
         return result
@@ -364,19 +373,19 @@ def _sync_function(c: _Checker) -> Callable[..., Any]:
 
 
 def _async_function(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = await guard.amoderate(**c.item(request))
+            verdict = await c.amoderate("input", request)
             if blocks(verdict, "input"):
                 return await c.aviolation(verdict, "input")
         result = await fn(*args, **kwargs)
         if opts.output:
             text = c.response(result)
             if text:
-                verdict = await guard.amoderate(**c.item(request, text))
+                verdict = await c.amoderate("output", request, text)
                 if blocks(verdict, "output"):
                     return await c.aviolation(verdict, "output")
         return result
@@ -385,12 +394,12 @@ def _async_function(c: _Checker) -> Callable[..., Any]:
 
 
 def _sync_generator(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = guard.moderate(**c.item(request))
+            verdict = c.moderate("input", request)
             if blocks(verdict, "input"):
                 yield from _items(c.violation(verdict, "input"))
                 return
@@ -404,7 +413,7 @@ def _sync_generator(c: _Checker) -> Callable[..., Any]:
         yield from gate_stream(
             source,
             text_of=c.chunk_text,
-            check=lambda text: guard.moderate(**c.item(request, text)),
+            check=lambda text: c.moderate("output", request, text),
             on_block=lambda verdict: _items(c.violation(verdict, "output")),
             window=opts.window,
             optimistic=opts.optimistic,
@@ -414,10 +423,10 @@ def _sync_generator(c: _Checker) -> Callable[..., Any]:
 
 
 def _async_generator(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     async def check(request: Extracted | None, text: str) -> Verdict:
-        return await guard.amoderate(**c.item(request, text))
+        return await c.amoderate("output", request, text)
 
     async def on_block(verdict: Verdict) -> list[Any]:
         return _items(await c.aviolation(verdict, "output"))
@@ -425,7 +434,7 @@ def _async_generator(c: _Checker) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = await guard.amoderate(**c.item(request))
+            verdict = await c.amoderate("input", request)
             if blocks(verdict, "input"):
                 for item in _items(await c.aviolation(verdict, "input")):
                     yield item

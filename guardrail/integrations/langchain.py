@@ -85,6 +85,7 @@ from guardrail.integrations.langchain_inputs import (  # noqa: E402
 )
 from guardrail.integrations.policy import blocks  # noqa: E402
 from guardrail.integrations.streaming import agate_stream, gate_stream  # noqa: E402
+from guardrail.observers import called_by  # noqa: E402
 from guardrail.verdict import Verdict  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,18 +223,24 @@ class GuardRunnable(Runnable[Any, Any]):
         it = iter(verdicts)
         return [v if isinstance(v, Exception) else next(it) for v in validated]
 
-    def _moderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+    def _moderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
         validated = self._validate(items)
         valid = [v for v in validated if not isinstance(v, Exception)]
-        return self._merge(validated, self.guard.moderate_batch(valid) if valid else [])
+        if not valid:
+            return self._merge(validated, [])
+        with called_by("langchain", stage):  # what the guard's observers are told
+            return self._merge(validated, self.guard.moderate_batch(valid))
 
-    async def _amoderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+    async def _amoderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
         if any(item.get("images") for item in items):
             validated = await asyncio.to_thread(self._validate, items)  # decoding is CPU work
         else:
             validated = self._validate(items)
         valid = [v for v in validated if not isinstance(v, Exception)]
-        return self._merge(validated, await self.guard.amoderate_batch(valid) if valid else [])
+        if not valid:
+            return self._merge(validated, [])
+        with called_by("langchain", stage):
+            return self._merge(validated, await self.guard.amoderate_batch(valid))
 
     def _blocked(self, verdict: Verdict, stage: str) -> Any:
         """The fallback, or the violation (returned, not raised: the caller decides)."""
@@ -294,7 +301,7 @@ class GuardRunnable(Runnable[Any, Any]):
     def _plan(self, inputs: list[Any]) -> Generator[tuple[Any, ...], Any, list[Any]]:
         """The whole check-run-check algorithm for a batch, as a generator of I/O requests.
 
-        It yields ``("moderate", items)`` (answered with verdicts or exceptions, in order),
+        It yields ``("moderate", items, stage)`` (answered with verdicts or exceptions, in order),
         ``("trace", [(index, stage, verdict), ...])`` and ``("run", indices)`` (answered with the
         wrapped runnable's outputs or exceptions for those inputs), and returns one result per
         input: an output, a fallback, or an exception. The sync and async drivers only do I/O.
@@ -341,7 +348,7 @@ class GuardRunnable(Runnable[Any, Any]):
         if not texts:
             return
         indices = list(texts)
-        verdicts = yield ("moderate", [requests[i].item(texts[i]) for i in indices])  # type: ignore[union-attr]
+        verdicts = yield ("moderate", [requests[i].item(texts[i]) for i in indices], stage)  # type: ignore[union-attr]
         traces = []
         for i, verdict in zip(indices, verdicts, strict=True):
             if isinstance(verdict, Exception):
@@ -369,7 +376,7 @@ class GuardRunnable(Runnable[Any, Any]):
             except StopIteration as stop:
                 return stop.value
             if op[0] == "moderate":
-                answer = self._moderate_many(op[1])
+                answer = self._moderate_many(op[1], op[2])
             elif op[0] == "trace":
                 for i, stage, verdict in op[1]:
                     self._trace(run_managers[i], stage, verdict)
@@ -393,7 +400,7 @@ class GuardRunnable(Runnable[Any, Any]):
             except StopIteration as stop:
                 return stop.value
             if op[0] == "moderate":
-                answer = await self._amoderate_many(op[1])
+                answer = await self._amoderate_many(op[1], op[2])
             elif op[0] == "trace":
                 for i, stage, verdict in op[1]:
                     await self._atrace(run_managers[i], stage, verdict)
@@ -509,7 +516,7 @@ class GuardRunnable(Runnable[Any, Any]):
         value = _merge_chunks(chunks)
         request = self.request(value)
         if self.check_input:
-            verdict = _one(self._moderate_many([request.item()]))
+            verdict = _one(self._moderate_many([request.item()], "input"))
             self._trace(run_manager, "input", verdict)
             if blocks(verdict, "input"):
                 yield self._blocked_or_raise(verdict, "input")
@@ -523,7 +530,7 @@ class GuardRunnable(Runnable[Any, Any]):
             return
 
         def check(text: str) -> Verdict:
-            verdict = _one(self._moderate_many([request.item(text)]))
+            verdict = _one(self._moderate_many([request.item(text)], "output"))
             self._trace(run_manager, "output", verdict)
             return verdict
 
@@ -560,7 +567,7 @@ class GuardRunnable(Runnable[Any, Any]):
         value = _merge_chunks([c async for c in chunks])
         request = self.request(value)
         if self.check_input:
-            verdict = _one(await self._amoderate_many([request.item()]))
+            verdict = _one(await self._amoderate_many([request.item()], "input"))
             await self._atrace(run_manager, "input", verdict)
             if blocks(verdict, "input"):
                 yield self._blocked_or_raise(verdict, "input")
@@ -575,7 +582,7 @@ class GuardRunnable(Runnable[Any, Any]):
             return
 
         async def check(text: str) -> Verdict:
-            verdict = _one(await self._amoderate_many([request.item(text)]))
+            verdict = _one(await self._amoderate_many([request.item(text)], "output"))
             await self._atrace(run_manager, "output", verdict)
             return verdict
 

@@ -35,6 +35,7 @@ from guardrail import __version__
 from guardrail._deps import require
 from guardrail._redact import redact
 from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
+from guardrail.observers import RequestInfo, called_by
 from guardrail.server.media import NoRoom, PixelBudget, client_images, request_pixels
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
@@ -413,11 +414,12 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     async def _checked(items: list[dict[str, Any]]) -> list[Verdict]:
         async with admission:
             try:
-                return await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
+                with called_by("server"):  # what the guard's observers are told
+                    return await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
             except TimeoutError:
                 if guard.on_error == "raise":
                     raise
-                return [
+                verdicts = [
                     policy_verdict(
                         guard.on_error,
                         f"guard timed out after {settings.request_timeout_s}s",
@@ -426,6 +428,11 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
                     )
                     for _ in items
                 ]
+                notify = getattr(guard, "_notify", None)
+                if notify is not None:  # the server's own verdicts are observed too
+                    infos = [RequestInfo(None, "server", i, guard.mode, "server") for i in range(len(items))]
+                    notify(verdicts, infos)
+                return verdicts
 
     @app.post(
         "/v1/moderations",
