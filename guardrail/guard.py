@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,6 @@ from guardrail.verdict import FailurePolicy, Verdict, validate_policy
 
 __all__ = ["Guard"]
 
-log = logging.getLogger("guardrail")
 _O = TypeVar("_O", bound=Observer)
 
 

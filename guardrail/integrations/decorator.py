@@ -11,69 +11,12 @@
     @guard.check(window=200)
     async def stream(messages): ...   # an async generator: output checked as it streams
 
-What happens on a call:
-
-1. The request is found in the arguments (see *Finding the request*). With ``input=True`` the
-   guard checks it **before the handler runs**; a blocked request never reaches the handler.
-2. The handler runs.
-3. With ``output=True`` the response is found in the return value (see
-   :mod:`guardrail.integrations.extract`) and checked **together with the request** (one
-   moderation of prompt + images + response). An empty or ``None`` response is not checked.
-   Generators are checked as they stream: see :mod:`guardrail.integrations.streaming` for the
-   windows, the cut-off and the ``optimistic`` mode.
-
-Async handlers use ``guard.amoderate`` (the event loop never blocks); sync handlers use
-``guard.moderate``. Wrapped functions keep their name, docstring, signature (``__signature__``,
-``__wrapped__``; FastAPI reads them) and kind: a coroutine function stays one, a generator
-function stays a generator function, an async generator function stays one. On generators the
-input check runs when iteration starts, before the handler's body.
-
-**On violation** (``on_violation``, per decorator):
-
-- ``"raise"`` (the default unless ``message`` is given): raise
-  :class:`~guardrail.errors.GuardViolation`; its ``verdict`` is the blocking verdict and its
-  ``stage`` is ``"input"`` or ``"output"``;
-- ``"replace"`` (the default when ``message`` is given): return ``message`` instead (a blocked
-  stream yields it as its last item). ``message`` is returned as given, so a handler that returns
-  message dicts can pass ``message={"role": "assistant", "content": "..."}``;
-- a callable ``fn(violation: GuardViolation)``: its return value is returned (or yielded, unless
-  ``None``); it may raise. In async wrappers it may be a coroutine function.
-
-**Finding the request** without help, from the signature (a first parameter named ``self`` or
-``cls`` is skipped):
-
-- **every** parameter named ``messages``, ``prompt``, ``text``, ``message``, ``input``,
-  ``question`` or ``query`` (texts joined by blank lines, in that order), else the first
-  positional parameter, else ``*args[0]``, else the ``**kwargs`` entries with those names. A
-  value may be a string, chat messages (OpenAI dicts, LangChain messages and message chunks,
-  with text and image parts), one message, or an object/dict with those fields and optional
-  ``images``/``image`` (a request body model; all its set fields are checked);
-- plus the images in parameters named ``images`` or ``image`` (bytes, PIL images, data URLs,
-  ``{"url": ...}``).
-
-**Local files.** Arguments come from users, so an image given as a string (or path) that is not
-a ``data:`` or ``http(s)`` URL is never opened: it raises
-:class:`~guardrail.errors.ImageError` ("local file paths are not accepted here"), whether the
-file exists or not. An app whose handler receives trusted paths opts in with
-``allow_paths=True`` (the guard's own ``InputLimits.allow_paths`` must be on too).
-
-A function with nothing to look at fails at decoration; a value of a shape not listed fails at
-the call. Both raise :class:`~guardrail.errors.ConfigurationError` saying to pass ``extract=``:
-
-- ``extract="name"``: the parameter holding the request;
-- ``extract=fn``: ``fn(*args, **kwargs)`` (the handler's own arguments) returns the request in
-  any shape above, or an :class:`~guardrail.integrations.extract.Extracted`; ``None`` means
-  "no request": the input check is skipped and the output is checked alone;
-- ``extract={"input": name_or_fn, "output": fn}``: ``fn(result)`` (or ``fn(chunk)`` for
-  generators) returns the response text, or a value in any response shape.
-
-With ``input=False`` the request is still looked up (the output check needs it) unless the
-signature offers nothing, in which case the output is checked alone.
-
-Errors: invalid content (a bad image, an empty prompt, an audio part) raises
-:class:`~guardrail.errors.InputError` from the guard, before the handler runs when it is in the
-request. The guard's failure policy (``on_parse_error``/``on_error``) decides what an unparsable
-output or a backend failure gives; a policy block is a violation like any other.
+The request is found in the handler's arguments (:class:`_Checker`, with
+:mod:`guardrail.integrations.extract`) and checked before the handler runs; the response is
+checked together with the request after it (streams in windows:
+:mod:`guardrail.integrations.streaming`). Async handlers call ``guard.amoderate``, sync ones
+``guard.moderate``; a wrapped function keeps its name, signature and kind. The options, where
+the request is looked for, what a violation gives and the errors: docs/integrations.md.
 """
 
 from __future__ import annotations
