@@ -45,7 +45,7 @@ def main() -> None:
     from PIL import Image
 
     from guardrail import Guard
-    from guardrail.core import prepare
+    from guardrail.inputs import prepare
     from guardrail.testing import cached_tiny_model
 
     torch.set_num_threads(args.threads)

@@ -160,7 +160,7 @@ def build_guard(tiny: bool, device: str, dtype, new_tokens: int):  # noqa: ANN00
 
     tiny_path = cached_tiny_model("guardreasoner-vl", Path(tempfile.gettempdir()) / "guardrail-bench")
     if tiny:
-        backend = TransformersBackend.from_pretrained(tiny_path, device=device, dtype=dtype)
+        backend = Guard.from_pretrained(tiny_path, device=device, dtype=dtype).backend
         label = "tiny Qwen2.5-VL (test model)"
     else:
         processor = transformers.AutoProcessor.from_pretrained(tiny_path)
@@ -254,7 +254,7 @@ def requests(n: int, image: bool) -> list[dict]:
 
 
 def prompt_tokens(guard, item) -> int:  # noqa: ANN001
-    from guardrail.core import prepare
+    from guardrail.inputs import prepare
 
     ids, _, _ = guard.backend.encode(prepare(guard.profile, item, guard.limits).prompt)
     return len(ids)

@@ -48,7 +48,7 @@ def main() -> None:
     from PIL import Image
 
     from guardrail import Guard
-    from guardrail.core import prepare
+    from guardrail.inputs import prepare
     from guardrail.testing import cached_tiny_gguf
 
     files = cached_tiny_gguf("guardreasoner-vl", Path(tempfile.gettempdir()) / "guardrail-bench")

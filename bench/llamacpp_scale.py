@@ -96,8 +96,8 @@ def main() -> None:
 
     from PIL import Image
 
+    from guardrail import Guard
     from guardrail.backends.base import GenerationOptions
-    from guardrail.backends.llamacpp import LlamaCppBackend
     from guardrail.export.gguf import GGUFFiles, export_gguf, read_gguf_metadata
     from guardrail.profiles import GuardReasonerVLProfile, ModerationInput
 
@@ -126,7 +126,7 @@ def main() -> None:
         size_gb = files.model.stat().st_size / 1e9
         assert read_gguf_metadata(files.model)["general.architecture"] == "qwen2vl"
         for threads in args.threads:
-            backend = LlamaCppBackend.from_gguf(files.model, files.mmproj, n_threads=threads, n_ctx=4096)
+            backend = Guard.from_gguf(files.model, files.mmproj, n_threads=threads, n_ctx=4096).backend
             backend._end_ids = []  # random weights: always generate the full length
             n_text = backend.encode(text_prompt).n_tokens
             n_image_prompt = backend.encode(image_prompt).n_tokens

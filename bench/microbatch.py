@@ -43,12 +43,11 @@ def main() -> None:
     import torch
 
     from guardrail import Guard
-    from guardrail.backends.transformers import TransformersBackend
     from guardrail.testing import cached_tiny_model
 
     torch.set_num_threads(args.threads)
     path = cached_tiny_model("guardreasoner-vl", Path(tempfile.gettempdir()) / "guardrail-bench")
-    backend = TransformersBackend.from_pretrained(path, device="cpu")
+    backend = Guard.from_pretrained(path, device="cpu").backend
     config = backend.generation_config(Guard(backend, batching=False).generation_options)
     config.max_new_tokens = config.min_new_tokens = args.new_tokens  # same work on both sides
     config.stop_strings = None

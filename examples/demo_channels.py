@@ -13,7 +13,7 @@ from demo_common import Console
 from demo_traffic import (
     DEFAULT_REPLY,
     REFUSAL,
-    RecordingGuard,
+    CheckLog,
     Row,
     StandInLLM,
     Traffic,
@@ -27,23 +27,25 @@ from guardrail import Guard, Verdict
 def channel_decorator(guard: Guard, traffic: list[Traffic]) -> list[Row]:
     """An app handler guarded by ``@guard.check``: the request is checked before the handler
     runs, the reply with the request after it; a blocked one is replaced by a refusal."""
-    recorder = RecordingGuard(guard)
     llm = StandInLLM()
 
-    @recorder.check(message=REFUSAL)
+    @guard.check(message=REFUSAL)
     def chat(messages: list[dict[str, Any]]) -> str:
         """The app's chat endpoint (OpenAI-style messages, images as data URLs)."""
         return llm(messages)
 
+    log = guard.add_observer(CheckLog())  # every verdict of the decorator's checks, with its stage
     rows = []
-    for t in traffic:
-        llm.reply = t.response or DEFAULT_REPLY
-        recorder.verdicts.clear()
-        answer = chat(t.openai_messages())
-        stages = ["input", "output"][: len(recorder.verdicts)]
-        row = row_from_checks("@guard.check", t, list(zip(stages, recorder.verdicts, strict=True)))
-        row.reply = answer
-        rows.append(row)
+    try:
+        for t in traffic:
+            llm.reply = t.response or DEFAULT_REPLY
+            log.checks.clear()
+            answer = chat(t.openai_messages())
+            row = row_from_checks("@guard.check", t, list(log.checks))
+            row.reply = answer
+            rows.append(row)
+    finally:
+        guard.remove_observer(log)
     return rows
 
 

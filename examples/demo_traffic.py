@@ -11,7 +11,8 @@ from typing import Any
 
 from demo_common import SAMPLES
 
-from guardrail import Guard, Verdict
+from guardrail import Verdict
+from guardrail.observers import RequestInfo
 
 REFUSAL = "Sorry, I can't help with that."
 DEFAULT_REPLY = "Sure! Here is a short, friendly answer."
@@ -103,25 +104,16 @@ def row_from_verdict(channel: str, t: Traffic, verdict: Verdict | dict[str, Any]
     )  # fmt: skip
 
 
-class RecordingGuard(Guard):
-    """The same guard (backend, profile, policies), also keeping every verdict it returns so the
-    table can show what ``@guard.check`` decided. An app does not need this."""
+class CheckLog:
+    """A verdict observer (``guard.add_observer``) keeping the ``(stage, verdict)`` of every
+    ``@guard.check`` check, so the table can show what the decorator decided."""
 
-    def __init__(self, guard: Guard):  # noqa: D107 - shares the guard's state, loads nothing
-        self.__dict__.update(vars(guard))
-        self.verdicts: list[Verdict] = []
+    def __init__(self) -> None:
+        self.checks: list[tuple[str, Verdict]] = []
 
-    def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, **kw: Any) -> Verdict:
-        verdict = super().moderate(prompt, response, images, **kw)
-        self.verdicts.append(verdict)
-        return verdict
-
-    async def amoderate(
-        self, prompt: Any = None, response: Any = None, images: Any = None, **kw: Any
-    ) -> Verdict:
-        verdict = await super().amoderate(prompt, response, images, **kw)
-        self.verdicts.append(verdict)
-        return verdict
+    def __call__(self, verdict: Verdict, info: RequestInfo) -> None:
+        if info.source == "decorator" and info.stage is not None:
+            self.checks.append((info.stage, verdict))
 
 
 class StandInLLM:

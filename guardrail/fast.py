@@ -1,4 +1,6 @@
-"""Fast verdicts: label probabilities instead of reasoning. Pure: no I/O, no model, no clock.
+"""Fast mode: the candidate label lines to score, and P(harmful) from their probabilities.
+
+Pure: no I/O, no model, no clock.
 
 In fast mode the guard does not generate. It forces the start of the answer (the profile's
 :attr:`~guardrail.profiles.Profile.fast_prefix`, e.g. ``<think>\\n\\n</think>\\n<result>\\nRequest:``
@@ -16,22 +18,24 @@ several tokens long and labels that share their first token; scoring the joint l
 response task from the same forward pass, conditioned on the request label as the model writes
 it, without choosing that label first.
 
-A task is harmful when its score reaches the threshold (``score >= threshold``); the refusal
-task (GuardReasoner) is a refusal when ``P(refusal) >= 0.5``. ``Verdict.score`` is the larger of
-the request and response scores that apply, so ``harmful == (score >= threshold)``.
+:func:`guardrail.verdict.verdict_from_scores` turns the scores into the verdict: a task is
+harmful when its score reaches the threshold (``score >= threshold``); the refusal task
+(GuardReasoner) is a refusal when ``P(refusal) >= 0.5``. ``Verdict.score`` is the larger of the
+request and response scores that apply, so ``harmful == (score >= threshold)``.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from guardrail._deprecated import moved
 from guardrail.backends.base import ScoreRequest
-from guardrail.core import Prepared
 from guardrail.errors import ConfigurationError
+from guardrail.inputs import Prepared
 from guardrail.profiles.base import TASK_LABELS, ModerationInput, Profile
 from guardrail.verdict import Verdict
 
@@ -39,7 +43,6 @@ __all__ = [
     "MODES",
     "FastPlan",
     "Mode",
-    "assemble",
     "marginals",
     "plan",
     "score_request",
@@ -132,52 +135,12 @@ def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float
     return out
 
 
-def assemble(
-    profile: Profile,
-    prepared: Prepared,
-    task_scores: Mapping[str, float],
-    *,
-    threshold: float,
-    latency_ms: float,
-    model: str | None,
-) -> Verdict:
-    """The fast-mode verdict for one request from its task scores."""
-    item = prepared.item
-    request = task_scores["request"] if item.has_request else None
-    response = task_scores.get("response") if item.has_response else None
-    refusal = task_scores.get("refusal") if item.has_response and "refusal" in profile.tasks else None
-    labels: dict[str, str | None] = {
-        "request": None if request is None else ("harmful" if request >= threshold else "unharmful"),
-        "response": None if response is None else ("harmful" if response >= threshold else "unharmful"),
-        "refusal": None if refusal is None else ("refusal" if refusal >= 0.5 else "compliance"),
-    }
-    scores = [s for s in (request, response) if s is not None]
-    score = max(scores) if scores else None
-    harmful = labels["request"] == "harmful" or labels["response"] == "harmful"
-    return Verdict(
-        request_harmful=None if request is None else labels["request"] == "harmful",
-        response_harmful=None if response is None else labels["response"] == "harmful",
-        response_refusal=None if refusal is None else labels["refusal"] == "refusal",
-        harmful=harmful,
-        allowed=not harmful,
-        reasoning=None,
-        raw_output=profile.fast_output(labels),
-        parsed=True,
-        score=score,
-        request_score=request,
-        response_score=response,
-        refusal_score=refusal,
-        path="fast",
-        decided_by="model",
-        latency_ms=latency_ms,
-        output_tokens=0,
-        model=model,
-        profile=profile.name,
-    )
-
-
 def uncertain(verdict: Verdict, band: tuple[float, float]) -> bool:
     """Whether a fast verdict goes on to reasoning in cascade mode: some task score lies in the
     band, ``low <= score <= high``."""
     low, high = band
     return any(s is not None and low <= s <= high for s in (verdict.request_score, verdict.response_score))
+
+
+# Deprecated: the fast-mode verdict is built in guardrail.verdict, next to the reasoning one.
+__getattr__ = moved("guardrail.fast", {"assemble": "guardrail.verdict:verdict_from_scores"})

@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from guardrail import core, fast, pipeline
+from guardrail import fast, moderation
 from guardrail.backends.base import Backend, GenerationOptions
 from guardrail.batching import BatchingOptions, MicroBatcher
 from guardrail.cache import VerdictCache, guard_fingerprint, request_key
-from guardrail.core import FailurePolicy, Prepared
 from guardrail.errors import ConfigurationError, UnsupportedError
 from guardrail.fast import Mode
-from guardrail.inputs import InputLimits
-from guardrail.pipeline import Work
+from guardrail.inputs import InputLimits, Prepared, check_batch, prepare
+from guardrail.moderation import Work
+from guardrail.observers import Observer, RequestInfo, caller, notify
 from guardrail.profiles import Profile, get_profile
 from guardrail.stats import GuardStats
-from guardrail.verdict import Verdict
+from guardrail.verdict import FailurePolicy, Verdict, validate_policy
 
 __all__ = ["Guard"]
 
-log = logging.getLogger("guardrail")
+_O = TypeVar("_O", bound=Observer)
 
 
 class Guard:
     """Decide whether a request (text, images or both) and an AI response are harmful.
 
-    Build one with a factory (:meth:`from_pretrained`) or from a backend object::
+    Build one with a factory (:meth:`from_pretrained`, :meth:`from_gguf`, :meth:`from_endpoint`;
+    each takes the options below next to its backend's) or from a backend object
+    (``Guard(backend, ...)``)::
 
         guard = Guard.from_pretrained("yueliu1999/GuardReasoner-VL-Eco-3B")
         verdict = guard.moderate(prompt="How do I pick a lock?", images=["photo.png"])
@@ -66,6 +68,9 @@ class Guard:
     - ``cache``: a :class:`~guardrail.cache.VerdictCache` (or True for one with default bounds);
       off by default.
 
+    ``on_verdict``: a function ``fn(verdict, info)`` (or a list of them) called with every
+    verdict the guard returns; see :meth:`add_observer`.
+
     ``guard.stats`` counts what the guard did (:class:`~guardrail.stats.GuardStats`).
 
     Invalid input always raises :class:`~guardrail.errors.InputError`; it never reaches the model
@@ -88,13 +93,14 @@ class Guard:
         cascade_band: tuple[float, float] = (0.2, 0.8),
         batching: bool | BatchingOptions | None = True,
         cache: bool | VerdictCache | None = None,
+        on_verdict: Observer | Sequence[Observer] | None = None,
     ):
         if not isinstance(backend, Backend):
             raise ConfigurationError(f"backend must be a guardrail Backend, not {type(backend).__name__}")
         self.backend = backend
         self.profile = get_profile(profile or backend.default_profile(), **dict(profile_options or {}))
-        self.on_parse_error = core.validate_policy("on_parse_error", on_parse_error)
-        self.on_error = core.validate_policy("on_error", on_error)
+        self.on_parse_error = validate_policy("on_parse_error", on_parse_error)
+        self.on_error = validate_policy("on_error", on_error)
         if max_new_tokens is not None and max_new_tokens < 1:
             raise ConfigurationError("max_new_tokens must be at least 1")
         self.max_new_tokens = max_new_tokens or self.profile.default_max_new_tokens
@@ -120,6 +126,9 @@ class Guard:
             raise ConfigurationError(f"batching must be a BatchingOptions, True or False; got {batching!r}")
         self.batching: BatchingOptions | None = batching or None
         self._batcher: MicroBatcher[Work] | None = None
+        self._observers: tuple[Observer, ...] = ()
+        for observer in [on_verdict] if callable(on_verdict) else list(on_verdict or ()):
+            self.add_observer(observer)
         if self.batching is not None:
             self._batcher = MicroBatcher(
                 self._run_batch, self.batching, concurrency=getattr(backend, "batch_concurrency", 1),
@@ -127,106 +136,62 @@ class Guard:
             )  # fmt: skip
 
     # ------------------------------------------------------------------------ factories
+    # Each takes the guard's own keyword arguments (those of Guard: profile, max_new_tokens,
+    # on_parse_error, mode...) and passes every other option to the backend it builds.
     @classmethod
     def from_pretrained(
-        cls,
-        path_or_hub_id: str | os.PathLike[str],
-        backend: str = "transformers",
-        *,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
+        cls, path_or_hub_id: str | os.PathLike[str], backend: str = "transformers", **options: Any
     ) -> Guard:
-        """Load a guard model. ``backend`` names the backend; ``options`` go to its loader
-        (for transformers: ``device``, ``dtype``, ``device_map``, ``trust_remote_code``...),
-        except the guard's own options (``mode``, ``threshold``, ``cascade_band``,
-        ``batching``, ``cache``, ``timeout_s``, ``profile_options``; see :class:`Guard`)."""
-        from guardrail.backends import load_backend
+        """Load a guard model with the backend named ``backend`` (see
+        :data:`guardrail.backends.BACKENDS`: ``"transformers"``, ``"llamacpp"``, ``"remote"``).
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: load_backend(backend, path_or_hub_id, **opts), profile, policy, options
-        )
+        ``options``: the guard's own (see :class:`Guard`), and the backend's loader options;
+        for transformers ``device``, ``dtype``, ``device_map``, ``trust_remote_code``,
+        ``revision`` and the model's ``from_pretrained`` keywords (docs/backends/transformers.md).
+        """
+        from guardrail.backends import _load
+
+        return cls._build(lambda opts: _load(backend, path_or_hub_id, **opts), options)
 
     @classmethod
-    def from_endpoint(
-        cls,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        *,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
-    ) -> Guard:
+    def from_endpoint(cls, base_url: str, model: str, api_key: str | None = None, **options: Any) -> Guard:
         """Use a guard served by an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server).
 
-        ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options`` go to
+        ``base_url`` includes ``/v1``; ``model`` is the served model name. ``options``: the
+        guard's own (see :class:`Guard`), the others go to
         :class:`~guardrail.backends.remote.RemoteBackend` (``timeout``, ``max_retries``,
-        ``max_concurrency``, ``extra_body``...), except the guard's own options (see
-        :meth:`from_pretrained`). The profile defaults to ``guardreasoner-vl``.
+        ``max_concurrency``, ``extra_body``...; docs/backends/remote.md). The profile defaults
+        to ``guardreasoner-vl``.
         """
         from guardrail.backends.remote import RemoteBackend
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: RemoteBackend(base_url, model, api_key, **opts), profile, policy, options
-        )
+        return cls._build(lambda opts: RemoteBackend(base_url, model, api_key, **opts), options)
 
     @classmethod
     def from_gguf(
-        cls,
-        model_path: str | os.PathLike[str],
-        mmproj: str | os.PathLike[str] | None = None,
-        *,
-        n_threads: int | None = None,
-        n_ctx: int = 8192,
-        profile: str | Profile | None = None,
-        max_new_tokens: int | None = None,
-        on_parse_error: FailurePolicy = "block",
-        on_error: FailurePolicy = "block",
-        limits: InputLimits | None = None,
-        **options: Any,
+        cls, model_path: str | os.PathLike[str], mmproj: str | os.PathLike[str] | None = None, **options: Any
     ) -> Guard:
         """Load a GGUF guard for on-device CPU moderation with llama.cpp (``llamacpp`` extra).
 
         ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
-        ``mmproj`` the vision projector, needed for images. ``options`` go to
-        :meth:`~guardrail.backends.llamacpp.LlamaCppBackend.from_gguf` (``n_batch``,
-        ``image_max_pixels``, ``verbose``, llama-cpp-python's ``Llama`` keywords...), except the
-        guard's own options (see :meth:`from_pretrained`).
+        ``mmproj`` the vision projector, needed for images. ``options``: the guard's own (see
+        :class:`Guard`), the others go to the llama.cpp backend: ``n_threads`` (default:
+        llama-cpp-python's), ``n_ctx`` (context tokens, default 8192), ``n_batch``,
+        ``image_min_pixels``/``image_max_pixels``, ``verbose`` and llama-cpp-python's ``Llama``
+        keywords (docs/backends/llamacpp.md).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
-        policy = {"max_new_tokens": max_new_tokens, "on_parse_error": on_parse_error, "on_error": on_error,
-                  "limits": limits}  # fmt: skip
-        return cls._build(
-            lambda opts: LlamaCppBackend.from_gguf(model_path, mmproj, n_threads=n_threads, n_ctx=n_ctx, **opts),
-            profile, policy, options,
-        )  # fmt: skip
+        return cls._build(lambda opts: LlamaCppBackend._load(model_path, mmproj, **opts), options)
 
     @classmethod
-    def _build(
-        cls,
-        make_backend: Callable[[dict[str, Any]], Backend],
-        profile: str | Profile | None,
-        policy: dict[str, Any],
-        options: dict[str, Any],
-    ) -> Guard:
+    def _build(cls, make_backend: Callable[[dict[str, Any]], Backend], options: dict[str, Any]) -> Guard:
         """The factories' shared end: the guard's own options (:data:`_GUARD_OPTIONS`) are taken
         out of ``options``, the rest build the backend; a guard that cannot be built closes it."""
         own = {k: options.pop(k) for k in _GUARD_OPTIONS if k in options}
         backend = make_backend(options)
         try:
-            return cls(backend, profile, **policy, **own)
+            return cls(backend, **own)
         except BaseException:
             backend.close()
             raise
@@ -247,14 +212,14 @@ class Guard:
         ``mode`` overrides the guard's mode for this call (``"reasoning"``, ``"fast"``,
         ``"cascade"``)."""
         item = {"prompt": prompt, "response": response, "images": images}
-        return self.moderate_batch([item], mode=mode)[0]
+        return self._moderate([item], mode, "moderate")[0]
 
     async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
                         mode: Mode | None = None) -> Verdict:  # fmt: skip
         """Async twin of :meth:`moderate`; never blocks the event loop. Concurrent calls share
         backend batches (see ``batching``)."""
         item = {"prompt": prompt, "response": response, "images": images}
-        verdicts = await self.amoderate_batch([item], mode=mode)
+        verdicts = await self._amoderate([item], mode, "amoderate")
         return verdicts[0]
 
     def moderate_batch(
@@ -265,6 +230,15 @@ class Guard:
         Each item is a dict with any of ``prompt``, ``response``, ``images``. All items are
         validated first: one invalid item raises ``InputError`` and nothing is checked.
         """
+        return self._moderate(items, mode, "moderate_batch")
+
+    async def amoderate_batch(
+        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    ) -> list[Verdict]:
+        """Async twin of :meth:`moderate_batch`."""
+        return await self._amoderate(items, mode, "amoderate_batch")
+
+    def _moderate(self, items: Sequence[Mapping[str, Any]], mode: Mode | None, method: str) -> list[Verdict]:
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
         prepared = self._prepare(items)
@@ -274,17 +248,16 @@ class Guard:
         keys, outcomes = self._lookup(works, start)
         misses = [i for i, o in enumerate(outcomes) if o is None]
         if misses:
-            computed = pipeline.run_sync(self.backend, self._pass([works[i] for i in misses]))
+            computed = moderation.run_sync(self.backend, self._pass([works[i] for i in misses]))
             self._fill(outcomes, misses, computed, keys)
-        return _raise_first(outcomes)
+        return self._observed(_raise_first(outcomes), works, method)
 
-    async def amoderate_batch(
-        self, items: Sequence[Mapping[str, Any]], *, mode: Mode | None = None
+    async def _amoderate(
+        self, items: Sequence[Mapping[str, Any]], mode: Mode | None, method: str
     ) -> list[Verdict]:
-        """Async twin of :meth:`moderate_batch`."""
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
-        core.check_batch(items)
+        check_batch(items)
         if any(isinstance(item, Mapping) and item.get("images") for item in items):
             # decoding (and hashing) images is CPU work: keep it off the event loop
             prepared = await asyncio.to_thread(self._prepare, items)
@@ -302,9 +275,39 @@ class Guard:
             if self._batcher is not None:
                 computed = await self._batcher.submit(todo)
             else:
-                computed = await pipeline.run_async(self.backend, self._pass(todo))
+                computed = await moderation.run_async(self.backend, self._pass(todo))
             self._fill(outcomes, misses, computed, keys)
-        return _raise_first(outcomes)
+        return self._observed(_raise_first(outcomes), works, method)
+
+    # ------------------------------------------------------------------------ observers
+    def add_observer(self, observer: _O) -> _O:
+        """Call ``observer(verdict, info)`` with every verdict this guard returns, from any entry
+        point (cache hits and policy verdicts included); ``info`` is a
+        :class:`~guardrail.observers.RequestInfo`. Returns ``observer`` (usable as a decorator).
+        An observer that raises is logged and never changes the verdict."""
+        if not callable(observer):
+            raise ConfigurationError(f"an observer must be callable, not {type(observer).__name__}")
+        self._observers = (*self._observers, observer)
+        return observer
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer`` (a ``ValueError`` if it was not added)."""
+        observers = list(self._observers)
+        observers.remove(observer)
+        self._observers = tuple(observers)
+
+    def _observed(self, verdicts: list[Verdict], works: Sequence[Work], method: str) -> list[Verdict]:
+        if self._observers:
+            source, stage = caller()
+            infos = [
+                RequestInfo(w.prepared.item, method, i, w.mode, source, stage) for i, w in enumerate(works)
+            ]
+            self._notify(verdicts, infos)
+        return verdicts
+
+    def _notify(self, verdicts: Sequence[Verdict], infos: Sequence[RequestInfo]) -> None:
+        """Tell the observers about ``verdicts`` (also used by the server for its own verdicts)."""
+        notify(self._observers, verdicts, infos)
 
     # --------------------------------------------------------------------- integrations
     def check(self, fn: Any = None, /, **options: Any) -> Any:
@@ -346,8 +349,8 @@ class Guard:
 
     # -------------------------------------------------------------------------- helpers
     def _prepare(self, items: Sequence[Mapping[str, Any]]) -> list[Prepared]:
-        core.check_batch(items)
-        return [core.prepare(self.profile, item, self.limits) for item in items]
+        check_batch(items)
+        return [prepare(self.profile, item, self.limits) for item in items]
 
     def _check_mode(self, mode: Mode) -> None:
         if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
@@ -364,19 +367,19 @@ class Guard:
         self._check_mode(mode)
         return mode
 
-    def _settings(self) -> pipeline.Settings:
-        return pipeline.Settings(
+    def _settings(self) -> moderation.Settings:
+        return moderation.Settings(
             profile=self.profile, options=self.generation_options, threshold=self.threshold,
             band=self.cascade_band, on_parse_error=self.on_parse_error, on_error=self.on_error,
             model=self.backend.model_name, backend=self.backend.name,
         )  # fmt: skip
 
     def _pass(self, works: Sequence[Work]) -> Any:
-        return pipeline.moderate(self._settings(), works, self.stats, time.perf_counter)
+        return moderation.moderation_pass(self._settings(), works, self.stats, time.perf_counter)
 
     async def _run_batch(self, works: list[Work]) -> list[Any]:
         """The micro-batcher's runner: one pass over requests from several callers."""
-        return await pipeline.run_async(self.backend, self._pass(works))
+        return await moderation.run_async(self.backend, self._pass(works))
 
     def _count_microbatch(self, size: int) -> None:
         self.stats.incr("microbatches")
@@ -448,8 +451,10 @@ class Guard:
         )
 
 
-# Guard options the factories accept next to the backend's loader options.
-_GUARD_OPTIONS = ("mode", "threshold", "cascade_band", "batching", "cache", "timeout_s", "profile_options")
+# The guard's own options, which the factories take next to the backend's: Guard's keywords.
+_GUARD_OPTIONS = tuple(
+    p for p in inspect.signature(Guard.__init__).parameters if p not in ("self", "backend")
+)
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

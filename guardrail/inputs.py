@@ -30,14 +30,24 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
-from guardrail.profiles.base import ModerationInput
+from guardrail.profiles.base import ModerationInput, Profile, RenderedPrompt
 
-__all__ = ["InputLimits", "data_url_bytes", "fetch_image", "header_pixels", "load_image", "normalize_input"]
+__all__ = [
+    "InputLimits",
+    "Prepared",
+    "check_batch",
+    "data_url_bytes",
+    "fetch_image",
+    "header_pixels",
+    "load_image",
+    "normalize_input",
+    "prepare",
+]
 
 log = logging.getLogger("guardrail")
 
@@ -109,6 +119,40 @@ def normalize_input(
     if prompt is not None and not prompt.strip() and not decoded and response is None:
         raise InputError("the prompt is empty")
     return ModerationInput(prompt=prompt, response=response, images=decoded)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One validated request and its rendered prompt: what a check hands the backend."""
+
+    item: ModerationInput
+    prompt: RenderedPrompt
+
+
+_ITEM_KEYS = frozenset({"prompt", "response", "images"})
+
+
+def prepare(profile: Profile, item: Mapping[str, Any] | ModerationInput, limits: InputLimits) -> Prepared:
+    """Validate one request (a mapping with ``prompt``/``response``/``images``) and render it
+    with ``profile`` (raises :class:`~guardrail.errors.InputError`)."""
+    if not isinstance(item, ModerationInput):
+        if not isinstance(item, Mapping):
+            raise InputError(
+                f"a batch item must be a dict with prompt/response/images, not {type(item).__name__}"
+            )
+        unknown = set(item) - _ITEM_KEYS
+        if unknown:
+            raise InputError(f"unknown keys in request: {', '.join(sorted(map(str, unknown)))}")
+        item = normalize_input(item.get("prompt"), item.get("response"), item.get("images"), limits=limits)
+    if item.images and not profile.supports_images:
+        raise InputError(f"the '{profile.name}' profile is text-only; this request has images")
+    return Prepared(item=item, prompt=profile.render(item))
+
+
+def check_batch(items: Sequence[Any]) -> None:
+    """Raise :class:`~guardrail.errors.InputError` unless ``items`` is a list of requests."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+        raise InputError("moderate_batch takes a list of dicts with prompt/response/images")
 
 
 def _check_text(name: str, value: Any, limits: InputLimits) -> str | None:

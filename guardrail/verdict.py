@@ -1,12 +1,37 @@
-"""The typed result of a moderation call."""
+"""The typed result of a moderation call, and the pure functions that build it.
+
+- :func:`verdict_from_generation`: a reasoning verdict, parsed from a generated output;
+- :func:`verdict_from_scores`: a fast-mode verdict, from the label probabilities;
+- :func:`policy_verdict`: a verdict decided by the failure policy (``on_parse_error``/``on_error``).
+
+No I/O, no model, no clock: the moderation pass (:mod:`guardrail.moderation`) calls them.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Verdict"]
+from guardrail.errors import ConfigurationError, ParseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guardrail.backends.base import Generation
+    from guardrail.inputs import Prepared
+    from guardrail.profiles.base import Profile
+
+__all__ = [
+    "FailurePolicy",
+    "Verdict",
+    "policy_verdict",
+    "validate_policy",
+    "verdict_from_generation",
+    "verdict_from_scores",
+]
+
+FailurePolicy = Literal["block", "allow", "raise"]
+_POLICIES = ("block", "allow", "raise")
 
 
 class Verdict(BaseModel):
@@ -68,3 +93,135 @@ class Verdict(BaseModel):
     def blocked(self) -> bool:
         """The opposite of :attr:`allowed`."""
         return not self.allowed
+
+
+def validate_policy(name: str, value: str) -> FailurePolicy:
+    if value not in _POLICIES:
+        raise ConfigurationError(f"{name} must be one of {', '.join(_POLICIES)}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def verdict_from_generation(
+    profile: Profile,
+    prepared: Prepared,
+    generation: Generation,
+    *,
+    on_parse_error: FailurePolicy,
+    on_error: FailurePolicy,
+    latency_ms: float,
+    model: str | None,
+) -> Verdict:
+    """Build the verdict for one generation, applying the failure policies.
+
+    - A generation that carries an error follows ``on_error``.
+    - An output with no parsable label follows ``on_parse_error``; so does an output cut by
+      ``max_new_tokens`` (``finish_reason == "length"``), whatever labels it holds: the model
+      never finished its answer, and the last block of a cut output may be text the reasoning
+      quotes (a forged answer typed by the user), not the model's verdict.
+    - ``"raise"`` raises (``ParseError`` for parse failures, the backend's error otherwise).
+    """
+    common = {"latency_ms": latency_ms, "model": model, "profile": profile.name}
+    if generation.error is not None:
+        if on_error == "raise":
+            raise generation.error
+        return policy_verdict(
+            on_error, f"backend error: {generation.error}", raw_output=generation.text, **common
+        )
+    parsed = profile.parse(generation.text, prepared.item)
+    if generation.finish_reason == "length" or not parsed.ok:
+        if generation.finish_reason == "length":
+            reason = "unparsable model output (the output hit max_new_tokens before the answer was complete)"
+        else:
+            reason = f"unparsable model output ({parsed.error})"
+        verdict = policy_verdict(
+            on_parse_error if on_parse_error != "raise" else "block",
+            reason,
+            raw_output=generation.text,
+            reasoning=parsed.reasoning,
+            output_tokens=generation.output_tokens,
+            **common,
+        )
+        if on_parse_error == "raise":
+            raise ParseError(reason, raw_output=generation.text, verdict=verdict)
+        return verdict
+    item = prepared.item
+    labels = parsed.labels
+    request = labels.get("request") == "harmful" if item.has_request else None
+    response = labels.get("response") == "harmful" if item.has_response else None
+    refusal = None
+    if "refusal" in profile.tasks and item.has_response and labels.get("refusal") is not None:
+        refusal = labels["refusal"] == "refusal"
+    harmful = bool(request) or bool(response)
+    return Verdict(
+        request_harmful=request,
+        response_harmful=response,
+        response_refusal=refusal,
+        harmful=harmful,
+        allowed=not harmful,
+        reasoning=parsed.reasoning,
+        raw_output=generation.text,
+        parsed=True,
+        decided_by="model",
+        output_tokens=generation.output_tokens,
+        **common,
+    )
+
+
+def verdict_from_scores(
+    profile: Profile,
+    prepared: Prepared,
+    task_scores: Mapping[str, float],
+    *,
+    threshold: float,
+    latency_ms: float,
+    model: str | None,
+) -> Verdict:
+    """The fast-mode verdict for one request from its task scores (P(harmful) per task, see
+    :func:`guardrail.fast.marginals`): a task is harmful when its score reaches ``threshold``,
+    a response a refusal when P(refusal) reaches 0.5."""
+    item = prepared.item
+    request = task_scores["request"] if item.has_request else None
+    response = task_scores.get("response") if item.has_response else None
+    refusal = task_scores.get("refusal") if item.has_response and "refusal" in profile.tasks else None
+    labels: dict[str, str | None] = {
+        "request": None if request is None else ("harmful" if request >= threshold else "unharmful"),
+        "response": None if response is None else ("harmful" if response >= threshold else "unharmful"),
+        "refusal": None if refusal is None else ("refusal" if refusal >= 0.5 else "compliance"),
+    }
+    scores = [s for s in (request, response) if s is not None]
+    score = max(scores) if scores else None
+    harmful = labels["request"] == "harmful" or labels["response"] == "harmful"
+    return Verdict(
+        request_harmful=None if request is None else labels["request"] == "harmful",
+        response_harmful=None if response is None else labels["response"] == "harmful",
+        response_refusal=None if refusal is None else labels["refusal"] == "refusal",
+        harmful=harmful,
+        allowed=not harmful,
+        reasoning=None,
+        raw_output=profile.fast_output(labels),
+        parsed=True,
+        score=score,
+        request_score=request,
+        response_score=response,
+        refusal_score=refusal,
+        path="fast",
+        decided_by="model",
+        latency_ms=latency_ms,
+        output_tokens=0,
+        model=model,
+        profile=profile.name,
+    )
+
+
+def policy_verdict(policy: FailurePolicy, error: str, *, raw_output: str = "", **fields: Any) -> Verdict:
+    """A verdict decided by a failure policy (``"block"`` or ``"allow"``)."""
+    block = policy != "allow"
+    return Verdict(
+        harmful=block,
+        allowed=not block,
+        parsed=False,
+        decided_by="policy",
+        error=error,
+        raw_output=raw_output,
+        **fields,
+    )

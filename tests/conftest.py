@@ -108,16 +108,16 @@ def tiny_text_gguf(tiny_text_path):
 
 @pytest.fixture(scope="session")
 def vl_backend(tiny_vl_path):
-    from guardrail.backends.transformers import TransformersBackend
+    from guardrail import Guard
 
-    return TransformersBackend.from_pretrained(tiny_vl_path, device="cpu")
+    return Guard.from_pretrained(tiny_vl_path, device="cpu").backend
 
 
 @pytest.fixture(scope="session")
 def text_backend(tiny_text_path):
-    from guardrail.backends.transformers import TransformersBackend
+    from guardrail import Guard
 
-    return TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
+    return Guard.from_pretrained(tiny_text_path, device="cpu").backend
 
 
 def wait_until_up(url: str, proc, log_path: Path, *, timeout: float = 120.0) -> None:

@@ -112,9 +112,7 @@ def test_transformers_timeout_fails_closed_and_the_backend_stays_usable(vl_backe
 
 def test_llamacpp_timeout_fails_closed_and_the_backend_stays_usable(tiny_gguf):
     pytest.importorskip("llama_cpp")
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=8192, n_threads=1)
+    backend = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=8192, n_threads=1).backend
     try:
         slow = Guard(backend, max_new_tokens=6000, timeout_s=0.3, batching=False)
         t0 = time.monotonic()
@@ -171,5 +169,5 @@ def test_pickle_checkpoints_are_refused(tiny_vl_path, tmp_path):
 def test_remote_code_stays_off(tiny_vl_path):
     from guardrail.backends.transformers import TransformersBackend
 
-    assert "trust_remote_code" in TransformersBackend.from_pretrained.__kwdefaults__
-    assert TransformersBackend.from_pretrained.__kwdefaults__["trust_remote_code"] is False
+    assert "trust_remote_code" in TransformersBackend._load.__kwdefaults__  # Guard.from_pretrained's loader
+    assert TransformersBackend._load.__kwdefaults__["trust_remote_code"] is False

@@ -8,8 +8,7 @@ import math
 import pytest
 
 from guardrail import BackendError, ConfigurationError, Guard, ParseError, UnsupportedError, Verdict, fast
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile, ModerationInput
 from guardrail.testing import FakeBackend, result_output
 

@@ -161,3 +161,19 @@ def test_factories_pass_guard_options_and_close_the_backend_on_failure(tiny_vl_p
     with pytest.raises(ConfigurationError):
         Guard.from_pretrained(tiny_vl_path, on_error="sometimes")
     assert len(closed) == 1  # the loaded model is released, not leaked
+
+
+def test_factories_split_the_guard_options_from_the_backend_options():
+    """Every keyword of Guard goes to the guard; the rest go to the backend, none is dropped."""
+    guard = Guard.from_endpoint(
+        "http://127.0.0.1:9/v1", "served", None, max_new_tokens=7, on_error="allow", on_parse_error="raise",
+        profile="guardreasoner", batching=False, timeout=3.0, max_retries=0,
+    )  # fmt: skip
+    try:
+        assert (guard.max_new_tokens, guard.on_error, guard.on_parse_error) == (7, "allow", "raise")
+        assert guard.profile.name == "guardreasoner" and guard.batching is None
+        assert guard.backend.timeout == 3.0 and guard.backend.core.max_retries == 0
+    finally:
+        guard.close()
+    with pytest.raises(TypeError, match="max_new_token"):  # a misspelt guard option reaches the backend
+        Guard.from_endpoint("http://127.0.0.1:9/v1", "served", max_new_token=7)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from guardrail import Guard, InputError, InputLimits
-from guardrail.core import prepare
+from guardrail.inputs import prepare
 from guardrail.profiles.base import ImageSlot, Special
 from guardrail.server import ServerSettings, create_app
 from guardrail.testing import FakeBackend, result_output, serve_app

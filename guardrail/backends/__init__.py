@@ -9,8 +9,9 @@ name               module                                      loads
 ``fake``           :mod:`guardrail.backends.fake`              scripted outputs, for tests
 =================  ==========================================  ===============================
 
-:func:`load_backend` looks a name up in :data:`BACKENDS` and calls the factory with the model
-path and options; heavy libraries are imported only then.
+:meth:`guardrail.Guard.from_pretrained` looks its ``backend`` name up in :data:`BACKENDS` and calls
+that loader with the model path and options; heavy libraries are imported only then. A backend
+object built by hand goes into ``Guard(backend)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from guardrail import _deprecated
 from guardrail.backends.base import Backend, Generation, GenerationOptions
 from guardrail.errors import ConfigurationError
 
@@ -25,13 +27,21 @@ __all__ = ["BACKENDS", "Backend", "Generation", "GenerationOptions", "load_backe
 
 # name -> "module:callable"; the callable takes (model, **options) and returns a Backend.
 BACKENDS: dict[str, str] = {
-    "transformers": "guardrail.backends.transformers:TransformersBackend.from_pretrained",
+    "transformers": "guardrail.backends.transformers:TransformersBackend._load",
     "remote": "guardrail.backends.remote:load",
-    "llamacpp": "guardrail.backends.llamacpp:LlamaCppBackend.from_gguf",
+    "llamacpp": "guardrail.backends.llamacpp:LlamaCppBackend._load",
 }
 
 
 def load_backend(name: str, model: Any, **options: Any) -> Backend:
+    """Deprecated: use ``Guard.from_pretrained(model, backend=name, **options)`` (``guard.backend``)."""
+    _deprecated.warn(
+        "guardrail.backends.load_backend", "Guard.from_pretrained(model, backend=name, ...).backend"
+    )
+    return _load(name, model, **options)
+
+
+def _load(name: str, model: Any, **options: Any) -> Backend:
     """Create backend ``name`` for ``model`` (a path, hub id, or what that backend takes)."""
     try:
         target = BACKENDS[name]

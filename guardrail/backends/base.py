@@ -2,7 +2,7 @@
 
 A backend knows nothing about verdicts. It receives :class:`~guardrail.profiles.RenderedPrompt`
 objects (prompt parts + decoded images) and returns one :class:`Generation` per prompt, in order.
-Prompt building, parsing and verdict assembly live in the pure core (:mod:`guardrail.core`).
+Prompt building and parsing live in the profiles, verdicts are built in :mod:`guardrail.verdict`.
 
 Contract for implementations:
 

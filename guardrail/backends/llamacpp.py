@@ -1,7 +1,7 @@
 """llama.cpp backend (llama-cpp-python): on-device CPU moderation with GGUF guard models.
 
 Install with ``pip install "guardrail-vl[llamacpp]"``. Load with
-:meth:`guardrail.Guard.from_gguf` / :meth:`LlamaCppBackend.from_gguf`, or wrap a
+:meth:`guardrail.Guard.from_gguf` (its backend is ``guard.backend``), or wrap a
 ``llama_cpp.Llama`` the app already loaded (``LlamaCppBackend(llama, mmproj="mmproj.gguf")``).
 
 Prompts run one at a time on one context, under a lock, from the profile's own rendering (no
@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from guardrail import _deprecated
 from guardrail._deps import require
 from guardrail.backends.base import (
     Backend,
@@ -131,7 +132,7 @@ class LlamaCppBackend(Backend):
         self.mmproj = os.fspath(mmproj) if mmproj is not None else None
         self._vision: VisionContext | None = None
         self._resize: tuple[int, int, int] | None = None  # (factor, min_pixels, max_pixels)
-        self._loaded_from: dict[str, Any] | None = None  # what from_gguf loaded (see identity)
+        self._loaded_from: dict[str, Any] | None = None  # what _load loaded (see identity)
         if self.mmproj is not None:
             try:
                 self._vision = VisionContext(
@@ -147,7 +148,13 @@ class LlamaCppBackend(Backend):
 
     # ------------------------------------------------------------------------ loading
     @classmethod
-    def from_gguf(
+    def from_gguf(cls, model_path: str | os.PathLike[str], *args: Any, **options: Any) -> LlamaCppBackend:
+        """Deprecated: use ``Guard.from_gguf(model_path, mmproj, **options)`` (``guard.backend``)."""
+        _deprecated.warn("LlamaCppBackend.from_gguf", "Guard.from_gguf(model_path, mmproj, ...).backend")
+        return cls._load(model_path, *args, **options)
+
+    @classmethod
+    def _load(
         cls,
         model_path: str | os.PathLike[str],
         mmproj: str | os.PathLike[str] | None = None,
@@ -202,7 +209,7 @@ class LlamaCppBackend(Backend):
         return backend
 
     def identity(self) -> dict[str, Any] | None:
-        """The GGUF files, image bounds and ``llama_cpp.Llama`` options of :meth:`from_gguf`;
+        """The GGUF files, image bounds and ``llama_cpp.Llama`` options it was loaded with;
         ``None`` (this instance only) for a ``Llama`` object wrapped directly."""
         return self._loaded_from
 
@@ -538,5 +545,6 @@ class LlamaCppBackend(Backend):
 
 
 def from_llamacpp(llama: Any, mmproj: str | os.PathLike[str] | None = None, **kwargs: Any) -> LlamaCppBackend:
-    """Wrap a ``llama_cpp.Llama`` the app already loaded (it stays the app's to close)."""
+    """Deprecated: use ``LlamaCppBackend(llama, mmproj)``."""
+    _deprecated.warn("guardrail.backends.llamacpp.from_llamacpp", "LlamaCppBackend(llama, mmproj)")
     return LlamaCppBackend(llama, mmproj, **kwargs)

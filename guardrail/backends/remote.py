@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from guardrail import _deprecated
 from guardrail._deps import require
 from guardrail._redact import redact, redact_url
 from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
@@ -354,12 +355,15 @@ class RemoteBackend(Backend):
 
 
 def from_endpoint(base_url: str, model: str, api_key: str | None = None, **options: Any) -> RemoteBackend:
-    """Create a :class:`RemoteBackend` (``Guard.from_endpoint`` wraps it in a Guard)."""
+    """Deprecated: use ``RemoteBackend(base_url, model, api_key)`` or ``Guard.from_endpoint``."""
+    _deprecated.warn(
+        "guardrail.backends.remote.from_endpoint", "RemoteBackend(base_url, model) or Guard.from_endpoint"
+    )
     return RemoteBackend(base_url, model, api_key, **options)
 
 
 def load(model: str, *, base_url: str | None = None, **options: Any) -> RemoteBackend:
-    """The ``load_backend("remote", model, base_url=...)`` factory used by the CLI."""
+    """The loader of ``Guard.from_pretrained(model, backend="remote", base_url=...)`` (the CLI's)."""
     if not base_url:
         raise ConfigurationError("the remote backend needs base_url (CLI: --base-url)")
     return RemoteBackend(base_url, model, **options)

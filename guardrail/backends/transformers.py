@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from guardrail import _deprecated
 from guardrail._deps import require
 from guardrail.backends.base import (
     Backend,
@@ -48,9 +49,9 @@ _EXTRA = "transformers"
 class TransformersBackend(Backend):
     """Run a guard model with transformers.
 
-    Wrap a model you already loaded (``TransformersBackend(model, processor)``) or load one with
-    :meth:`from_pretrained`. ``processor`` is an ``AutoProcessor`` for vision-language models or
-    a tokenizer for text models.
+    Wrap a model you already loaded (``TransformersBackend(model, processor)``); to load one, use
+    :meth:`guardrail.Guard.from_pretrained` (its backend is ``guard.backend``). ``processor`` is
+    an ``AutoProcessor`` for vision-language models or a tokenizer for text models.
     """
 
     name = "transformers"
@@ -81,12 +82,18 @@ class TransformersBackend(Backend):
         self._special_cache: dict[str, int] = {}
         # Template text (the system prompt above all) repeats on every call: remember its ids.
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
-        # What from_pretrained loaded (see identity); a model wrapped here is known only as itself.
+        # What _load loaded (see identity); a model wrapped here is known only as itself.
         self._loaded_from: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(
+    def from_pretrained(cls, path: str | os.PathLike[str], **options: Any) -> TransformersBackend:
+        """Deprecated: use ``Guard.from_pretrained(path, **options)`` (``guard.backend``)."""
+        _deprecated.warn("TransformersBackend.from_pretrained", "Guard.from_pretrained(path, ...).backend")
+        return cls._load(path, **options)
+
+    @classmethod
+    def _load(
         cls,
         path: str | os.PathLike[str],
         *,
@@ -141,7 +148,7 @@ class TransformersBackend(Backend):
         return backend
 
     def identity(self) -> dict[str, Any] | None:
-        """The directory or hub id, revision, dtype and loader options of :meth:`from_pretrained`;
+        """The directory or hub id, revision, dtype and loader options the model was loaded with;
         ``None`` (this instance only) for a model object wrapped directly."""
         return self._loaded_from
 
@@ -497,5 +504,8 @@ def _accepts(model: Any, name: str) -> bool:
 
 
 def from_transformers(model: Any, processor: Any, **kwargs: Any) -> TransformersBackend:
-    """Wrap an already loaded transformers model and its processor (or tokenizer)."""
+    """Deprecated: use ``TransformersBackend(model, processor)``."""
+    _deprecated.warn(
+        "guardrail.backends.transformers.from_transformers", "TransformersBackend(model, processor)"
+    )
     return TransformersBackend(model, processor, **kwargs)

@@ -11,69 +11,12 @@
     @guard.check(window=200)
     async def stream(messages): ...   # an async generator: output checked as it streams
 
-What happens on a call:
-
-1. The request is found in the arguments (see *Finding the request*). With ``input=True`` the
-   guard checks it **before the handler runs**; a blocked request never reaches the handler.
-2. The handler runs.
-3. With ``output=True`` the response is found in the return value (see
-   :mod:`guardrail.integrations.extract`) and checked **together with the request** (one
-   moderation of prompt + images + response). An empty or ``None`` response is not checked.
-   Generators are checked as they stream: see :mod:`guardrail.integrations.streaming` for the
-   windows, the cut-off and the ``optimistic`` mode.
-
-Async handlers use ``guard.amoderate`` (the event loop never blocks); sync handlers use
-``guard.moderate``. Wrapped functions keep their name, docstring, signature (``__signature__``,
-``__wrapped__``; FastAPI reads them) and kind: a coroutine function stays one, a generator
-function stays a generator function, an async generator function stays one. On generators the
-input check runs when iteration starts, before the handler's body.
-
-**On violation** (``on_violation``, per decorator):
-
-- ``"raise"`` (the default unless ``message`` is given): raise
-  :class:`~guardrail.errors.GuardViolation`; its ``verdict`` is the blocking verdict and its
-  ``stage`` is ``"input"`` or ``"output"``;
-- ``"replace"`` (the default when ``message`` is given): return ``message`` instead (a blocked
-  stream yields it as its last item). ``message`` is returned as given, so a handler that returns
-  message dicts can pass ``message={"role": "assistant", "content": "..."}``;
-- a callable ``fn(violation: GuardViolation)``: its return value is returned (or yielded, unless
-  ``None``); it may raise. In async wrappers it may be a coroutine function.
-
-**Finding the request** without help, from the signature (a first parameter named ``self`` or
-``cls`` is skipped):
-
-- **every** parameter named ``messages``, ``prompt``, ``text``, ``message``, ``input``,
-  ``question`` or ``query`` (texts joined by blank lines, in that order), else the first
-  positional parameter, else ``*args[0]``, else the ``**kwargs`` entries with those names. A
-  value may be a string, chat messages (OpenAI dicts, LangChain messages and message chunks,
-  with text and image parts), one message, or an object/dict with those fields and optional
-  ``images``/``image`` (a request body model; all its set fields are checked);
-- plus the images in parameters named ``images`` or ``image`` (bytes, PIL images, data URLs,
-  ``{"url": ...}``).
-
-**Local files.** Arguments come from users, so an image given as a string (or path) that is not
-a ``data:`` or ``http(s)`` URL is never opened: it raises
-:class:`~guardrail.errors.ImageError` ("local file paths are not accepted here"), whether the
-file exists or not. An app whose handler receives trusted paths opts in with
-``allow_paths=True`` (the guard's own ``InputLimits.allow_paths`` must be on too).
-
-A function with nothing to look at fails at decoration; a value of a shape not listed fails at
-the call. Both raise :class:`~guardrail.errors.ConfigurationError` saying to pass ``extract=``:
-
-- ``extract="name"``: the parameter holding the request;
-- ``extract=fn``: ``fn(*args, **kwargs)`` (the handler's own arguments) returns the request in
-  any shape above, or an :class:`~guardrail.integrations.extract.Extracted`; ``None`` means
-  "no request": the input check is skipped and the output is checked alone;
-- ``extract={"input": name_or_fn, "output": fn}``: ``fn(result)`` (or ``fn(chunk)`` for
-  generators) returns the response text, or a value in any response shape.
-
-With ``input=False`` the request is still looked up (the output check needs it) unless the
-signature offers nothing, in which case the output is checked alone.
-
-Errors: invalid content (a bad image, an empty prompt, an audio part) raises
-:class:`~guardrail.errors.InputError` from the guard, before the handler runs when it is in the
-request. The guard's failure policy (``on_parse_error``/``on_error``) decides what an unparsable
-output or a backend failure gives; a policy block is a violation like any other.
+The request is found in the handler's arguments (:class:`_Checker`, with
+:mod:`guardrail.integrations.extract`) and checked before the handler runs; the response is
+checked together with the request after it (streams in windows:
+:mod:`guardrail.integrations.streaming`). Async handlers call ``guard.amoderate``, sync ones
+``guard.moderate``; a wrapped function keeps its name, signature and kind. The options, where
+the request is looked for, what a violation gives and the errors: docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -99,6 +42,7 @@ from guardrail.integrations.extract import (
 )
 from guardrail.integrations.policy import blocks
 from guardrail.integrations.streaming import agate_stream, gate_stream
+from guardrail.observers import called_by
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrail.guard import Guard
@@ -311,6 +255,14 @@ class _Checker:
             return {"response": response}
         return request.item(response)
 
+    def moderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        with called_by("decorator", stage):  # what the guard's observers are told
+            return self.guard.moderate(**self.item(request, response))
+
+    async def amoderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        with called_by("decorator", stage):
+            return await self.guard.amoderate(**self.item(request, response))
+
     # ------------------------------------------------------------------------ response
     def response(self, value: Any) -> str | None:
         if self.output_fn is not None:
@@ -343,19 +295,19 @@ def _items(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------- wrappers
 def _sync_function(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = guard.moderate(**c.item(request))
+            verdict = c.moderate("input", request)
             if blocks(verdict, "input"):
                 return c.violation(verdict, "input")
         result = fn(*args, **kwargs)
         if opts.output:
             text = c.response(result)
             if text:
-                verdict = guard.moderate(**c.item(request, text))
+                verdict = c.moderate("output", request, text)
                 if blocks(verdict, "output"):
                     return c.violation(verdict, "output")
         return result
@@ -364,19 +316,19 @@ def _sync_function(c: _Checker) -> Callable[..., Any]:
 
 
 def _async_function(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = await guard.amoderate(**c.item(request))
+            verdict = await c.amoderate("input", request)
             if blocks(verdict, "input"):
                 return await c.aviolation(verdict, "input")
         result = await fn(*args, **kwargs)
         if opts.output:
             text = c.response(result)
             if text:
-                verdict = await guard.amoderate(**c.item(request, text))
+                verdict = await c.amoderate("output", request, text)
                 if blocks(verdict, "output"):
                     return await c.aviolation(verdict, "output")
         return result
@@ -385,12 +337,12 @@ def _async_function(c: _Checker) -> Callable[..., Any]:
 
 
 def _sync_generator(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = c.load(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = guard.moderate(**c.item(request))
+            verdict = c.moderate("input", request)
             if blocks(verdict, "input"):
                 yield from _items(c.violation(verdict, "input"))
                 return
@@ -404,7 +356,7 @@ def _sync_generator(c: _Checker) -> Callable[..., Any]:
         yield from gate_stream(
             source,
             text_of=c.chunk_text,
-            check=lambda text: guard.moderate(**c.item(request, text)),
+            check=lambda text: c.moderate("output", request, text),
             on_block=lambda verdict: _items(c.violation(verdict, "output")),
             window=opts.window,
             optimistic=opts.optimistic,
@@ -414,10 +366,10 @@ def _sync_generator(c: _Checker) -> Callable[..., Any]:
 
 
 def _async_generator(c: _Checker) -> Callable[..., Any]:
-    guard, fn, opts = c.guard, c.fn, c.options
+    fn, opts = c.fn, c.options
 
     async def check(request: Extracted | None, text: str) -> Verdict:
-        return await guard.amoderate(**c.item(request, text))
+        return await c.amoderate("output", request, text)
 
     async def on_block(verdict: Verdict) -> list[Any]:
         return _items(await c.aviolation(verdict, "output"))
@@ -425,7 +377,7 @@ def _async_generator(c: _Checker) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = await c.aload(c.request(args, kwargs))
         if opts.input and request is not None:
-            verdict = await guard.amoderate(**c.item(request))
+            verdict = await c.amoderate("input", request)
             if blocks(verdict, "input"):
                 for item in _items(await c.aviolation(verdict, "input")):
                     yield item

@@ -3,45 +3,12 @@
 Pure functions, no third-party imports: LangChain and OpenAI objects are recognised by duck
 typing, so this module works whether or not those libraries are installed.
 
-**Requests** (what the user asked) come as
-
-- a string (the prompt);
-- a list of chat messages: OpenAI-style dicts ``{"role": "user", "content": ...}``,
-  LangChain messages (objects with ``.type``/``.content``), ``(role, content)`` tuples or bare
-  strings (LangChain reads those as human messages). The request is made of **every user turn**
-  (role ``user`` or ``human``; message chunks count too: a ``HumanMessageChunk``, type
-  ``"HumanMessageChunk"``, is a human turn): their texts joined by blank lines, their images in
-  order. System, assistant and tool turns are not part of the request;
-- one such message;
-- a mapping or object with any of ``messages``, ``prompt``, ``text``, ``message``, ``input``,
-  ``question``, ``query`` and ``images``/``image`` (a request body model, for instance). **All**
-  of these fields that are set make up the request (texts joined by blank lines in that order,
-  then the images): a field left unchecked could carry what the app's model reads.
-
-Message content is a string or a list of content parts:
-
-- text: ``{"type": "text", "text": ...}`` (also ``input_text``/``output_text``) or a bare string;
-- images: OpenAI ``{"type": "image_url", "image_url": {"url": ...}}`` (or the URL as a string),
-  OpenAI Responses ``{"type": "input_image", "image_url": ...}``, LangChain's standard blocks
-  ``{"type": "image", "url": ...}`` / ``{"type": "image", "base64": ..., "mime_type": ...}``,
-  LangChain's older ``{"type": "image", "source_type": "base64"|"url", ...}`` and Anthropic's
-  ``{"type": "image", "source": {"type": "base64", ...}}``. URLs are data URLs, or ``http(s)``
-  URLs when the guard's ``InputLimits.allow_remote_images`` is on. The integrations never read
-  a user's string as a local file path (``ImageError``) unless the app opts in with
-  ``allow_paths=True`` (see :func:`user_limits`);
-- skipped (not user-visible content): reasoning/thinking blocks, tool calls and tool results;
-- anything else (audio, video, files, provider-specific blocks, images given only by a file id)
-  raises :class:`~guardrail.errors.InputError`: content the guard cannot see is never let
-  through silently.
-
-**Responses** (what the model answered) come as a string, an OpenAI-style chat completion (object
-or dict; the texts of all choices are joined), a streamed chunk (``choices[].delta.content``), a
-message dict ``{"role": "assistant", "content": ...}`` or an object with ``.content`` (LangChain
-``AIMessage``/``AIMessageChunk``, OpenAI ``ChatCompletionMessage``). ``None`` means there is
-nothing to check.
-
-A value none of these rules recognise raises :class:`~guardrail.errors.ConfigurationError`
-telling the caller how to point at the content (``extract=`` for the decorator).
+A request is a string, chat messages (every user turn: texts joined by blank lines, images in
+order), one message, or a mapping/object with request fields (all of those set are checked).
+A response is a string, a chat completion or chunk, or a message. Content the guard cannot see
+(audio, files...) raises :class:`~guardrail.errors.InputError`; a value no rule recognises raises
+:class:`~guardrail.errors.ConfigurationError` saying how to point at the content. The full list
+of shapes: docs/integrations.md, "Finding the request and the response".
 """
 
 from __future__ import annotations

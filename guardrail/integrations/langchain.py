@@ -8,57 +8,12 @@ Needs ``pip install "guardrail-vl[langchain]"`` (langchain-core).
     chain = prompt | guard.wrap(llm) | parser               # checks the LLM's input and output
     chain = guard.wrap(prompt | llm | parser, fallback="Sorry, I can't help with that.")
 
-- :meth:`Guard.as_runnable <guardrail.Guard.as_runnable>` returns a :class:`GuardRunnable` that
-  checks its input and passes it on unchanged; a blocked input raises
-  :class:`~guardrail.errors.GuardViolation` (``stage="input"``). To make a whole chain answer with
-  a message instead, wrap the chain (``guard.wrap(chain, fallback=...)``) or use LangChain's
-  ``chain.with_fallbacks([...], exceptions_to_handle=(GuardViolation,))``.
-- :meth:`Guard.wrap <guardrail.Guard.wrap>` returns a :class:`GuardRunnable` around ``runnable``:
-  the input is checked before it runs (a blocked input never reaches it), the output is checked
-  together with the original request. With ``fallback`` set, a blocked input or output returns
-  (or, streaming, yields) the fallback as given instead of raising; pass an ``AIMessage`` to keep
-  the chain's types uniform.
-
-**Inputs** understood: strings, prompt values (``StringPromptValue``, ``ChatPromptValue``,
-``ImagePromptValue``), messages and lists of messages (human turns with text, image parts as
-OpenAI ``image_url`` data URLs, LangChain standard content blocks ``{"type": "image", "base64":
-..., "mime_type": ...}`` / ``{"type": "image", "url": ...}`` and the older ``source_type`` form),
-and dicts: the request is read from **every** key of ``key`` present (a name or a list of
-names; default: ``input``, ``question``, ``query``, ``messages``, ``prompt``, ``text``,
-``message``), texts joined by blank lines in that order, and images from **every** key of
-``image_key`` (default: ``images`` and ``image``). A chain receives the whole dict, so a field
-left out could carry what its model reads: name the fields with ``key=`` only when the chain
-uses exactly those. See :mod:`guardrail.integrations.extract` for how messages become one request
-(all human turns, ``HumanMessageChunk`` included; system and AI turns are context, not request).
-
-**Local files**: an image string that is not a ``data:`` or ``http(s)`` URL (in a content part,
-an ``image`` field, an ``ImagePromptValue``) raises :class:`~guardrail.errors.ImageError` and
-is never opened: inputs come from users. ``allow_paths=True`` opts in for chains that carry
-trusted paths (the guard's ``InputLimits.allow_paths`` must be on too).
-
-**Outputs** understood: strings, messages (``AIMessage``; text blocks, reasoning and tool calls
-skipped) and, with ``output_key``, dicts. Streams (``AIMessageChunk`` or string chunks) are
-checked in windows of ``window`` characters and at the end; chunks are released only after the
-check covering them passed, unless ``optimistic=True`` (see
-:mod:`guardrail.integrations.streaming` for the latency trade-off).
-
-**Methods**: ``invoke``, ``ainvoke``, ``batch``/``abatch`` (one batched guard call for all the
-inputs, one for all the outputs; the wrapped runnable runs once, batched, on the allowed inputs),
-``stream``/``astream`` and ``transform``/``atransform``. In a batch an item's invalid input (a bad
-image) or blocked content fails that item only (``return_exceptions=True`` returns the errors in
-place, as LangChain does).
-
-**Tracing**: every check is recorded as a child run of the guard runnable's run, named
-``guardrail_input_check`` / ``guardrail_output_check``, with tags ``guardrail``,
-``guardrail:<stage>`` and ``guardrail:allowed`` or ``guardrail:blocked``, metadata
-``guardrail_blocked`` (the stage's decision, see :mod:`guardrail.integrations.policy`),
-``guardrail_harmful``, ``guardrail_request_harmful``,
-``guardrail_response_harmful``, ``guardrail_decided_by``, ``guardrail_model``,
-``guardrail_latency_ms``, and the full verdict as its output. A custom event
-``guardrail_verdict`` (``{"stage": ..., "verdict": {...}}``) is dispatched too (callback
-``on_custom_event``; ``astream_events`` shows it). The child run is recorded once the verdict is
-known, so its duration is ~0; the check's real time is ``verdict.latency_ms``. A blocked run ends
-with the :class:`~guardrail.errors.GuardViolation` as its error.
+:class:`GuardRunnable` checks the input before the wrapped runnable runs (a blocked input never
+reaches it) and its output together with the request; a batch makes one guard call per stage,
+a stream is checked in windows (:mod:`guardrail.integrations.streaming`). Which parts of an
+input are the request: :mod:`guardrail.integrations.langchain_inputs`; how each check is traced:
+:mod:`guardrail.integrations.langchain_tracing`. The inputs and outputs understood, the methods,
+``fallback`` and the tracing are described in docs/integrations.md ("LangChain").
 """
 
 from __future__ import annotations
@@ -73,8 +28,8 @@ require("langchain_core", extra="langchain", feature="guardrail.integrations.lan
 
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
-from guardrail import core  # noqa: E402
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
+from guardrail.inputs import prepare  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
 from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
 from guardrail.integrations.langchain_inputs import (  # noqa: E402
@@ -83,8 +38,10 @@ from guardrail.integrations.langchain_inputs import (  # noqa: E402
     key_names,
     langchain_request,
 )
+from guardrail.integrations.langchain_tracing import TRACE_EVENT, atrace, trace  # noqa: E402
 from guardrail.integrations.policy import blocks  # noqa: E402
 from guardrail.integrations.streaming import agate_stream, gate_stream  # noqa: E402
+from guardrail.observers import called_by  # noqa: E402
 from guardrail.verdict import Verdict  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,13 +50,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GuardRunnable", "TRACE_EVENT", "as_runnable", "wrap"]
 
-TRACE_EVENT = "guardrail_verdict"
 _UNSET: Any = object()
 _PENDING: Any = object()
 
 
 class GuardRunnable(Runnable[Any, Any]):
-    """A guard as a LangChain runnable (see the module docstring).
+    """A guard as a LangChain runnable (see the module docstring and docs/integrations.md).
 
     - ``runnable``: the runnable to guard; ``None`` makes a pass-through input check.
     - ``input`` / ``output``: which sides to check (``output`` needs a ``runnable``).
@@ -212,7 +168,7 @@ class GuardRunnable(Runnable[Any, Any]):
         limits = self.limits
         for item in items:
             try:
-                out.append(core.prepare(self.guard.profile, item, limits).item)
+                out.append(prepare(self.guard.profile, item, limits).item)
             except GuardrailError as exc:
                 out.append(exc)
         return out
@@ -222,18 +178,24 @@ class GuardRunnable(Runnable[Any, Any]):
         it = iter(verdicts)
         return [v if isinstance(v, Exception) else next(it) for v in validated]
 
-    def _moderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+    def _moderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
         validated = self._validate(items)
         valid = [v for v in validated if not isinstance(v, Exception)]
-        return self._merge(validated, self.guard.moderate_batch(valid) if valid else [])
+        if not valid:
+            return self._merge(validated, [])
+        with called_by("langchain", stage):  # what the guard's observers are told
+            return self._merge(validated, self.guard.moderate_batch(valid))
 
-    async def _amoderate_many(self, items: list[dict[str, Any]]) -> list[Verdict | Exception]:
+    async def _amoderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
         if any(item.get("images") for item in items):
             validated = await asyncio.to_thread(self._validate, items)  # decoding is CPU work
         else:
             validated = self._validate(items)
         valid = [v for v in validated if not isinstance(v, Exception)]
-        return self._merge(validated, await self.guard.amoderate_batch(valid) if valid else [])
+        if not valid:
+            return self._merge(validated, [])
+        with called_by("langchain", stage):
+            return self._merge(validated, await self.guard.amoderate_batch(valid))
 
     def _blocked(self, verdict: Verdict, stage: str) -> Any:
         """The fallback, or the violation (returned, not raised: the caller decides)."""
@@ -247,54 +209,11 @@ class GuardRunnable(Runnable[Any, Any]):
             raise result
         return result
 
-    # -------------------------------------------------------------------------- tracing
-    @staticmethod
-    def _trace_payload(stage: str, verdict: Verdict) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-        blocked = blocks(verdict, stage)
-        tags = [
-            "guardrail",
-            f"guardrail:{stage}",
-            "guardrail:blocked" if blocked else "guardrail:allowed",
-        ]
-        metadata = {
-            "guardrail_stage": stage,
-            "guardrail_blocked": blocked,
-            "guardrail_harmful": verdict.harmful,
-            "guardrail_request_harmful": verdict.request_harmful,
-            "guardrail_response_harmful": verdict.response_harmful,
-            "guardrail_decided_by": verdict.decided_by,
-            "guardrail_model": verdict.model,
-            "guardrail_latency_ms": verdict.latency_ms,
-        }
-        return tags, metadata, {"stage": stage, "verdict": verdict.model_dump(mode="json")}
-
-    def _trace(self, run_manager: Any, stage: str, verdict: Verdict) -> None:
-        if run_manager is None:
-            return
-        tags, metadata, outputs = self._trace_payload(stage, verdict)
-        child = run_manager.get_child()
-        child.add_tags(tags, inherit=False)
-        child.add_metadata(metadata, inherit=False)
-        run = child.on_chain_start(None, {"stage": stage}, name=f"guardrail_{stage}_check")
-        run.on_chain_end(outputs)
-        child.on_custom_event(TRACE_EVENT, outputs, run_id=run_manager.run_id)
-
-    async def _atrace(self, run_manager: Any, stage: str, verdict: Verdict) -> None:
-        if run_manager is None:
-            return
-        tags, metadata, outputs = self._trace_payload(stage, verdict)
-        child = run_manager.get_child()
-        child.add_tags(tags, inherit=False)
-        child.add_metadata(metadata, inherit=False)
-        run = await child.on_chain_start(None, {"stage": stage}, name=f"guardrail_{stage}_check")
-        await run.on_chain_end(outputs)
-        await child.on_custom_event(TRACE_EVENT, outputs, run_id=run_manager.run_id)
-
     # --------------------------------------------------------- the shared (sans-I/O) core
     def _plan(self, inputs: list[Any]) -> Generator[tuple[Any, ...], Any, list[Any]]:
         """The whole check-run-check algorithm for a batch, as a generator of I/O requests.
 
-        It yields ``("moderate", items)`` (answered with verdicts or exceptions, in order),
+        It yields ``("moderate", items, stage)`` (answered with verdicts or exceptions, in order),
         ``("trace", [(index, stage, verdict), ...])`` and ``("run", indices)`` (answered with the
         wrapped runnable's outputs or exceptions for those inputs), and returns one result per
         input: an output, a fallback, or an exception. The sync and async drivers only do I/O.
@@ -341,7 +260,7 @@ class GuardRunnable(Runnable[Any, Any]):
         if not texts:
             return
         indices = list(texts)
-        verdicts = yield ("moderate", [requests[i].item(texts[i]) for i in indices])  # type: ignore[union-attr]
+        verdicts = yield ("moderate", [requests[i].item(texts[i]) for i in indices], stage)  # type: ignore[union-attr]
         traces = []
         for i, verdict in zip(indices, verdicts, strict=True):
             if isinstance(verdict, Exception):
@@ -369,10 +288,10 @@ class GuardRunnable(Runnable[Any, Any]):
             except StopIteration as stop:
                 return stop.value
             if op[0] == "moderate":
-                answer = self._moderate_many(op[1])
+                answer = self._moderate_many(op[1], op[2])
             elif op[0] == "trace":
                 for i, stage, verdict in op[1]:
-                    self._trace(run_managers[i], stage, verdict)
+                    trace(run_managers[i], stage, verdict)
                 answer = None
             else:
                 answer = self._run(op[1], inputs, configs, single, kwargs)
@@ -393,10 +312,10 @@ class GuardRunnable(Runnable[Any, Any]):
             except StopIteration as stop:
                 return stop.value
             if op[0] == "moderate":
-                answer = await self._amoderate_many(op[1])
+                answer = await self._amoderate_many(op[1], op[2])
             elif op[0] == "trace":
                 for i, stage, verdict in op[1]:
-                    await self._atrace(run_managers[i], stage, verdict)
+                    await atrace(run_managers[i], stage, verdict)
                 answer = None
             else:
                 answer = await self._arun(op[1], inputs, configs, single, kwargs)
@@ -509,8 +428,8 @@ class GuardRunnable(Runnable[Any, Any]):
         value = _merge_chunks(chunks)
         request = self.request(value)
         if self.check_input:
-            verdict = _one(self._moderate_many([request.item()]))
-            self._trace(run_manager, "input", verdict)
+            verdict = _one(self._moderate_many([request.item()], "input"))
+            trace(run_manager, "input", verdict)
             if blocks(verdict, "input"):
                 yield self._blocked_or_raise(verdict, "input")
                 return
@@ -523,8 +442,8 @@ class GuardRunnable(Runnable[Any, Any]):
             return
 
         def check(text: str) -> Verdict:
-            verdict = _one(self._moderate_many([request.item(text)]))
-            self._trace(run_manager, "output", verdict)
+            verdict = _one(self._moderate_many([request.item(text)], "output"))
+            trace(run_manager, "output", verdict)
             return verdict
 
         yield from gate_stream(
@@ -560,8 +479,8 @@ class GuardRunnable(Runnable[Any, Any]):
         value = _merge_chunks([c async for c in chunks])
         request = self.request(value)
         if self.check_input:
-            verdict = _one(await self._amoderate_many([request.item()]))
-            await self._atrace(run_manager, "input", verdict)
+            verdict = _one(await self._amoderate_many([request.item()], "input"))
+            await atrace(run_manager, "input", verdict)
             if blocks(verdict, "input"):
                 yield self._blocked_or_raise(verdict, "input")
                 return
@@ -575,8 +494,8 @@ class GuardRunnable(Runnable[Any, Any]):
             return
 
         async def check(text: str) -> Verdict:
-            verdict = _one(await self._amoderate_many([request.item(text)]))
-            await self._atrace(run_manager, "output", verdict)
+            verdict = _one(await self._amoderate_many([request.item(text)], "output"))
+            await atrace(run_manager, "output", verdict)
             return verdict
 
         async def on_block(verdict: Verdict) -> list[Any]:

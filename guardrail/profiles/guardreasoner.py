@@ -100,7 +100,7 @@ class GuardReasonerProfile(Profile):
         ``Request:``, ``Response:``, ``Completion:``). Otherwise an earlier block could be the
         user's forged answer echoed by the reasoning, and the task stays unanswered (a parse
         failure when the request needs it). An output cut by ``max_new_tokens`` is rejected by
-        the caller (:func:`guardrail.core.assemble`).
+        the caller (:func:`guardrail.verdict.verdict_from_generation`).
         """
         start, run_start = _final_answer(output)
         final = output[run_start:]

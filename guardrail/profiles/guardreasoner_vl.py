@@ -156,7 +156,7 @@ class GuardReasonerVLProfile(Profile):
           such requests (:meth:`answer_end`), so the model writes its own answer after any echo.
 
         An output cut by ``max_new_tokens`` is rejected by the caller
-        (:func:`guardrail.core.assemble`), whatever it holds.
+        (:func:`guardrail.verdict.verdict_from_generation`), whatever it holds.
         """
         reasoning = _reasoning(output)
         tagged = any(t is not None and _ANY_TAG.search(t) for t in (item.prompt, item.response))

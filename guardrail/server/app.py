@@ -31,10 +31,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from guardrail import __version__, core
+from guardrail import __version__
 from guardrail._deps import require
 from guardrail._redact import redact
 from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
+from guardrail.observers import RequestInfo, called_by
 from guardrail.server.media import NoRoom, PixelBudget, client_images, request_pixels
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
@@ -47,7 +48,7 @@ from guardrail.server.schemas import (
     TextPart,
 )
 from guardrail.server.settings import ServerSettings
-from guardrail.verdict import Verdict
+from guardrail.verdict import Verdict, policy_verdict
 
 # This module is imported only by `create_app`, so importing fastapi here keeps `import guardrail`
 # light; FastAPI needs the names at module level to resolve the endpoints' annotations.
@@ -413,12 +414,13 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     async def _checked(items: list[dict[str, Any]]) -> list[Verdict]:
         async with admission:
             try:
-                return await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
+                with called_by("server"):  # what the guard's observers are told
+                    return await asyncio.wait_for(guard.amoderate_batch(items), settings.request_timeout_s)
             except TimeoutError:
                 if guard.on_error == "raise":
                     raise
-                return [
-                    core.policy_verdict(
+                verdicts = [
+                    policy_verdict(
                         guard.on_error,
                         f"guard timed out after {settings.request_timeout_s}s",
                         profile=guard.profile.name,
@@ -426,6 +428,11 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
                     )
                     for _ in items
                 ]
+                notify = getattr(guard, "_notify", None)
+                if notify is not None:  # the server's own verdicts are observed too
+                    infos = [RequestInfo(None, "server", i, guard.mode, "server") for i in range(len(items))]
+                    notify(verdicts, infos)
+                return verdicts
 
     @app.post(
         "/v1/moderations",

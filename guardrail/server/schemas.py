@@ -107,13 +107,3 @@ class GuardRequest(BaseModel):
     prompt: str | None = None
     response: str | None = None
     images: list[str] | None = Field(None, description="data:image/...;base64 URLs")
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody

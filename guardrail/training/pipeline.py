@@ -1,5 +1,5 @@
 """Deprecated module: the recipe runner is :mod:`guardrail.training.recipe` (this name was easy
-to confuse with :mod:`guardrail.pipeline`, the moderation pass). Importing a name from here still
+to confuse with :mod:`guardrail.moderation`, the moderation pass). Importing a name from here still
 works, with a ``DeprecationWarning``.
 """
 

@@ -1,7 +1,7 @@
 """Rejection sampling: find the samples the SFT model gets wrong every time.
 
 The model answers each sample ``k`` times with randomness through a guard **backend** (named as
-for :func:`guardrail.backends.load_backend`: ``transformers`` locally, ``remote`` for an
+for :meth:`guardrail.Guard.from_pretrained`: ``transformers`` locally, ``remote`` for an
 OpenAI-compatible endpoint such as a vLLM server; or passed in as an object); prompts are
 rendered and answers parsed by the profile, as :class:`~guardrail.Guard` does. An answer is wrong
 when it cannot be parsed or a label differs from the gold one; an answer the backend failed to
@@ -188,9 +188,9 @@ def _rejection_sample(
         )
     own_backend = backend is None
     if backend is None and todo:
-        from guardrail.backends import load_backend
+        from guardrail.backends import _load
 
-        backend = load_backend(config.backend, config.model, **config.backend_options)
+        backend = _load(config.backend, config.model, **config.backend_options)
     bar = _progress_bar(len(todo), config.disable_tqdm)
     already = len(done)  # seeds follow the position in the data, so a resumed run draws the same
     try:

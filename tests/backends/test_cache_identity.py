@@ -125,10 +125,10 @@ def test_transformers_identity_is_the_loaded_directory(tiny_text_path):
     pytest.importorskip("transformers", reason="the transformers extra is not installed")
     from guardrail.backends.transformers import TransformersBackend
 
-    one = TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
-    two = TransformersBackend.from_pretrained(tiny_text_path, device="cpu")
+    one = Guard.from_pretrained(tiny_text_path, device="cpu").backend
+    two = Guard.from_pretrained(tiny_text_path, device="cpu").backend
     assert one.cache_identity == two.cache_identity and str(tiny_text_path) in one.cache_identity
-    assert TransformersBackend.from_pretrained(tiny_text_path, device="cpu", dtype="float16").cache_identity \
+    assert Guard.from_pretrained(tiny_text_path, device="cpu", dtype="float16").backend.cache_identity \
         != one.cache_identity  # fmt: skip
     wrapped = TransformersBackend(one.model, one.processor)  # an in-memory model: only itself
     assert wrapped.cache_identity not in (

@@ -15,8 +15,7 @@ from PIL import Image
 
 from guardrail import Guard
 from guardrail.backends.base import GenerationOptions, ScoreRequest
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile
 
 pytestmark = pytest.mark.slow

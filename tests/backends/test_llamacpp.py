@@ -22,8 +22,7 @@ from PIL import Image, ImageFilter
 
 from guardrail import BackendError, ConfigurationError, Guard, MissingDependencyError
 from guardrail.backends.base import GenerationOptions
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile, ModerationInput
 from tests.conftest import PYTHON, REPO, assert_threads_match_sequential, subprocess_env
 
@@ -70,16 +69,13 @@ def big_images(tiny_vl_path, tiny_gguf):
     """Both backends with the image bound raised from 112x112 to 336x336 pixels, so that images
     span several of the vision tower's attention windows (transformers reference, its eps-0
     mirror, llama.cpp)."""
-    from guardrail.backends.llamacpp import LlamaCppBackend
-    from guardrail.backends.transformers import TransformersBackend
-
-    ref, mirrored = (TransformersBackend.from_pretrained(tiny_vl_path, device="cpu") for _ in range(2))
+    ref, mirrored = (Guard.from_pretrained(tiny_vl_path, device="cpu").backend for _ in range(2))
     for backend in (ref, mirrored):
         backend.image_processor.size = {"shortest_edge": 784, "longest_edge": BIG}
     for name, module in mirrored.model.named_modules():
         if hasattr(module, "variance_epsilon") and "visual" not in name:
             module.variance_epsilon = 0.0
-    ours = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, image_max_pixels=BIG)
+    ours = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, image_max_pixels=BIG).backend
     yield ref, mirrored, ours
     ours.close()
 
@@ -371,7 +367,7 @@ def test_missing_llama_cpp_names_the_extra(monkeypatch, tiny_gguf):
 def test_directory_wrapping_and_profile(tiny_gguf, tiny_text_gguf):
     import llama_cpp
 
-    from guardrail.backends.llamacpp import LlamaCppBackend, from_llamacpp
+    from guardrail.backends.llamacpp import LlamaCppBackend
 
     guard = Guard.from_gguf(tiny_gguf.model.parent, n_ctx=2048, max_new_tokens=6)  # finds both files
     try:
@@ -380,7 +376,7 @@ def test_directory_wrapping_and_profile(tiny_gguf, tiny_text_gguf):
     finally:
         guard.close()
     llama = llama_cpp.Llama(str(tiny_text_gguf.model), n_ctx=512, verbose=False)
-    backend = from_llamacpp(llama)
+    backend = LlamaCppBackend(llama)
     assert isinstance(backend, LlamaCppBackend) and backend.default_profile() == "guardreasoner"
     out = backend.generate(
         [render(ModerationInput(prompt="hi"), GuardReasonerProfile())], GenerationOptions(max_new_tokens=4)

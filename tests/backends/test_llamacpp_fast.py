@@ -12,8 +12,7 @@ from PIL import Image
 
 from guardrail import Guard, fast
 from guardrail.backends.base import ScoreRequest
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerProfile, GuardReasonerVLProfile
 from guardrail.profiles.base import merge_text
 
@@ -99,9 +98,7 @@ def test_cascade_and_generation_after_scoring(llama_vl):
 
 
 def test_a_prompt_over_the_context_fails_that_item_only(tiny_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=256, n_threads=1)
+    backend = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=256, n_threads=1).backend
     try:
         guard = Guard(backend, mode="fast")
         verdicts = guard.moderate_batch([{"prompt": "word " * 400}, {"prompt": "hi"}])

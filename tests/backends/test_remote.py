@@ -208,9 +208,7 @@ def test_configuration_errors():
     with pytest.raises(ConfigurationError):
         RemoteBackend("http://x", "m", timeout=0)
     with pytest.raises(ConfigurationError, match="base_url"):
-        from guardrail.backends import load_backend
-
-        load_backend("remote", "m")
+        Guard.from_pretrained("m", backend="remote")
 
 
 def test_connection_reset_mid_response():

@@ -21,8 +21,7 @@ from PIL import Image
 from guardrail import Guard
 from guardrail.backends.base import GenerationOptions
 from guardrail.backends.remote import RemoteCore
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerVLProfile
 from tests.backends.test_remote import free_port
 from tests.conftest import PYTHON, REPO, subprocess_env, wait_until_up
@@ -108,9 +107,7 @@ def llama_server(tiny_gguf, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(tiny_gguf):
-    from guardrail.backends.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, n_threads=1)
+    backend = Guard.from_gguf(tiny_gguf.model, tiny_gguf.mmproj, n_ctx=4096, n_threads=1).backend
     yield backend
     backend.close()
 

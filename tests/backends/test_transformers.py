@@ -7,8 +7,7 @@ from PIL import Image
 
 from guardrail import BackendError, Guard
 from guardrail.backends.base import GenerationOptions
-from guardrail.core import prepare
-from guardrail.inputs import InputLimits
+from guardrail.inputs import InputLimits, prepare
 from guardrail.profiles import GuardReasonerVLProfile, ModerationInput
 from tests.conftest import assert_threads_match_sequential
 

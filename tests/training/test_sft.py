@@ -15,14 +15,13 @@ pytestmark = pytest.mark.slow
 def test_sft_learns_the_labels_and_guard_loads_the_model(sft_model, handful_file):
     from guardrail import Guard
     from guardrail.backends.base import GenerationOptions
-    from guardrail.backends.transformers import TransformersBackend
     from guardrail.profiles import GuardReasonerVLProfile
     from guardrail.training.rewards import is_well_formed
 
     examples = load_examples(handful_file).examples
     assert len(examples) == len(HANDFUL) and sum(bool(e.images) for e in examples) == 2
     # Greedy generation of the saved model reproduces each sample's <result> labels ...
-    backend = TransformersBackend.from_pretrained(sft_model, device="cpu")
+    backend = Guard.from_pretrained(sft_model, device="cpu").backend
     profile = GuardReasonerVLProfile()
     from guardrail.inputs import load_image
 
@@ -57,14 +56,14 @@ def test_loss_mask_covers_exactly_the_assistant_turn_and_prompt_ids_match_guard(
     import transformers
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-    from guardrail.backends.transformers import TransformersBackend
+    from guardrail import Guard
     from guardrail.inputs import load_image
     from guardrail.profiles import GuardReasonerVLProfile
     from guardrail.training.dataset import load_images_transform
     from guardrail.training.sft import sft_rows
 
     processor = transformers.AutoProcessor.from_pretrained(tiny_vl_path)
-    backend = TransformersBackend.from_pretrained(tiny_vl_path, device="cpu")
+    backend = Guard.from_pretrained(tiny_vl_path, device="cpu").backend
     profile = GuardReasonerVLProfile()
     examples = load_examples(handful_file).examples
     rows = sft_rows(examples, profile)

@@ -1,0 +1,266 @@
+"""One moderation pass over a batch of validated requests, free of I/O.
+
+:func:`moderation_pass` is a generator: it yields the backend calls it needs (:class:`ScoreCall`,
+:class:`GenerateCall`), receives their results (or :class:`Failed`), and returns one outcome
+per request: a :class:`~guardrail.Verdict`, or the exception that request raises in its caller
+(a :class:`~guardrail.errors.ParseError` under ``on_parse_error="raise"``...). The sync and the
+async guard methods drive the same generator with :func:`run_sync` and :func:`run_async`, so
+both follow one logic (httpx's sans-I/O style):
+
+1. requests in ``fast`` or ``cascade`` mode are scored in one call (label probabilities);
+2. requests in ``reasoning`` mode, and cascade requests whose score lies in the uncertainty
+   band, are generated in one call and parsed;
+3. backend failures follow ``on_error``, unparsable outputs ``on_parse_error``; the ``error``
+   of such a verdict goes through :func:`guardrail._redact.redact` (URL credentials, tokens),
+   whichever backend wrote the text.
+
+A failure of a whole call under ``on_error="raise"``, and :class:`~guardrail.errors.UnsupportedError`
+(fast mode on a backend that cannot score), raise out of the pass instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from guardrail import fast
+from guardrail._redact import redact
+from guardrail.backends.base import Backend, Generation, GenerationOptions, ScoreRequest, ScoreResult
+from guardrail.errors import BackendTimeoutError, ParseError, UnsupportedError
+from guardrail.fast import Mode
+from guardrail.inputs import Prepared
+from guardrail.profiles.base import Profile, RenderedPrompt
+from guardrail.stats import GuardStats
+from guardrail.verdict import (
+    FailurePolicy,
+    Verdict,
+    policy_verdict,
+    verdict_from_generation,
+    verdict_from_scores,
+)
+
+__all__ = [
+    "Failed",
+    "GenerateCall",
+    "ScoreCall",
+    "Settings",
+    "Work",
+    "moderation_pass",
+    "run_async",
+    "run_sync",
+]
+
+log = logging.getLogger("guardrail")
+
+Outcome = Verdict | BaseException
+
+
+@dataclass(frozen=True)
+class Work:
+    """One validated request, the mode to check it in, and when its check started."""
+
+    prepared: Prepared
+    mode: Mode
+    start: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a pass needs from the guard (read once per pass)."""
+
+    profile: Profile
+    options: GenerationOptions
+    threshold: float
+    band: tuple[float, float]
+    on_parse_error: FailurePolicy
+    on_error: FailurePolicy
+    model: str | None
+    backend: str
+
+
+@dataclass(frozen=True)
+class ScoreCall:
+    requests: list[ScoreRequest]
+
+    def run(self, backend: Backend) -> list[ScoreResult]:
+        return backend.score(self.requests)
+
+    async def arun(self, backend: Backend) -> list[ScoreResult]:
+        return await backend.ascore(self.requests)
+
+
+@dataclass(frozen=True)
+class GenerateCall:
+    prompts: list[RenderedPrompt]
+    options: GenerationOptions
+
+    def run(self, backend: Backend) -> list[Generation]:
+        return backend.generate(self.prompts, self.options)
+
+    async def arun(self, backend: Backend) -> list[Generation]:
+        return await backend.agenerate(self.prompts, self.options)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A backend call raised ``error``."""
+
+    error: Exception
+
+
+Call = ScoreCall | GenerateCall
+
+
+def moderation_pass(
+    s: Settings, works: Sequence[Work], stats: GuardStats, clock: Callable[[], float]
+) -> Generator[Call, Any, list[Outcome]]:
+    """Check ``works``; see the module docstring."""
+    out: list[Outcome | None] = [None] * len(works)
+    fast_verdicts: dict[int, Verdict] = {}
+    to_generate = [i for i, w in enumerate(works) if w.mode == "reasoning"]
+
+    scored = [i for i, w in enumerate(works) if w.mode != "reasoning"]
+    if scored:
+        plans = {i: fast.plan(s.profile, works[i].prepared.item) for i in scored}
+        call = ScoreCall([fast.score_request(s.profile, works[i].prepared, plans[i]) for i in scored])
+        _count_call(stats, len(scored))
+        results = _results((yield call), len(scored), s, lambda e: ScoreResult(error=e), stats)
+        now = clock()
+        for i, result in zip(scored, results, strict=True):
+            w = works[i]
+            latency = (now - w.start) * 1000.0
+            try:
+                if result.error is not None:
+                    if isinstance(result.error, UnsupportedError):
+                        raise result.error
+                    _count_error(stats, result.error)
+                    out[i] = _error_verdict(s, result.error, latency, path="fast")
+                    continue
+                try:
+                    scores = fast.marginals(plans[i], result.logprobs)
+                except ValueError as exc:
+                    out[i] = _error_verdict(s, RuntimeError(f"unusable label probabilities: {exc}"), latency,
+                                            path="fast")  # fmt: skip
+                    continue
+                verdict = verdict_from_scores(s.profile, w.prepared, scores, threshold=s.threshold,
+                                              latency_ms=latency, model=s.model)  # fmt: skip
+                if w.mode == "cascade" and fast.uncertain(verdict, s.band):
+                    fast_verdicts[i] = verdict
+                    to_generate.append(i)
+                    stats.incr("escalations")
+                else:
+                    out[i] = verdict
+                    stats.incr("fast_verdicts")
+            except UnsupportedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                out[i] = exc
+
+    if to_generate:
+        to_generate.sort()
+        call = GenerateCall([works[i].prepared.prompt for i in to_generate], s.options)
+        _count_call(stats, len(to_generate))
+        generations = _results((yield call), len(to_generate), s,
+                               lambda e: Generation(text="", finish_reason="error", error=e), stats)  # fmt: skip
+        now = clock()
+        for i, generation in zip(to_generate, generations, strict=True):
+            w = works[i]
+            if generation.error is not None:
+                _count_error(stats, generation.error)
+            try:
+                verdict = verdict_from_generation(
+                    s.profile, w.prepared, generation, on_parse_error=s.on_parse_error, on_error=s.on_error,
+                    latency_ms=(now - w.start) * 1000.0, model=s.model,
+                )  # fmt: skip
+                update: dict[str, Any] = {"path": "reasoning"}
+                first = fast_verdicts.get(i)
+                if first is not None:  # cascade: keep the scores of the fast pass
+                    update.update(score=first.score, request_score=first.request_score,
+                                  response_score=first.response_score, refusal_score=first.refusal_score)  # fmt: skip
+                out[i] = verdict.model_copy(update=update)
+                if verdict.decided_by == "model":
+                    stats.incr("reasoning_verdicts")
+                elif generation.error is None:
+                    stats.incr("parse_failures")
+            except ParseError as exc:  # on_parse_error="raise"
+                stats.incr("parse_failures")
+                out[i] = exc
+            except Exception as exc:  # noqa: BLE001 - this request's own failure (on_error="raise")
+                out[i] = exc
+
+    for i, outcome in enumerate(out):
+        if isinstance(outcome, Verdict) and outcome.decided_by == "policy":
+            if outcome.error:  # backend error texts are not all ours: no URL credentials or tokens
+                outcome = out[i] = outcome.model_copy(update={"error": redact(outcome.error)})
+            log.warning("verdict decided by policy: %s", outcome.error)
+            stats.incr("policy_allows" if outcome.allowed else "policy_blocks")
+    return out  # type: ignore[return-value]
+
+
+def _count_error(stats: GuardStats, error: BaseException) -> None:
+    stats.incr("backend_errors")
+    if isinstance(error, BackendTimeoutError):
+        stats.incr("timeouts")
+
+
+def _count_call(stats: GuardStats, n: int) -> None:
+    stats.incr("backend_calls")
+    stats.incr("backend_items", n)
+
+
+def _results(
+    received: Any, n: int, s: Settings, failed: Callable[[Exception], Any], stats: GuardStats
+) -> list[Any]:
+    """The per-request results of a call, or per-request failures when the whole call failed."""
+    if isinstance(received, Failed):
+        error = received.error
+    elif len(received) != n:
+        error = RuntimeError(f"backend returned {len(received)} results for {n} requests")
+    else:
+        return list(received)
+    if isinstance(error, UnsupportedError):
+        raise error
+    if s.on_error == "raise":
+        for _ in range(n):
+            _count_error(stats, error)
+        raise error
+    log.warning("guard backend %s failed: %r", s.backend, error, exc_info=error)
+    return [failed(error)] * n
+
+
+def _error_verdict(s: Settings, error: BaseException, latency_ms: float, *, path: str) -> Verdict:
+    if s.on_error == "raise":
+        raise error
+    verdict = policy_verdict(s.on_error, f"backend error: {error}", latency_ms=latency_ms, model=s.model,
+                             profile=s.profile.name)  # fmt: skip
+    return verdict.model_copy(update={"path": path})
+
+
+def run_sync(backend: Backend, gen: Generator[Call, Any, list[Outcome]]) -> list[Outcome]:
+    """Drive a pass with blocking backend calls."""
+    try:
+        call = next(gen)
+        while True:
+            try:
+                result: Any = call.run(backend)
+            except Exception as exc:  # noqa: BLE001 - the pass decides (policy or raise)
+                result = Failed(exc)
+            call = gen.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+async def run_async(backend: Backend, gen: Generator[Call, Any, list[Outcome]]) -> list[Outcome]:
+    """Drive a pass with async backend calls."""
+    try:
+        call = next(gen)
+        while True:
+            try:
+                result: Any = await call.arun(backend)
+            except Exception as exc:  # noqa: BLE001
+                result = Failed(exc)
+            call = gen.send(result)
+    except StopIteration as done:
+        return done.value
