@@ -68,7 +68,7 @@ def test_remote_from_endpoint_warns_and_builds_the_backend():
     with pytest.warns(DeprecationWarning, match=r"from_endpoint is deprecated; use RemoteBackend"):
         backend = from_endpoint("http://127.0.0.1:9/v1", "m", "key", max_retries=0)
     try:
-        assert isinstance(backend, RemoteBackend) and backend.core.max_retries == 0
+        assert isinstance(backend, RemoteBackend) and backend.retry.max_retries == 0
     finally:
         backend.close()
 

@@ -172,7 +172,7 @@ def test_factories_split_the_guard_options_from_the_backend_options():
     try:
         assert (guard.max_new_tokens, guard.on_error, guard.on_parse_error) == (7, "allow", "raise")
         assert guard.profile.name == "guardreasoner" and guard.batching is None
-        assert guard.backend.timeout == 3.0 and guard.backend.core.max_retries == 0
+        assert guard.backend.timeout == 3.0 and guard.backend.retry.max_retries == 0
     finally:
         guard.close()
     with pytest.raises(TypeError, match="max_new_token"):  # a misspelt guard option reaches the backend
