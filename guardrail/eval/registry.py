@@ -66,40 +66,28 @@ def _gr(task: str) -> Loader:
 
 _GR_DIR = "guardreasoner/benchmark/"
 
+#: The GuardReasoner papers' benchmark files: (name, file, task, rows).
+_GUARDREASONER_FILES = (
+    ("ToxicChat", "0_8_toxic_chat.json", "request", 2853),
+    ("OpenAIModeration", "0_2_OpenAIModeration.json", "request", 1680),
+    ("AegisSafetyTest", "0_1_AegisSafetyTest.json", "request", 359),
+    ("SimpleSafetyTests", "0_0_SimpleSafetyTests.json", "request", 100),
+    ("HarmBenchPrompt", "0_3_harmbench_prompt.json", "request", 239),
+    ("HarmBenchResponse", "0_5_harmbench_response.json", "response", 602),
+    ("XSTestResponseHarmful", "0_6_xstest_response_harmful.json", "response", 446),
+    ("XSTestResponseRefusal", "0_7_xstest_response_refusal.json", "refusal", 449),
+    ("SafeRLHF", "0_9_safe_rlhf.json", "response", 2000),
+    ("BeaverTails", "0_A_beaver_tails.json", "response", 3021),
+)
+
 #: Benchmark name -> spec. Names are matched case-insensitively. The CamelCase names are the
 #: GuardReasoner papers' files (their predictions folders use the same names); the lower-case
 #: ones read the original public releases.
 BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "ToxicChat": BenchmarkSpec(
-        _GR_DIR + "0_8_toxic_chat.json", _gr("request"), "request, 2853 (GuardReasoner copy)"
-    ),
-    "OpenAIModeration": BenchmarkSpec(
-        _GR_DIR + "0_2_OpenAIModeration.json", _gr("request"), "request, 1680 (GuardReasoner copy)"
-    ),
-    "AegisSafetyTest": BenchmarkSpec(
-        _GR_DIR + "0_1_AegisSafetyTest.json", _gr("request"), "request, 359 (GuardReasoner copy)"
-    ),
-    "SimpleSafetyTests": BenchmarkSpec(
-        _GR_DIR + "0_0_SimpleSafetyTests.json", _gr("request"), "request, 100 (GuardReasoner copy)"
-    ),
-    "HarmBenchPrompt": BenchmarkSpec(
-        _GR_DIR + "0_3_harmbench_prompt.json", _gr("request"), "request, 239 (GuardReasoner copy)"
-    ),
-    "HarmBenchResponse": BenchmarkSpec(
-        _GR_DIR + "0_5_harmbench_response.json", _gr("response"), "response, 602 (GuardReasoner copy)"
-    ),
-    "XSTestResponseHarmful": BenchmarkSpec(
-        _GR_DIR + "0_6_xstest_response_harmful.json", _gr("response"), "response, 446 (GuardReasoner copy)"
-    ),
-    "XSTestResponseRefusal": BenchmarkSpec(
-        _GR_DIR + "0_7_xstest_response_refusal.json", _gr("refusal"), "refusal, 449 (GuardReasoner copy)"
-    ),
-    "SafeRLHF": BenchmarkSpec(
-        _GR_DIR + "0_9_safe_rlhf.json", _gr("response"), "response, 2000 (GuardReasoner copy)"
-    ),
-    "BeaverTails": BenchmarkSpec(
-        _GR_DIR + "0_A_beaver_tails.json", _gr("response"), "response, 3021 (GuardReasoner copy)"
-    ),
+    **{
+        name: BenchmarkSpec(_GR_DIR + file, _gr(task), f"{task}, {rows} (GuardReasoner copy)")
+        for name, file, task, rows in _GUARDREASONER_FILES
+    },
     "xstest": BenchmarkSpec("xstest/xstest_prompts.csv", load_xstest_prompts, "request, 450 XSTest prompts"),
     "xstest-completions": BenchmarkSpec(
         "xstest/xstest_v2_completions_gpt4.csv",

@@ -168,24 +168,14 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if isinstance(value, int) and value in (0, 1):
                 return bool(value)
             raise TypeError
-        if inner is int:
-            if isinstance(value, bool):
-                raise TypeError
-            if isinstance(value, int):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+        if inner in (int, float):
             if isinstance(value, str):
-                return int(value.strip())
-            raise TypeError
-        if inner is float:
-            if isinstance(value, bool):
+                return inner(value.strip())
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError
-            if isinstance(value, (int, float)):
-                return float(value)
-            if isinstance(value, str):
-                return float(value.strip())
-            raise TypeError
+            if inner is int and isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return inner(value)
         if inner is str:
             if isinstance(value, str):
                 return value
