@@ -21,7 +21,9 @@ from guardrail.profiles.guardreasoner_vl import GuardReasonerVLProfile
 __all__ = ["FakeBackend", "result_output"]
 
 
-def result_output(request: str = "unharmful", response: str = "unharmful", reasoning: str = "scripted") -> str:
+def result_output(
+    request: str = "unharmful", response: str = "unharmful", reasoning: str = "scripted"
+) -> str:
     """A well-formed GuardReasoner-VL output with the given labels (written by the profile).
 
     ``response="None"`` writes ``Response: None``, which answers only requests without a response:

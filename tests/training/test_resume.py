@@ -58,7 +58,10 @@ def _flags(command, model, data, out, finetune, resume):
             gradient_accumulation_steps=1,
         )  # fmt: skip
     for key, value in settings.items():
-        flags += [f"--{key}", "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)]
+        flags += [
+            f"--{key}",
+            "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value),
+        ]
     return flags
 
 
