@@ -5,8 +5,10 @@ them (flags win). Every field of a command's config is a flag, spelled ``--max_s
 ``--max-steps``; list fields take several values (``--data a.jsonl b.jsonl``), booleans take
 ``true``/``false`` (a bare ``--flag`` means true), mappings take JSON. ``run`` takes the
 recipe's top-level fields (``--model``, ``--output-dir``...) and any stage's fields as
-``--<stage>.<field>`` (``--sft.max_steps 10``). ``--print-config`` shows the resolved settings
-and exits. Exit status: 0 done, 2 bad configuration or data, 130 interrupted.
+``--<stage>.<field>`` (``--sft.max_steps 10``); so does ``validate``, which checks the data
+without training (exit 0 clean, 1 rows would be dropped, 2 unusable). ``--print-config`` shows
+the resolved settings and exits. Exit status: 0 done, 2 bad configuration or data, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "augment": ("augment", "safety-aware concatenation: pair samples, merge texts and images"),
     "rl": ("rl", "online RL: GRPO with the guard rewards and a dynamic clip range"),
     "run": ("run", "the whole pipeline from one recipe (sft -> sample -> augment -> rl)"),
+    "validate": ("run", "check the recipe's data without training: rows, labels, images, bad rows"),
 }
 
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_config_flags(
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
         p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
-        if command == "run":
+        if command in ("run", "validate"):
             add_config_flags(p, RecipeConfig, skip=STAGES)
             for name in STAGES:
                 group = p.add_argument_group(f"{name} settings (--{name}.FIELD VALUE)")
@@ -112,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config) if args.config else {}
     flags = _split(args)
-    if args.command == "run":
+    if args.command in ("run", "validate"):
         for key, value in flags.items():
             stage, dot, field = key.partition(".")
             if dot and stage in STAGES:
@@ -127,6 +130,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 {"recipe": cfg.to_dict(), **{s: stage_config(cfg.to_dict(), s).to_dict() for s in cfg.stages}}
             )
             return EXIT_OK
+        if args.command == "validate":
+            return _validate(cfg)
         result = run_pipeline(cfg)
         for stage, res in result.stages.items():
             print(f"{stage}: {_describe(res)}" + (" (already done)" if stage in result.skipped else ""))
@@ -139,6 +144,31 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_yaml(config.to_dict())
         return EXIT_OK
     print(f"{stage}: {_describe(run_stage(stage, config))}")
+    return EXIT_OK
+
+
+def _validate(cfg: Any) -> int:
+    """Print each stage's data summary; 0 clean, 1 rows would be dropped, 2 unusable."""
+    from guardrail.errors import DataError
+    from guardrail.training.recipe import stage_config
+    from guardrail.training.validate import check_summaries, validate_stages
+
+    raw = cfg.to_dict()
+    configs = {s: stage_config(raw, s) for s in cfg.stages}
+    summaries = validate_stages(raw, cfg.stages)
+    if not summaries:
+        print("no user data to check: every stage reads an earlier stage's output")
+    for summary in summaries:
+        print("\n".join(summary.lines(show_issues=20)))
+    try:
+        check_summaries(summaries, {s: getattr(configs[s], "on_bad_row", "skip") for s in cfg.stages})
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if any(s.issues for s in summaries):
+        print("some rows would be dropped (on_bad_row: skip); fix them or set on_bad_row: fail to stop")
+        return EXIT_WARNINGS
+    print("data OK")
     return EXIT_OK
 
 

@@ -288,7 +288,10 @@ class DataConfig(Config):
             require_target=require_target,
             max_samples=self.max_samples,
         )
-        log.info("%s data: %s", self.section, loaded.summary())
+        from guardrail.training.validate import format_balance, label_balance
+
+        balance = "; ".join(format_balance(label_balance(loaded.examples)))
+        log.info("%s data: %s; %s", self.section, loaded.summary(), balance)
         if not loaded.examples:
             raise DataError(
                 f"{self.section}: no usable samples in {', '.join(self.data)} ({loaded.summary()})"

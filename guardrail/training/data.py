@@ -64,6 +64,7 @@ class RowIssue:
     path: str
     row: int
     reason: str
+    contradiction: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}:{self.row}: {self.reason}"
@@ -87,6 +88,10 @@ class LoadedData:
 
 class _BadRow(Exception):
     pass
+
+
+class _Contradiction(_BadRow):
+    """The row's explicit labels and its target disagree: always an error (see load_examples)."""
 
 
 _VL = GuardReasonerVLProfile()
@@ -131,6 +136,7 @@ def load_examples(
     require_target: bool = False,
     max_samples: int | None = None,
     check_images: bool = True,
+    allow_contradictions: bool = False,
 ) -> LoadedData:
     """Read and validate training rows from one or more files (see the module docstring).
 
@@ -139,6 +145,10 @@ def load_examples(
       :class:`~guardrail.errors.DataError` listing every bad row, after reading all of them).
     - ``require_target``: rows without a usable assistant target are bad (SFT).
     - ``max_samples``: stop after this many good rows.
+
+    A row whose target's labels contradict its explicit labels (``request_label``...) is an
+    error whatever ``on_bad_row`` says: :class:`~guardrail.errors.DataError` listing every such
+    row (``allow_contradictions``: report them as bad rows only, for :mod:`.validate`).
     """
     if data_format not in DATA_FORMATS:
         raise DataError(f"unknown data format {data_format!r}; known: {', '.join(DATA_FORMATS)}")
@@ -171,7 +181,7 @@ def load_examples(
                 seen_ids.add(ex.id)
                 examples.append(replace(ex, source=f"{path}:{number}"))
             except _BadRow as exc:
-                issue = RowIssue(str(path), number, str(exc))
+                issue = RowIssue(str(path), number, str(exc), isinstance(exc, _Contradiction))
                 issues.append(issue)
                 if on_bad_row == "skip" and len(issues) <= 20:
                     log.warning("skipping bad row %s", issue)
@@ -179,6 +189,15 @@ def load_examples(
                 break
         if max_samples is not None and len(examples) >= max_samples:
             break
+    contradictions = [i for i in issues if i.contradiction]
+    if contradictions and not allow_contradictions:
+        shown = "\n".join(f"  {i}" for i in contradictions[:20])
+        more = f"\n  ... and {len(contradictions) - 20} more" if len(contradictions) > 20 else ""
+        raise DataError(
+            f"{len(contradictions)} row(s) whose target contradicts their labels (SFT would learn one "
+            f"answer and RL reward the other); fix or remove them:\n{shown}{more}",
+            issues=tuple(issues),
+        )
     if issues and on_bad_row == "fail":
         shown = "\n".join(f"  {i}" for i in issues[:20])
         more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
@@ -210,7 +229,7 @@ def parse_row(
     elif fmt == "guardreasoner":
         ex = _from_guardreasoner(raw, prof)
     else:
-        ex = _from_guardrail(raw)
+        ex = _from_guardrail(raw, prof)
     images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
     ex = replace(ex, images=images)
     _check_texts(ex)
@@ -258,7 +277,9 @@ def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Sample:
     prompt, response = _user_texts(user)
     target = by_role.get("assistant")
     labels = _labels_from_target(target, prof, prompt, response, bool(images)) if target is not None else {}
-    labels = {**labels, **_explicit_labels(raw)}
+    explicit = _explicit_labels(raw)
+    _check_agreement(labels, explicit)
+    labels = {**labels, **explicit}
     return _sample(
         raw, prompt, response, images, labels.get("request"), labels.get("response"), target=target
     )
@@ -288,7 +309,7 @@ def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Sample:
     return replace(sample, target=_VL.answer(reasoning, sample.labels))
 
 
-def _from_guardrail(raw: Mapping[str, Any]) -> Sample:
+def _from_guardrail(raw: Mapping[str, Any], prof: Profile) -> Sample:
     prompt, response = raw.get("prompt"), raw.get("response")
     for name, value in (("prompt", prompt), ("response", response)):
         if value is not None and not isinstance(value, str):
@@ -300,6 +321,9 @@ def _from_guardrail(raw: Mapping[str, Any]) -> Sample:
     if prompt is None and not images:
         raise _BadRow("no request: give 'prompt' and/or 'images'")
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
+    if target is not None:  # an unreadable target is reported where a target is needed (SFT)
+        said = _labels_from_target(target, prof, prompt, response, bool(images), partial=True)
+        _check_agreement(said, _explicit_labels(raw))
     return _sample(raw, prompt, response, images, raw.get("request_label"), raw.get("response_label"),
                    refusal=raw.get("refusal_label"), target=target, meta=dict(meta))  # fmt: skip
 
@@ -388,14 +412,22 @@ def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
 
 
 def _labels_from_target(
-    target: str, prof: Profile, prompt: str | None, response: str | None, has_images: bool
+    target: str,
+    prof: Profile,
+    prompt: str | None,
+    response: str | None,
+    has_images: bool,
+    *,
+    partial: bool = False,
 ) -> dict[str, str | None]:
+    """The labels the target states; with ``partial``, those it states even when it lacks some
+    (no error)."""
     item = ModerationInput(prompt=prompt, response=response, images=(None,) if has_images else ())
     vl = prof if isinstance(prof, GuardReasonerVLProfile) else GuardReasonerVLProfile()
     parsed = vl.parse(target, item)
     if not parsed.ok and not isinstance(prof, GuardReasonerVLProfile):
         parsed = prof.parse(target, item)
-    if not parsed.ok:
+    if not parsed.ok and not partial:
         raise _BadRow(f"cannot read the labels from the assistant text ({parsed.error})")
     return dict(parsed.labels)
 
@@ -407,6 +439,24 @@ def _explicit_labels(raw: Mapping[str, Any]) -> dict[str, Any]:
     if raw.get("response_label") is not None:
         out["response"] = raw["response_label"]
     return out
+
+
+def _check_agreement(said: Mapping[str, Any], explicit: Mapping[str, Any]) -> None:
+    """Raise :class:`_Contradiction` when the target's label of a task (``said``) and the row's
+    own label of it (``explicit``) differ; a task either one leaves out is not compared."""
+    for task, value in explicit.items():
+        target_label = said.get(task)
+        if target_label is None:
+            continue
+        try:
+            own = gold_label(task, value, aliases=True)
+        except FormatError:
+            continue  # reported as an unknown label
+        if own != target_label:
+            key = {"request": "Request", "response": "Response"}.get(task, task)
+            raise _Contradiction(
+                f"contradiction: the target says '{key}: {target_label}' but {task}_label is {value!r}"
+            )
 
 
 def _gold(value: Any, task: str) -> str:

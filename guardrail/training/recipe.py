@@ -67,10 +67,11 @@ class RecipeConfig(Config):
     stages: list[str] = option(
         factory=lambda: list(STAGES), help="stages to run, in order: sft, sample, augment, rl"
     )
-    force: bool = option(False, "redo every stage from scratch, even those already done")
-    redo: list[str] = option(
-        factory=list, help="redo these stages from scratch, and every stage after them"
+    validate_data: bool = option(
+        True, "check every stage's data before the first stage runs (as the validate command does)"
     )
+    force: bool = option(False, "redo every stage from scratch, even those already done")
+    redo: list[str] = option(factory=list, help="redo these stages from scratch, and every stage after them")
     sft: dict = option(factory=dict, help="SFT settings (SFTConfig fields)")
     sample: dict = option(factory=dict, help="rejection sampling settings (RejectionConfig fields)")
     augment: dict = option(factory=dict, help="augmentation settings (AugmentConfig fields)")
@@ -208,6 +209,8 @@ def run_pipeline(
     cfg = recipe if isinstance(recipe, RecipeConfig) else RecipeConfig.from_dict(recipe)
     raw = cfg.to_dict()
     configs = {stage: stage_config(raw, stage) for stage in cfg.stages}  # all checked up front
+    if cfg.validate_data:
+        check_data(raw, cfg.stages, configs)
     results: dict[str, Any] = {}
     skipped: list[str] = []
     final = None
@@ -250,6 +253,27 @@ def run_pipeline(
         if stage in ("sft", "rl"):
             final = str(out)
     return PipelineResult(results, tuple(skipped), final)
+
+
+def check_data(raw: Mapping[str, Any], stages: list[str], configs: Mapping[str, Config]) -> list[Any]:
+    """Validate the user data of ``stages`` (:mod:`~guardrail.training.validate`), log the
+    summaries, and raise DataError for contradictions or bad rows under ``on_bad_row: fail``."""
+    from guardrail.training.validate import check_summaries, validate_stages
+
+    summaries = validate_stages(raw, stages)
+    for summary in summaries:
+        for line in summary.lines():
+            log.info("%s", line)
+        if summary.issues and not summary.contradictions:
+            log.warning(
+                "%s: %d of %d rows will be dropped (%s); set on_bad_row: fail to stop instead",
+                summary.stage,
+                len(summary.issues),
+                summary.rows,
+                ", ".join(f"{k} {v}" for k, v in summary.dropped.items()),
+            )
+    check_summaries(summaries, {s: getattr(configs[s], "on_bad_row", "skip") for s in stages})
+    return summaries
 
 
 def _stale(
