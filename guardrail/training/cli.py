@@ -180,10 +180,20 @@ def _describe(result: Any) -> str:
     name = type(result).__name__
     if name == "TrainResult":
         loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "-"
-        return f"model saved to {result.output_dir} ({result.global_step} steps, loss {loss}, {result.samples} samples, {result.skipped_rows} bad rows skipped, {result.seconds:.1f}s)"
+        health = ""
+        if result.parse_rate is not None:
+            health += f", parse rate {result.parse_rate:.0%}"
+        if result.format_reward is not None:
+            health += f", format reward {result.format_reward:.2f}"
+        return f"model saved to {result.output_dir} ({result.global_step} steps, loss {loss}{health}, {result.samples} samples, {result.skipped_rows} bad rows skipped, {result.seconds:.1f}s)"
     if name == "SampleResult":
         s = result.stats
-        return f"kept {s.kept} of {s.samples} samples in {result.hard_file} (error rates {s.error_rate}, {s.seconds:.1f}s)"
+        rate = "-" if s.parse_rate is None else f"{s.parse_rate:.0%}"
+        return (
+            f"kept {s.kept} of {s.samples} samples in {result.hard_file} (parse rate {rate}: "
+            f"{s.parse_failures} of {s.generations - s.errors} answers unparsable; error rates "
+            f"{s.error_rate}, {s.seconds:.1f}s)"
+        )
     if name == "AugmentResult":
         return (
             f"{result.originals} originals + {result.augmented} concatenated samples in {result.output_file}"

@@ -37,6 +37,9 @@ IGNORED = frozenset(
         "logging_steps",
         "save_steps",
         "save_total_limit",
+        "min_parse_rate",
+        "min_format_reward",
+        "on_unusable_output",
     }
 )
 

@@ -43,7 +43,8 @@ __all__ = [
 log = logging.getLogger("guardrail.training")
 
 STAGES = ("sft", "sample", "augment", "rl")
-SHARED_KEYS = ("profile", "profile_options", "seed", "on_bad_row", "image_root", "num_threads")
+SHARED_KEYS = ("profile", "profile_options", "seed", "on_bad_row", "image_root", "num_threads",
+               "min_parse_rate", "on_unusable_output")  # fmt: skip
 RUN_FILE = ".stage-run.json"
 
 
@@ -64,6 +65,12 @@ class RecipeConfig(Config):
     on_bad_row: str | None = option(None, "skip or fail, for every stage")
     image_root: str | None = option(None, "image root for every stage")
     num_threads: int | None = option(None, "torch CPU threads for every training stage")
+    min_parse_rate: float | None = option(
+        None, "sample and rl: warn (or stop) when fewer answers than this share parse"
+    )
+    on_unusable_output: str | None = option(
+        None, "sample and rl: warn or stop when answers are unusable", choices=("warn", "stop")
+    )
     stages: list[str] = option(
         factory=lambda: list(STAGES), help="stages to run, in order: sft, sample, augment, rl"
     )

@@ -48,6 +48,9 @@ class TrainResult:
     skipped_rows: int
     seconds: float
     log_history: tuple[Mapping[str, Any], ...] = ()
+    #: RL: mean share of answers the guard's parser reads, and mean format reward, over the run.
+    parse_rate: float | None = None
+    format_reward: float | None = None
 
 
 def metrics_path(cfg: TrainingConfig) -> Path:
@@ -56,15 +59,26 @@ def metrics_path(cfg: TrainingConfig) -> Path:
 
 
 def train_and_save(
-    trainer: Any, processor: Any, cfg: TrainingConfig, data: LoadedData, elapsed: Callable[[], float]
+    trainer: Any,
+    processor: Any,
+    cfg: TrainingConfig,
+    data: LoadedData,
+    elapsed: Callable[[], float],
+    *,
+    before_save: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train (from the last checkpoint, see :func:`resolve_resume`), save the guard model and
-    say what was done. ``trainer`` was built with :func:`metrics_callback` on :func:`metrics_path`."""
+    say what was done. ``trainer`` was built with :func:`metrics_callback` on :func:`metrics_path`;
+    ``before_save`` runs after training and may raise to keep the model from being saved."""
+    from guardrail.training.health import run_means
+
     resume = resolve_resume(cfg)
     if resume:
         log.info("%s: resuming from %s", cfg.section, resume)
         load_weights_exactly(trainer)
     output = trainer.train(resume_from_checkpoint=resume)
+    if before_save is not None:
+        before_save()
     counts = {"samples": len(data.examples), "skipped_rows": data.skipped}
     save_guard_model(trainer, processor, cfg, {"global_step": trainer.state.global_step, **counts})
     return TrainResult(
@@ -75,6 +89,7 @@ def train_and_save(
         resumed_from=resume,
         seconds=elapsed(),
         log_history=tuple(trainer.state.log_history),
+        **run_means(trainer.state.log_history),
         **counts,
     )
 
