@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rl": ("rl", "online RL: GRPO with the guard rewards and a dynamic clip range"),
     "run": ("run", "the whole pipeline from one recipe (sft -> sample -> augment -> rl)"),
     "validate": ("run", "check the recipe's data without training: rows, labels, images, bad rows"),
+    "card": ("card", "(re)write a trained guard's model card, with evaluation scores"),
 }
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -71,8 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     classes = _config_classes()
     for command, (stage, help_text) in COMMANDS.items():
         p = sub.add_parser(command, help=help_text, description=help_text)
-        p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
-        p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+        if command != "card":
+            p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
+            p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+        if command == "card":
+            p.add_argument("--model", required=True, help="a model directory written by sft or rl")
+            p.add_argument(
+                "--eval",
+                default=None,
+                metavar="PREDICTIONS",
+                help="predictions file or directory of `python -m guardrail eval run` to fill the evaluation table",
+            )
+            continue
         if command in ("run", "validate"):
             add_config_flags(p, RecipeConfig, skip=STAGES)
             for name in STAGES:
@@ -113,6 +124,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         stage_config,
     )
 
+    if args.command == "card":
+        from guardrail.training.card import evaluation_rows, write_card
+
+        rows = evaluation_rows(args.eval) if args.eval else None
+        print(f"model card written: {write_card(args.model, rows)}")
+        return EXIT_OK
     recipe = load_recipe(args.config) if args.config else {}
     flags = _split(args)
     if args.command in ("run", "validate"):

@@ -345,6 +345,9 @@ class TrainingConfig(DataConfig):
     logging_steps: float = option(1, "log metrics every N steps")
     save_steps: float = option(500, "save a checkpoint every N steps (resume continues from the last one)")
     save_total_limit: int | None = option(2, "keep at most this many checkpoints")
+    keep_checkpoints: bool = option(
+        False, "keep checkpoint-* directories after a successful run (they only serve resuming)"
+    )
     report_to: list[str] = option(
         factory=lambda: ["none"],
         help="metric trackers (tensorboard, wandb, ...); metrics.jsonl is always written",

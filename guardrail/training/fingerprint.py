@@ -37,6 +37,7 @@ IGNORED = frozenset(
         "logging_steps",
         "save_steps",
         "save_total_limit",
+        "keep_checkpoints",
         "min_parse_rate",
         "min_format_reward",
         "on_unusable_output",

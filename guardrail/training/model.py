@@ -12,6 +12,7 @@ from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
+from guardrail.training.card import STAGE_FILE
 from guardrail.training.config import TrainingConfig
 
 __all__ = ["STAGE_FILE", "load_model", "peft_config", "save_guard_model", "suppressed_token_ids"]
@@ -19,8 +20,6 @@ __all__ = ["STAGE_FILE", "load_model", "peft_config", "save_guard_model", "suppr
 _EXTRA = "training"
 #: Vision tokens a guard must never generate (as the transformers backend suppresses them).
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
-#: What a saved stage writes beside the model: the stage, profile, base model and counts.
-STAGE_FILE = "guardrail-training.json"
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -124,8 +123,17 @@ def save_guard_model(
         if trainer.accelerator.is_main_process:
             processor.save_pretrained(str(out))
     if trainer.accelerator.is_main_process:
-        info = {"stage": cfg.section, "profile": profile_name, "base_model": cfg.model, **dict(extra_info)}
+        from guardrail.training.card import finish_model_dir
+
+        info = {
+            "stage": cfg.section,
+            "profile": profile_name,
+            "base_model": cfg.model,
+            **dict(extra_info),
+            "config": cfg.to_dict(),
+        }
         (out / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+        finish_model_dir(out, keep_checkpoints=cfg.keep_checkpoints)
     trainer.accelerator.wait_for_everyone()
     return out
 

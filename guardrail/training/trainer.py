@@ -80,18 +80,46 @@ def train_and_save(
     if before_save is not None:
         before_save()
     counts = {"samples": len(data.examples), "skipped_rows": data.skipped}
-    save_guard_model(trainer, processor, cfg, {"global_step": trainer.state.global_step, **counts})
+    means = run_means(trainer.state.log_history)
+    train_loss = getattr(output, "training_loss", None)
+    save_guard_model(
+        trainer,
+        processor,
+        cfg,
+        {
+            "global_step": trainer.state.global_step,
+            **counts,
+            "train_loss": train_loss,
+            **means,
+            "data": _data_info(cfg, data),
+        },
+    )
     return TrainResult(
         output_dir=str(cfg.output_dir),
         global_step=trainer.state.global_step,
-        train_loss=getattr(output, "training_loss", None),
+        train_loss=train_loss,
         metrics_file=str(metrics_path(cfg)),
         resumed_from=resume,
         seconds=elapsed(),
         log_history=tuple(trainer.state.log_history),
-        **run_means(trainer.state.log_history),
+        **means,
         **counts,
     )
+
+
+def _data_info(cfg: TrainingConfig, data: LoadedData) -> dict[str, Any]:
+    """The data summary recorded with a trained model (model card, guardrail-training.json)."""
+    from collections import Counter
+
+    from guardrail.training.validate import label_balance
+
+    modalities = Counter(s.modality for s in data.examples)
+    return {
+        "files": list(cfg.data),
+        "rows": data.rows,
+        "labels": label_balance(data.examples),
+        "modalities": dict(modalities),
+    }
 
 
 # ---------------------------------------------------------------------------- checkpoints
