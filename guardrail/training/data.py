@@ -38,6 +38,7 @@ from guardrail.samples import Sample, task_labels
 __all__ = [
     "DATA_FORMATS",
     "Example",
+    "image_bases",
     "LoadedData",
     "RowIssue",
     "load_examples",
@@ -163,7 +164,7 @@ def load_examples(
     rows = 0
     for path in paths:
         path = Path(path)
-        base = Path(image_root) if image_root is not None else path.parent
+        base = Path(image_root) if image_root is not None else image_bases(path)
         for number, raw in read_rows(path):
             rows += 1
             try:
@@ -211,12 +212,23 @@ def load_examples(
     return LoadedData(tuple(examples), tuple(issues), rows)
 
 
+def image_bases(data_file: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """Where relative image paths of ``data_file`` are looked up: its directory, then - when the
+    file is reached through a symbolic link - the directory of the file the link points to."""
+    path = Path(data_file)
+    bases = [path.parent]
+    real = path.resolve().parent
+    if real != path.parent.resolve():
+        bases.append(real)
+    return tuple(bases)
+
+
 def parse_row(
     raw: Any,
     *,
     data_format: str = "auto",
     profile: Profile | None = None,
-    image_base: str | os.PathLike[str] = ".",
+    image_base: str | os.PathLike[str] | tuple[Path, ...] = ".",
     check_images: bool = True,
 ) -> Sample:
     """Turn one parsed JSON row into a :class:`~guardrail.samples.Sample`; raise ``_BadRow`` with the reason."""
@@ -241,11 +253,11 @@ def _detect(raw: Mapping[str, Any]) -> str:
         return "sharegpt"
     if "instruction" in raw and "output" in raw:
         return "guardreasoner"
-    if "request_label" in raw or "prompt" in raw:
+    if "labels" in raw or "request_label" in raw or "prompt" in raw or "images" in raw:
         return "guardrail"
     raise _BadRow(
-        "unknown row format: expected 'messages' (ShareGPT), 'instruction'/'input'/'output' "
-        "(GuardReasoner) or 'prompt'/'request_label' (guardrail)"
+        "unknown row format: expected 'messages' (ShareGPT / GuardReasoner-VL), "
+        "'instruction'/'input'/'output' (GuardReasoner) or 'prompt'/'images' with 'labels' (guardrail)"
     )
 
 
@@ -280,9 +292,8 @@ def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Sample:
     explicit = _explicit_labels(raw)
     _check_agreement(labels, explicit)
     labels = {**labels, **explicit}
-    return _sample(
-        raw, prompt, response, images, labels.get("request"), labels.get("response"), target=target
-    )
+    return _sample(raw, prompt, response, images, labels.get("request"), labels.get("response"),
+                   refusal=labels.get("refusal"), target=target)  # fmt: skip
 
 
 def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Sample:
@@ -321,11 +332,12 @@ def _from_guardrail(raw: Mapping[str, Any], prof: Profile) -> Sample:
     if prompt is None and not images:
         raise _BadRow("no request: give 'prompt' and/or 'images'")
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
+    explicit = _explicit_labels(raw)
     if target is not None:  # an unreadable target is reported where a target is needed (SFT)
         said = _labels_from_target(target, prof, prompt, response, bool(images), partial=True)
-        _check_agreement(said, _explicit_labels(raw))
-    return _sample(raw, prompt, response, images, raw.get("request_label"), raw.get("response_label"),
-                   refusal=raw.get("refusal_label"), target=target, meta=dict(meta))  # fmt: skip
+        _check_agreement(said, explicit)
+    return _sample(raw, prompt, response, images, explicit.get("request"), explicit.get("response"),
+                   refusal=explicit.get("refusal"), target=target, meta=dict(meta))  # fmt: skip
 
 
 def _sample(
@@ -393,13 +405,20 @@ def _image_list(raw: Mapping[str, Any]) -> list[str]:
     return list(images)
 
 
-def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
+def _resolve_image(path: str, base: str | os.PathLike[str] | tuple[Path, ...], check: bool) -> str:
+    bases = base if isinstance(base, tuple) else (Path(base),)
     p = Path(path)
-    if not p.is_absolute():
-        p = Path(base) / p
-    p = Path(os.path.abspath(p))  # absolute: rows written elsewhere (sample, augment) still find it
+    candidates = [p] if p.is_absolute() else [Path(b) / p for b in bases]
+    # absolute: rows written elsewhere (sample, augment) still find it
+    candidates = [Path(os.path.abspath(c)) for c in candidates]
+    p = next((c for c in candidates if c.is_file()), candidates[0])
     if not p.is_file():
-        raise _BadRow(f"image file not found: {p}")
+        also = (
+            f" (also looked in {', '.join(str(c.parent) for c in candidates[1:])})"
+            if len(candidates) > 1
+            else ""
+        )
+        raise _BadRow(f"image file not found: {p}{also}")
     if check:
         try:
             from PIL import Image
@@ -433,12 +452,32 @@ def _labels_from_target(
 
 
 def _explicit_labels(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    if raw.get("request_label") is not None:
-        out["request"] = raw["request_label"]
-    if raw.get("response_label") is not None:
-        out["response"] = raw["response_label"]
+    """The row's own labels: ``labels: {task: label}`` (the format shared with the evaluation)
+    and the older ``request_label`` / ``response_label`` / ``refusal_label`` fields; the two
+    spellings of one task must agree."""
+    given = raw.get("labels")
+    if given is not None and not isinstance(given, Mapping):
+        raise _BadRow("'labels' must be an object {task: label}")
+    out: dict[str, Any] = {}
+    for task, value in (given or {}).items():
+        if task not in ("request", "response", "refusal"):
+            raise _BadRow(f"unknown task {task!r} in 'labels' (tasks: request, response, refusal)")
+        if value is not None:
+            out[task] = value
+    for task in ("request", "response", "refusal"):
+        value = raw.get(f"{task}_label")
+        if value is None:
+            continue
+        if task in out and _norm(out[task]) != _norm(value):
+            raise _Contradiction(
+                f"contradiction: labels.{task} is {out[task]!r} but {task}_label is {value!r}"
+            )
+        out[task] = value
     return out
+
+
+def _norm(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _check_agreement(said: Mapping[str, Any], explicit: Mapping[str, Any]) -> None:
