@@ -313,6 +313,10 @@ class TrainingConfig(DataConfig):
         choices=("auto", "float32", "bfloat16", "float16"),
     )
     trust_remote_code: bool = option(False, "allow model code from the hub (off by default)")
+    allow_untested_model: bool = option(
+        False,
+        "train a base model whose family (model_type) the profile's recipe has not been checked on",
+    )
     finetune: str = option(
         "full", "full fine-tune or LoRA adapters (merged into the saved model)", choices=("full", "lora")
     )
