@@ -441,6 +441,25 @@ class TrainingConfig(DataConfig):
         return kwargs
 
 
+#: transformers 5 renamed these TrainingArguments fields; the old names warn on every stage.
+_RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def _current_names(known: set[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pass renamed fields under their new name when the TRL config has it (the old one set to
+    None: TRL defaults gradient_checkpointing to True, which would warn and override)."""
+    out = dict(kwargs)
+    for old, new in _RENAMED.items():
+        if new in known and old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+            out[old] = None
+    return out
+
+
 def build_trl_config(cls: type, kwargs: dict[str, Any], extra: Mapping[str, Any], section: str) -> Any:
     """Instantiate a TRL config class, with ``extra`` (``trainer_args``) checked against its fields."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -449,7 +468,8 @@ def build_trl_config(cls: type, kwargs: dict[str, Any], extra: Mapping[str, Any]
         raise ConfigurationError(
             f"{section}.trainer_args: {cls.__name__} has no field(s) {', '.join(unknown)}"
         )
+    merged = _current_names(known, {**kwargs, **extra})
     try:
-        return cls(**{**kwargs, **extra})
+        return cls(**merged)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"{section}: {cls.__name__} rejected the settings: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,12 @@ def train_and_save(
     if resume:
         log.info("%s: resuming from %s", cfg.section, resume)
         load_weights_exactly(trainer)
-    output = trainer.train(resume_from_checkpoint=resume)
+    with warnings.catch_warnings():
+        # TRL reads transformers' deprecated is_gradient_checkpointing alias on every generation
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        output = trainer.train(resume_from_checkpoint=resume)
     if before_save is not None:
         before_save()
     counts = {"samples": len(data.examples), "skipped_rows": data.skipped}
