@@ -1,4 +1,4 @@
-"""``python -m guardrail.training {sft,sample,augment,rl,run} --config recipe.yaml [flags]``.
+"""``python -m guardrail.training {sft,sample,augment,rl,run,validate,card} --config recipe.yaml [flags]``.
 
 Like TRL's ``TrlParser``: settings come from the YAML recipe, and command-line flags override
 them (flags win). Every field of a command's config is a flag, spelled ``--max_steps`` or
