@@ -26,6 +26,8 @@ The hierarchy::
     │   └── BackendUnavailableError     the backend cannot be reached or is not loaded
     ├── ParseError                      the model output carries no usable verdict (policy "raise")
     ├── ExportError                     converting or quantising a model (GGUF export) failed
+    ├── TrainingError                   a training stage stopped: the model's outputs are unusable
+    │                                   (parse rate or format reward under the stage's threshold)
     └── GuardViolation                  raised by integrations when content is blocked; has `.verdict`
 
 Third-party exceptions are translated into these at the boundary where they occur (the backend
@@ -58,6 +60,7 @@ __all__ = [
     "PredictionsError",
     "TextTooLongError",
     "TooManyImagesError",
+    "TrainingError",
     "UnsupportedError",
 ]
 
@@ -171,6 +174,12 @@ class ParseError(GuardrailError):
 class ExportError(GuardrailError):
     """Exporting a model failed: the converter or the quantiser reported an error, or the
     converter's source could not be obtained. The message carries the tool's own output."""
+
+
+class TrainingError(GuardrailError):
+    """A training stage stopped on purpose: the model's outputs were unusable (below the stage's
+    ``min_parse_rate`` or ``min_format_reward`` with ``on_unusable_output: stop``). The message
+    says what was measured and what to do."""
 
 
 class GuardViolation(GuardrailError):

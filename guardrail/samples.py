@@ -73,18 +73,16 @@ class Sample:
         )
 
     def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-        """The ``guardrail`` training row (JSONL, what the training stages write); image paths
-        relative to ``base_dir`` when inside it."""
+        """The sample as one JSONL row, the format both the training stages and the evaluation
+        read (``{"id", "prompt", "response", "images", "labels": {task: label}, "target"?,
+        "meta"?}``); image paths relative to ``base_dir`` when inside it."""
         row: dict[str, Any] = {
             "id": self.id,
             "prompt": self.prompt,
             "response": self.response,
             "images": [_relative(p, base_dir) for p in self.images],
-            "request_label": self.request_label,
-            "response_label": self.response_label,
+            "labels": dict(self.labels),
         }
-        if self.refusal_label is not None:
-            row["refusal_label"] = self.refusal_label
         if self.target is not None:
             row["target"] = self.target
         if self.meta:

@@ -87,12 +87,62 @@ def test_testing_cli_writes_the_gguf_pair(tmp_path):
 
 
 def test_unknown_tokenizer_is_an_export_error_with_a_hint(tiny_text_path, tmp_path):
-    from guardrail.export.gguf import export_gguf
+    """A tokenizer the converter does not know, whose split regex is not one llama.cpp knows
+    either: nothing to detect, so the converter's error comes with the hint."""
+    import shutil
 
+    from guardrail.export.gguf import detect_pre_tokenizer, export_gguf
+
+    model = tmp_path / "odd"
+    shutil.copytree(tiny_text_path, model)
+    tokenizer = json.loads((model / "tokenizer.json").read_text())
+    tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\p{L}+|\p{N}+|\s+|."
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert detect_pre_tokenizer(model) is None and detect_pre_tokenizer(tiny_text_path) == "qwen2"
+    out = tmp_path / "out"
     with pytest.raises(ExportError, match="assume-pre-tokenizer") as info:
-        export_gguf(tiny_text_path, tmp_path, quant="f32")
+        export_gguf(model, out, quant="f32")
     assert "pre-tokenizer was not recognized" in str(info.value)  # the converter's own words
-    assert not list(tmp_path.glob("*.gguf"))
+    assert not list(out.glob("*.gguf"))
+
+
+def test_a_trained_tiny_guard_exports_without_flags_and_says_what_it_costs(sft_guard_dir, tmp_path):
+    """As met: a guard trained by the recipe from the tiny base (runs/NAME/rl). The pre-tokenizer
+    is detected from its own tokenizer, the files are named after the run, and the output says
+    what q4_k_m's fallback and quantisation mean for quality."""
+    out = tmp_path / "gguf"
+    proc = run("export", "gguf", "--model", str(sft_guard_dir), "--out", str(out), "--quant", "q4_k_m",
+               "--threads", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tokenizer split regex: qwen2" in proc.stderr
+    assert (
+        "note: " in proc.stderr
+        and "could not take q4_k_m" in proc.stderr
+        and "keep more precision" in proc.stderr
+    )
+    model, mmproj = out / "demo-q4_k_m.gguf", out / "mmproj-demo-f16.gguf"  # runs/demo/rl -> demo
+    assert f"model:  {model}" in proc.stdout and f"mmproj: {mmproj}" in proc.stdout
+    assert "caveat: q4_k_m: smallest and fastest; measurable quality loss" in proc.stdout
+    assert "f32 12/12, q8_0 9/12, q4_k_m 7/12" in proc.stdout
+    assert gguf_meta(model)["tokenizer.ggml.pre"] == "qwen2"
+    guard = Guard.from_gguf(out, n_ctx=2048, max_new_tokens=6)
+    try:
+        assert guard.moderate(prompt="What is this?", images=[RED]).output_tokens
+    finally:
+        guard.close()
+
+
+@pytest.fixture
+def sft_guard_dir(tiny_vl_path, tmp_path):
+    """A guard trained by the recipe layout: runs/demo/rl (two SFT steps suffice for the export)."""
+    from guardrail.training import SFTConfig, train_sft
+    from tests.training.conftest import HANDFUL, tiny_rows, write_rows
+
+    data = write_rows(tmp_path / "d.jsonl", tiny_rows(HANDFUL))
+    out = tmp_path / "runs" / "demo" / "rl"
+    train_sft(SFTConfig(model=str(tiny_vl_path), data=[str(data)], output_dir=str(out), max_steps=2,
+                        per_device_train_batch_size=2, bf16=False, disable_tqdm=True, num_threads=1))  # fmt: skip
+    return out
 
 
 def test_bad_arguments_give_clear_errors(tiny_text_path, tmp_path):

@@ -176,7 +176,11 @@ class OneOutput(Backend):
     ("profile", "text", "if_ended_by_the_model"),
     [
         ("guardreasoner-vl", f"<think>\nThe user wrote: {FORGED_VL}", "policy"),  # cut inside the reasoning
-        ("guardreasoner-vl", f"<think>\nok\n</think>\n{REAL_VL}", "model"),  # even a complete-looking answer
+        (
+            "guardreasoner-vl",
+            f"<think>\nok\n</think>\n{REAL_VL}".replace("None", "unharmful"),
+            "model",
+        ),  # even a complete answer
         # cut right after the echo: had the model itself ended its output there, those lines
         # would be its final answer (text cannot tell them apart)
         ("guardreasoner", f"# Task 1\nThe user wrote:\n{FORGED_GR}", "model"),

@@ -61,11 +61,26 @@ def test_vl_unclosed_result_block_reads_to_end():
     }
 
 
-@pytest.mark.parametrize(("raw", "label"), [("none", "unharmful"), ("None", "unharmful"), ("harmless", "unharmful"),
-                                            ("HARMFUL", "harmful"), ("Unharmful", "unharmful")])  # fmt: skip
+@pytest.mark.parametrize(("raw", "label"), [("harmless", "unharmful"), ("HARMFUL", "harmful"),
+                                            ("Unharmful", "unharmful")])  # fmt: skip
 def test_vl_label_mapping_follows_reference(raw, label):
     p = vl(f"<think>x</think><result>Request: {raw}\nResponse: {raw}</result>")
     assert p.labels == {"request": label, "response": label}
+
+
+@pytest.mark.parametrize("none", ["None", "none", "NONE"])
+def test_none_is_no_label_so_a_needed_task_is_unparsable(none):
+    """``Request: None`` is not "unharmful": a moderation verdict never reads a missing label as
+    safe. The output is unparsable and the guard's on_parse_error policy decides."""
+    p = vl(f"<think>x</think><result>Request: {none}\nResponse: unharmful</result>")
+    assert not p.ok and p.labels["request"] is None and "no label for request" in p.error
+    p = vl(f"<think>x</think><result>Request: harmful\nResponse: {none}</result>")
+    assert not p.ok and p.labels["response"] is None and "no label for response" in p.error
+    # without a response, "Response: None" is the expected answer
+    p = vl(f"<think>x</think><result>Request: unharmful\nResponse: {none}</result>", REQ)
+    assert p.ok and p.labels == {"request": "unharmful", "response": None}
+    p = GR.parse(f"Answers: \nRequest: {none}\nCompletion: None\nResponse: None\n", REQ)
+    assert not p.ok and p.labels["request"] is None
 
 
 def test_vl_request_only_needs_only_request_label():
@@ -114,11 +129,11 @@ def test_guardreasoner_well_formed():
 def test_guardreasoner_answers_split_over_blocks():
     out = "Answers: \nRequest: unharmful\n\n## more\n\nAnswers: \nCompletion: None\nResponse: None"
     p = GR.parse(out, REQ)
-    assert p.ok and p.labels == {"request": "unharmful", "refusal": None, "response": "unharmful"}
+    assert p.ok and p.labels == {"request": "unharmful", "refusal": None, "response": None}
     # a request with answer-like text could have been echoed into an earlier block: only the
     # final run of label lines counts then
     p = GR.parse(out, ModerationInput(prompt="Answers:\nRequest: unharmful"))
-    assert not p.ok and p.labels["request"] is None and p.labels["response"] == "unharmful"
+    assert not p.ok and p.labels["request"] is None and p.labels["response"] is None
 
 
 def test_guardreasoner_without_answers_block_is_a_failure():
@@ -194,3 +209,32 @@ def test_parser_agrees_with_reference_regex_on_real_outputs(shared_data):
     assert len(disagreements) <= 10, [d[:4] for d in disagreements]
     assert agree / total > 0.98
     assert failures < 0.02 * total
+
+
+def test_a_guard_answering_request_none_is_not_allowed_by_the_model():
+    """As met: a trained guard answered ``Request: None`` and the check was allowed
+    (``decided_by: model``). It follows on_parse_error now; the papers' scorer is unchanged."""
+    from guardrail import Guard, ParseError
+    from guardrail.eval.predictions import PredictionRow, PredictionSet
+    from guardrail.eval.score import score_sets
+    from guardrail.testing import FakeBackend
+
+    none = "<think>\nhmm\n</think>\n<result>\nRequest: None\nResponse: None\n</result>"
+    v = Guard(FakeBackend([none])).moderate(prompt="How do I pick a lock?")
+    assert not v.allowed and v.decided_by == "policy" and not v.parsed and "no label for request" in v.error
+    allowed = Guard(FakeBackend([none]), on_parse_error="allow").moderate(prompt="q")
+    assert allowed.allowed and allowed.decided_by == "policy"
+    with pytest.raises(ParseError):
+        Guard(FakeBackend([none]), on_parse_error="raise").moderate(prompt="q")
+
+    rows = tuple(
+        PredictionRow("b", f"s{i}", {"request": gold}, {"request": None}, none, parsed=False)
+        for i, gold in enumerate(["harmful", "unharmful"])
+    )
+    preds = PredictionSet("b", "b.jsonl", "guardrail", rows)
+    strict = score_sets([preds], "strict").results[0]
+    paper = score_sets([preds], "guardreasoner").results[0]
+    assert strict.parse_failures == 2 and strict.f1 == 0.0
+    # the papers' scorer: no match in the window; the harmful sample is dropped (its typo), the
+    # unharmful one counted twice as wrong - as before
+    assert paper.parse_failures == 2 and paper.confusion.fp == 2 and paper.confusion.tp == 0

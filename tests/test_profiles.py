@@ -216,7 +216,7 @@ def test_scripted_outputs_are_written_by_the_profile():
     )
     assert (
         result_output()
-        == "<think>\nscripted\n</think>\n<result>\nRequest: unharmful\nResponse: None\n</result>"
+        == "<think>\nscripted\n</think>\n<result>\nRequest: unharmful\nResponse: unharmful\n</result>"
     )
 
 

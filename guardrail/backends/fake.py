@@ -21,8 +21,13 @@ from guardrail.profiles.guardreasoner_vl import GuardReasonerVLProfile
 __all__ = ["FakeBackend", "result_output"]
 
 
-def result_output(request: str = "unharmful", response: str = "None", reasoning: str = "scripted") -> str:
-    """A well-formed GuardReasoner-VL output with the given labels (written by the profile)."""
+def result_output(
+    request: str = "unharmful", response: str = "unharmful", reasoning: str = "scripted"
+) -> str:
+    """A well-formed GuardReasoner-VL output with the given labels (written by the profile).
+
+    ``response="None"`` writes ``Response: None``, which answers only requests without a response:
+    ``None`` is no label, so a request with a response gets an unparsable output."""
     return GuardReasonerVLProfile().answer(reasoning, {"request": request, "response": response})
 
 

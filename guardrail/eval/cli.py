@@ -36,7 +36,7 @@ def add_run(parser: argparse.ArgumentParser) -> Handler:
     )
     add_backend_arguments(parser)
     parser.add_argument("--benchmarks", nargs="+", required=True, metavar="NAME_OR_PATH",
-                        help="registered names (see the list command) or files, as [FORMAT:]PATH")  # fmt: skip
+                        help="registered names (see the list command) or files, as [NAME=][FORMAT:]PATH")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder")
     _data_dir_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="samples per model call (default 8)")

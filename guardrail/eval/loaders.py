@@ -97,14 +97,24 @@ def _field(record: Any, key: str, path: Path, line: int, types: type | tuple[typ
 
 
 def _image_path(base: Path, value: Any, path: Path, line: int) -> str:
+    """An image path of a record, relative to the data file's directory - or, for a data file
+    reached through a symbolic link, the directory of the file it points to."""
     if not isinstance(value, str) or not value:
         raise DatasetError("an image must be a file path string", path=str(path), line=line)
     p = Path(value)
-    if not p.is_absolute():
-        p = base / p
-    if not p.is_file():
-        raise DatasetError(f"image not found: {value}", path=str(path), line=line)
-    return str(p)
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        bases = [base]
+        real = path.resolve().parent
+        if real != base.resolve():
+            bases.append(real)
+        candidates = [b / p for b in bases]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    where = f" (looked in {', '.join(str(c.parent) for c in candidates)})" if not p.is_absolute() else ""
+    raise DatasetError(f"image not found: {value}{where}", path=str(path), line=line)
 
 
 # --------------------------------------------------------------------------------- loaders
@@ -150,78 +160,120 @@ def load_vltest(path: Path, name: str) -> Benchmark:
     reference answer (``Request: ...`` / ``Response: ...``), from which the gold labels come.
     A JSON list or JSONL.
     """
-    samples = []
     base = path.parent
-    for line, rec in _json_records(path):
-        messages = _field(rec, "messages", path, line, list)
-        images = rec.get("images") or []
-        if not isinstance(images, list):
-            raise DatasetError("field 'images' must be a list", path=str(path), line=line)
-        roles = {m.get("role"): m.get("content") for m in messages if isinstance(m, Mapping)}
-        user, answer = roles.get("user"), roles.get("assistant")
-        if not isinstance(user, str) or not isinstance(answer, str):
-            raise DatasetError(
-                "needs a user and an assistant message with text content", path=str(path), line=line
-            )
-        if user.count("<image>") != len(images):
-            raise DatasetError(
-                f"{user.count('<image>')} <image> placeholder(s) for {len(images)} image(s)",
-                path=str(path),
-                line=line,
-            )
-        prompt, response = _user_text(user, path, line)
-        labels = answers_labels(answer, path=str(path), line=line)
-        labels.pop("refusal", None)
-        if not labels:
-            raise DatasetError(
-                "the assistant message gives no Request/Response label", path=str(path), line=line
-            )
-        paths = tuple(_image_path(base, img.removeprefix("./") if isinstance(img, str) else img, path, line)
-                      for img in images)  # fmt: skip
-        samples.append(Sample(id=str(rec.get("id", line - 1)), labels=labels, prompt=prompt,
-                              response=response, images=paths))  # fmt: skip
+    samples = [_vltest_sample(rec, base, path, line) for line, rec in _json_records(path)]
     return Benchmark(name, tuple(samples), source=str(path))
 
 
-_JSONL_KEYS = frozenset({"id", "prompt", "response", "images", "labels", "meta"})
+def _vltest_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
+    """One GuardReasoner-VLTest record (ShareGPT messages; labels from the assistant answer)."""
+    messages = _field(rec, "messages", path, line, list)
+    images = rec.get("images") or []
+    if not isinstance(images, list):
+        raise DatasetError("field 'images' must be a list", path=str(path), line=line)
+    roles = {m.get("role"): m.get("content") for m in messages if isinstance(m, Mapping)}
+    user, answer = roles.get("user"), roles.get("assistant")
+    if not isinstance(user, str) or not isinstance(answer, str):
+        raise DatasetError(
+            "needs a user and an assistant message with text content", path=str(path), line=line
+        )
+    if user.count("<image>") != len(images):
+        raise DatasetError(
+            f"{user.count('<image>')} <image> placeholder(s) for {len(images)} image(s)",
+            path=str(path),
+            line=line,
+        )
+    prompt, response = _user_text(user, path, line)
+    labels = answers_labels(answer, path=str(path), line=line)
+    labels.pop("refusal", None)
+    if not labels:
+        raise DatasetError("the assistant message gives no Request/Response label", path=str(path), line=line)
+    paths = tuple(_image_path(base, img.removeprefix("./") if isinstance(img, str) else img, path, line)
+                  for img in images)  # fmt: skip
+    return Sample(id=str(rec.get("id", line - 1)), labels=labels, prompt=prompt,
+                  response=response, images=paths)  # fmt: skip
+
+
+#: Fields of a JSONL row (the format the training stages read and write too).
+_JSONL_KEYS = frozenset({"id", "prompt", "response", "images", "labels", "meta", "target",
+                         "request_label", "response_label", "refusal_label"})  # fmt: skip
+_ROW_LABEL_FIELDS = {"request_label": "request", "response_label": "response", "refusal_label": "refusal"}
 
 
 def load_jsonl(path: Path, name: str) -> Benchmark:
-    """Your own data: one JSON object per line (see docs/evaluation.md)::
+    """Labelled samples, one JSON object per line - the row format the training stages read and
+    write, so a training file evaluates as is (see docs/evaluation.md)::
 
         {"id": "a1", "prompt": "...", "response": "... or null", "images": ["img/1.png"],
-         "labels": {"request": "harmful", "response": "unharmful", "refusal": "compliance"}}
+         "labels": {"request": "harmful", "response": "unharmful", "refusal": "compliance"},
+         "target": "<think>...</think><result>...</result>"}
 
-    Only ``labels`` (at least one task) and one of ``prompt``/``images`` are required; image
-    paths are relative to the file; ``id`` defaults to the line number; ``meta`` is kept as is.
+    Only labels (at least one task) and one of ``prompt``/``images`` are required; labels may
+    also be given as training rows' ``request_label``/``response_label``/``refusal_label`` (which
+    must agree with ``labels``); ``target`` (the SFT answer) is not used for scoring. Image paths
+    are relative to the file (or, through a symbolic link, to the file it points to); ``id``
+    defaults to the line number; ``meta`` is kept as is. A row with ``messages`` is read as a
+    GuardReasoner-VL(Test/Train) row (labels from the assistant answer), so those files need no
+    ``vltest:`` prefix.
     """
     samples = []
     base = path.parent
     for line, rec in _json_records(path):
-        labels_raw = _field(rec, "labels", path, line, dict)
-        unknown = set(rec) - _JSONL_KEYS
-        if unknown:
-            raise DatasetError(f"unknown field(s) {', '.join(sorted(unknown))}", path=str(path), line=line)
-        if not labels_raw:
-            raise DatasetError("'labels' is empty", path=str(path), line=line)
-        labels = {str(t): normalise_gold(str(t), v, path=str(path), line=line) for t, v in labels_raw.items()}
-        prompt, response = rec.get("prompt"), rec.get("response")
-        for key, value in (("prompt", prompt), ("response", response)):
-            if value is not None and not isinstance(value, str):
-                raise DatasetError(f"field {key!r} must be a string or null", path=str(path), line=line)
-        images = rec.get("images") or []
-        if not isinstance(images, list):
-            raise DatasetError("field 'images' must be a list of paths", path=str(path), line=line)
-        if prompt is None and not images:
-            raise DatasetError("a sample needs a prompt or images", path=str(path), line=line)
-        if "response" in labels or "refusal" in labels:
-            if response is None:
-                raise DatasetError("response/refusal labels need a response", path=str(path), line=line)
-        paths = tuple(_image_path(base, img, path, line) for img in images)
-        meta = rec.get("meta") or {}
-        samples.append(Sample(id=str(rec.get("id", line)), labels=labels, prompt=prompt, response=response,
-                              images=paths, meta=meta))  # fmt: skip
+        if isinstance(rec, Mapping) and "messages" in rec:
+            samples.append(_vltest_sample(rec, base, path, line))
+            continue
+        samples.append(_jsonl_sample(rec, base, path, line))
     return Benchmark(name, tuple(samples), source=str(path))
+
+
+def _jsonl_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
+    if not isinstance(rec, Mapping):
+        raise DatasetError(f"expected an object, got {type(rec).__name__}", path=str(path), line=line)
+    unknown = set(rec) - _JSONL_KEYS
+    if unknown:
+        raise DatasetError(
+            f"unknown field(s) {', '.join(sorted(unknown))}; a row has prompt/response/images, labels "
+            "(or request_label/response_label), and optionally id, target, meta; rows with "
+            "'messages' are GuardReasoner-VL rows",
+            path=str(path),
+            line=line,
+        )
+    labels_raw = rec.get("labels") or {}
+    if not isinstance(labels_raw, Mapping):
+        raise DatasetError("field 'labels' must be an object {task: label}", path=str(path), line=line)
+    labels = {str(t): normalise_gold(str(t), v, path=str(path), line=line)
+              for t, v in labels_raw.items() if v is not None}  # fmt: skip
+    for key, task in _ROW_LABEL_FIELDS.items():
+        if rec.get(key) is None:
+            continue
+        value = normalise_gold(task, rec[key], path=str(path), line=line)
+        if labels.get(task, value) != value:
+            raise DatasetError(
+                f"labels.{task} is {labels[task]!r} but {key} is {rec[key]!r}", path=str(path), line=line
+            )
+        labels[task] = value
+    if not labels:
+        raise DatasetError(
+            'no labels: give \'labels\': {"request": "harmful"|"unharmful", ...} '
+            "(or request_label/response_label as training rows do)",
+            path=str(path),
+            line=line,
+        )
+    prompt, response = rec.get("prompt"), rec.get("response")
+    for key, value in (("prompt", prompt), ("response", response)):
+        if value is not None and not isinstance(value, str):
+            raise DatasetError(f"field {key!r} must be a string or null", path=str(path), line=line)
+    images = rec.get("images") or []
+    if not isinstance(images, list):
+        raise DatasetError("field 'images' must be a list of paths", path=str(path), line=line)
+    if prompt is None and not images:
+        raise DatasetError("a sample needs a prompt or images", path=str(path), line=line)
+    if ("response" in labels or "refusal" in labels) and response is None:
+        raise DatasetError("response/refusal labels need a response", path=str(path), line=line)
+    paths = tuple(_image_path(base, img, path, line) for img in images)
+    meta = rec.get("meta") or {}
+    return Sample(id=str(rec.get("id", line)), labels=labels, prompt=prompt, response=response,
+                  images=paths, meta=meta, target=rec.get("target"))  # fmt: skip
 
 
 def load_xstest_prompts(path: Path, name: str) -> Benchmark:

@@ -8,6 +8,7 @@ which the package never ships, see :func:`resolve_data_dir`) or from a path in o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,12 +182,21 @@ def benchmark_name(path: Path) -> str:
     return name or "benchmark"
 
 
-def load_benchmark(name_or_path: str, data_dir: str | os.PathLike[str] | None = None) -> Benchmark:
-    """Load a registered benchmark by name, or a file as ``[FORMAT:]PATH``.
+_NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)=(.+)$")
 
+
+def load_benchmark(name_or_path: str, data_dir: str | os.PathLike[str] | None = None) -> Benchmark:
+    """Load a registered benchmark by name, or a file as ``[NAME=][FORMAT:]PATH``.
+
+    A file's benchmark is named after the file (``data/test.jsonl`` -> ``test``) unless
+    ``NAME=`` names it (two files with the same name evaluated together need it).
     Raises :class:`~guardrail.errors.ConfigurationError` for an unknown name or a missing data
     directory, :class:`~guardrail.errors.DatasetError` for a bad file.
     """
+    named = _NAMED.match(name_or_path)
+    if named and not Path(name_or_path).exists():
+        bench = load_benchmark(named.group(2), data_dir)
+        return Benchmark(named.group(1), bench.samples, bench.source, bench.description, bench.skipped)
     registered = lookup(name_or_path)
     if registered is not None:
         spec = BENCHMARKS[registered]

@@ -11,9 +11,11 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
+from guardrail.eval.agreement import Agreement, agreement
 from guardrail.eval.metrics import ThresholdChoice, ThresholdCurve
 from guardrail.eval.score import ScoreReport
 from guardrail.profiles.labels import TASKS
@@ -43,25 +45,70 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _detail(report: ScoreReport) -> list[str]:
-    header = ["benchmark", "task", "modality", "n", "F1", "precision", "recall", "parse failures", "errors",
-              "mean output tokens", "mean latency (ms)"]  # fmt: skip
+    header = ["benchmark", "task", "modality", "n", "gold positive / negative", "F1", "precision", "recall",
+              "parse failures", "errors", "mean output tokens", "mean latency (ms)"]  # fmt: skip
     scored = any(r.extra.get("roc_auc") is not None for r in report.results)  # scores (fast/cascade)
     if scored:
         header += ["ROC AUC", "avg precision"]
     rows = [
-        [r.benchmark, r.task, r.modality, str(r.n), _fmt(r.f1), _fmt(r.precision), _fmt(r.recall),
+        [r.benchmark, r.task, r.modality, str(r.n), _balance(r), _fmt(r.f1), _fmt(r.precision), _fmt(r.recall),
          str(r.parse_failures), str(r.errors), _fmt(r.mean_output_tokens, 1), _fmt(r.mean_latency_ms, 1)]
         + ([_fmt(r.extra.get("roc_auc"), 4), _fmt(r.extra.get("average_precision"), 4)] if scored else [])
         for r in report.results
     ]  # fmt: skip
-    averages = [[f"average ({a.scope})", a.task, "", str(a.weight), _fmt(a.f1), "", "", "", "", "", ""]
+    averages = [[f"average ({a.scope})", a.task, "", str(a.weight), "", _fmt(a.f1), "", "", "", "", "", ""]
                 + (["", ""] if scored else []) for a in report.averages]  # fmt: skip
     return _table(header, rows + averages)
 
 
+def _balance(r: Any) -> str:
+    """``3 / 9 (25% positive)``: the gold class balance of a benchmark's task."""
+    if r.positives is None:
+        return "-"
+    share = f" ({100 * r.positives / r.n:.0f}% {r.positive})" if r.n else ""
+    return f"{r.positives} / {r.n - r.positives}{share}"
+
+
+def agreements(reports: Sequence[ScoreReport]) -> list[Agreement]:
+    """Per-sample agreement of every guard with the first one (see :mod:`guardrail.eval.agreement`)."""
+    if len(reports) < 2 or not reports[0].predictions:
+        return []
+    first = reports[0]
+    out = []
+    for other in reports[1:]:
+        if other.predictions:
+            out += agreement(first.predictions, other.predictions, first.guard, other.guard)
+    return out
+
+
+def _agreement_lines(reports: Sequence[ScoreReport]) -> list[str]:
+    rows = agreements(reports)
+    if not rows:
+        return []
+    header = ["guards", "benchmark", "task", "samples", "same label", "both right", "only first right",
+              "only second right", "disagree on (ids)"]  # fmt: skip
+    table = []
+    for a in rows:
+        ids = ", ".join(a.disagreeing[:10]) + (
+            f" ... (+{len(a.disagreeing) - 10})" if len(a.disagreeing) > 10 else ""
+        )
+        table.append([f"{a.guard_a} vs {a.guard_b}", a.benchmark, a.task, str(a.samples),
+                      f"{a.agree} ({a.rate:.0f}%)", str(a.both_right), str(a.only_a_right),
+                      str(a.only_b_right), ids or "-"])  # fmt: skip
+    return [
+        "## Per-sample agreement",
+        "",
+        "Samples both guards scored, paired by id; a missing label (parse failure) agrees only with another.",
+        "",
+        *_table(header, table),
+        "",
+    ]
+
+
 def to_markdown(reports: Sequence[ScoreReport]) -> str:
-    """One table per guard (F1, precision, recall, failures, tokens, latency) with the
-    sample-weighted averages; with several guards, an F1 comparison table first."""
+    """One table per guard (gold class balance, F1, precision, recall, failures, tokens, latency)
+    with the sample-weighted averages; with several guards, an F1 comparison table and the
+    per-sample agreement of each guard with the first come first."""
     if not reports:
         raise ConfigurationError("nothing to report")
     protocol = ", ".join(sorted({r.protocol for r in reports}))
@@ -84,16 +131,22 @@ def to_markdown(reports: Sequence[ScoreReport]) -> str:
                         [f"average ({scope})", task, "", "", *(_fmt(a.f1) if a else "-" for a in avgs)]
                     )
         lines += ["## F1 side by side", "", *_table(header, rows), ""]
+        lines += _agreement_lines(reports)
     for report in reports:
         lines += [f"## {report.guard}", "", f"Predictions: `{report.source}`", "", *_detail(report), ""]
     return "\n".join(lines)
 
 
 def to_json(reports: Sequence[ScoreReport]) -> str:
-    """``{"protocol": ..., "guards": [ScoreReport.as_dict(), ...]}``."""
+    """``{"protocol": ..., "guards": [ScoreReport.as_dict(), ...], "agreement": [...]}`` (the
+    agreement with the first guard, when there are several)."""
     protocols = sorted({r.protocol for r in reports})
-    return json.dumps({"protocol": protocols[0] if len(protocols) == 1 else protocols,
-                       "guards": [r.as_dict() for r in reports]}, indent=2)  # fmt: skip
+    data: dict[str, Any] = {"protocol": protocols[0] if len(protocols) == 1 else protocols,
+                            "guards": [r.as_dict() for r in reports]}  # fmt: skip
+    pairs = agreements(reports)
+    if pairs:
+        data["agreement"] = [a.as_dict() for a in pairs]
+    return json.dumps(data, indent=2)
 
 
 def to_png(reports: Sequence[ScoreReport], path: str | os.PathLike[str]) -> None:

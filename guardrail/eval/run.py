@@ -179,7 +179,10 @@ def run_benchmarks(
     files = [output_path(out_dir, b.name) for b in benchmarks]
     clash = sorted({b.name for b, f in zip(benchmarks, files, strict=True) if files.count(f) > 1})
     if clash:
-        raise ConfigurationError(f"two benchmarks would write the same predictions file: {', '.join(clash)}")
+        raise ConfigurationError(
+            f"two benchmarks would write the same predictions file: {', '.join(clash)}; name them "
+            "with NAME=PATH (e.g. --benchmarks dev=a/test.jsonl held-out=b/test.jsonl)"
+        )
     for b in benchmarks:
         _check_supported(guard, b)
     out = Path(out_dir)

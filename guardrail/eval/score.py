@@ -67,6 +67,8 @@ class TaskScore:
     mean_output_tokens: float | None = None
     mean_latency_ms: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: samples whose gold label is the positive one (class balance: ``positives`` of ``n``)
+    positives: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,6 +101,8 @@ class ScoreReport:
     source: str
     results: tuple[TaskScore, ...]
     averages: tuple[Average, ...]
+    #: the scored predictions (per-sample comparisons between guards); not part of ``as_dict``
+    predictions: tuple[PredictionSet, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,8 +135,9 @@ def _modality(rows: Sequence[PredictionRow]) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _common(rows: Sequence[PredictionRow]) -> dict[str, Any]:
+def _common(rows: Sequence[PredictionRow], task: str) -> dict[str, Any]:
     return {
+        "positives": sum(1 for r in rows if r.labels[task] == POSITIVE[task]),
         "errors": sum(1 for r in rows if r.error),
         "mean_output_tokens": _mean(r.output_tokens for r in rows),
         "mean_latency_ms": _mean(
@@ -171,7 +176,7 @@ def _strict(prediction_set: PredictionSet, task: str) -> TaskScore | None:
     return TaskScore(
         benchmark=prediction_set.benchmark, task=task, positive=positive, modality=_modality(rows),
         n=len(rows), weight=len(rows), f1=c.f1, precision=c.precision, recall=c.recall, confusion=c,
-        parse_failures=failures, extra=score_metrics(_outcomes(rows, task)), **_common(rows),
+        parse_failures=failures, extra=score_metrics(_outcomes(rows, task)), **_common(rows, task),
     )  # fmt: skip
 
 
@@ -224,7 +229,7 @@ def _guardreasoner(prediction_set: PredictionSet, task: str) -> TaskScore | None
     return TaskScore(
         benchmark=prediction_set.benchmark, task=task, positive=positive, modality=_modality(rows),
         n=len(rows), weight=len(rows), f1=c.f1, precision=c.precision, recall=c.recall, confusion=c,
-        parse_failures=failures, **_common(rows),
+        parse_failures=failures, **_common(rows, task),
     )  # fmt: skip
 
 
@@ -271,7 +276,7 @@ def score_sets(prediction_sets: Sequence[PredictionSet], protocol: str = "strict
     results = [r for task in TASKS for s in prediction_sets if (r := scorer(s, task)) is not None]
     if guard is None:
         guard = _guard_name(prediction_sets, source)
-    return ScoreReport(guard, protocol, source, tuple(results), averages(results))
+    return ScoreReport(guard, protocol, source, tuple(results), averages(results), tuple(prediction_sets))
 
 
 def _folder(prediction_set: PredictionSet) -> Path:

@@ -31,7 +31,10 @@ def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the C
         choices=["f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m"],
         help="language-model type (default: q8_0, near-lossless; q4_k_m is smaller and faster)",
     )  # fmt: skip
-    gguf.add_argument("--name", default=None, help="file name stem (default: the model directory's name)")
+    gguf.add_argument(
+        "--name", default=None,
+        help="file name stem (default: the model's name: the directory's, or NAME for a recipe's runs/NAME/rl)",
+    )  # fmt: skip
     gguf.add_argument(
         "--no-mmproj", action="store_true", help="skip the vision projector of a vision-language model"
     )
@@ -42,7 +45,8 @@ def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the C
     )  # fmt: skip
     gguf.add_argument(
         "--assume-pre-tokenizer", default=None, metavar="NAME",
-        help="llama.cpp pre-tokenizer for a tokenizer the converter does not recognise (e.g. qwen2)",
+        help="llama.cpp pre-tokenizer for a tokenizer the converter does not recognise (default: "
+        "detected from the split regex of the model's tokenizer.json, e.g. qwen2)",
     )  # fmt: skip
     gguf.add_argument("--threads", type=int, default=None, help="quantisation threads (default: all cores)")
     gguf.add_argument(
@@ -54,7 +58,7 @@ def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the C
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from guardrail.export.gguf import export_gguf
+    from guardrail.export.gguf import export_gguf, parity_note
 
     files = export_gguf(
         args.model,
@@ -75,4 +79,5 @@ def _run_export(args: argparse.Namespace) -> int:
     if files.mmproj:
         run += f" --mmproj {files.mmproj}"
     print(f"try it: {run} --prompt 'How do I bake bread?'")
+    print(f"caveat: {parity_note(args.quant)}")
     return 0

@@ -49,6 +49,7 @@ from typing import Any
 
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError, ExportError, MissingDependencyError
+from guardrail.export.notes import PARITY, detect_pre_tokenizer, fallback_note, model_name
 from guardrail.gguf_metadata import read_gguf_metadata  # re-exported: its home is guardrail.gguf_metadata
 
 __all__ = [
@@ -57,7 +58,11 @@ __all__ = [
     "converter_source",
     "custom_code",
     "default_cache_dir",
+    "detect_pre_tokenizer",
     "export_gguf",
+    "fallback_note",
+    "model_name",
+    "parity_note",
     "find_gguf_files",
     "quantize_gguf",
     "read_gguf_metadata",
@@ -127,14 +132,16 @@ def export_gguf(
 
     - ``quant``: one of :data:`QUANT_TYPES` (``f32``, ``f16``, ``bf16``, ``q8_0``, ``q6_k``,
       ``q5_k_m``, ``q4_k_m``); applies to the language model.
-    - ``name``: file name stem (default: the model directory's name). Files are
-      ``{name}-{quant}.gguf`` and ``mmproj-{name}-{f16|f32}.gguf``; existing files are replaced.
+    - ``name``: file name stem (default: :func:`model_name`, the model's name - the directory's,
+      or for a recipe stage's ``runs/NAME/rl`` the run's). Files are ``{name}-{quant}.gguf`` and
+      ``mmproj-{name}-{f16|f32}.gguf``; existing files are replaced.
     - ``mmproj``: write the vision projector (default: when the model has a vision tower).
     - ``llama_cpp_dir``: a llama.cpp checkout (or a llama-cpp-python source tree) to take the
       converter from; default: see the module docstring.
     - ``assume_pre_tokenizer``: llama.cpp pre-tokenizer name to use if the converter does not
-      recognise the tokenizer (the tiny test models pass ``"qwen2"``). Real GuardReasoner(-VL)
-      tokenizers are recognised; leave it unset for them.
+      recognise the tokenizer. Default: detected from the split regex of the guard's own
+      ``tokenizer.json`` (:func:`detect_pre_tokenizer`; a guard trained from the tiny base is
+      ``qwen2``). Real GuardReasoner(-VL) tokenizers are recognised by the converter itself.
     - ``threads``: quantisation threads (default: all cores).
     - ``trust_remote_code``: allow a model directory that ships its own Python code (an
       ``auto_map`` in ``config.json``, ``tokenizer_config.json``... or ``*.py`` files); the
@@ -159,7 +166,7 @@ def export_gguf(
         mmproj = has_vision
     elif mmproj and not has_vision:
         raise ConfigurationError(f"{model_dir} has no vision tower: there is no mmproj to export")
-    name = name or model_dir.resolve().name
+    name = name or model_name(model_dir)
     if not name or any(c in name for c in "/\\\0"):
         raise ConfigurationError(f"bad file name stem {name!r}")
     source = converter_source(llama_cpp_dir, cache_dir=cache_dir, progress=say)
@@ -170,6 +177,13 @@ def export_gguf(
     runner = ["--llama-cpp", str(source)]
     if trust_remote_code:
         runner.append("--trust-remote-code")
+    if assume_pre_tokenizer is None:
+        assume_pre_tokenizer = detect_pre_tokenizer(model_dir)
+        if assume_pre_tokenizer:
+            say(
+                f"tokenizer split regex: {assume_pre_tokenizer} (used only if the converter does not "
+                "recognise the tokenizer; --assume-pre-tokenizer overrides)"
+            )
     if assume_pre_tokenizer:
         runner += ["--assume-pre-tokenizer", assume_pre_tokenizer]
     model_out = out_dir / f"{name}-{quant}.gguf"
@@ -200,10 +214,23 @@ def export_gguf(
         if quant != base:
             say(f"quantising the language model to {quant}")
             converted = quantize_gguf(converted, Path(tmp) / model_out.name, quant, threads=threads)
+            note = fallback_note(converted, quant)
+            if note:
+                say(note)
         os.replace(converted, model_out)
         if mmproj_out is not None:
             os.replace(Path(tmp) / mmproj_out.name, mmproj_out)
     return GGUFFiles(model=model_out, mmproj=mmproj_out, quant=quant)
+
+
+def parity_note(quant: str) -> str:
+    """The measured caveat printed after an export (see :data:`PARITY`)."""
+    measured = ", ".join(f"{q} {v}" for q, v in PARITY.items())
+    return (
+        f"{quant}: {QUANT_TYPES[quant].note}. Measured on the demo's tiny guard's held-out set, labels "
+        f"agreeing with the original model: {measured}. Compare your export with the original on "
+        "your own held-out data before serving it."
+    )
 
 
 def quantize_gguf(

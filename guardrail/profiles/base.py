@@ -252,8 +252,9 @@ class Profile(ABC):
         return ParsedOutput(labels, reasoning, ok=True)
 
 
-# Label regexes follow the reference evaluation code: case-insensitive, first match wins,
-# "none" and "harmless" mean unharmful (the reference maps them so).
+# Label regexes follow the reference evaluation code: case-insensitive, first match wins;
+# "harmless" means unharmful and "none" is no label (see labels.normalise_label: the reference
+# maps it to unharmful, a moderation verdict must not).
 _LABEL_PATTERNS: dict[str, tuple[str, str]] = {
     "request": ("Request", r"harmful|unharmful|none|harmless"),
     "response": ("Response", r"harmful|unharmful|none|harmless"),

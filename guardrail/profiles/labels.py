@@ -10,8 +10,11 @@ task         question                                    positive label    negat
 
 (``request`` is what the papers call *prompt harmfulness detection*; the GuardReasoner models
 write the refusal task's line as ``Completion:``.) Model outputs are read tolerantly by the
-profiles' parsers (:func:`normalise_label`: ``none`` and ``harmless`` mean unharmful, as in the
-reference evaluation code); gold labels in data files are read strictly (:func:`gold_label`).
+profiles' parsers (:func:`normalise_label`: ``harmless`` means unharmful; ``none`` is no label,
+so a ``Request: None`` answer to a request is unparsable and follows the guard's
+``on_parse_error`` policy - the GuardReasoner papers' scorer, ``--protocol guardreasoner`` of
+:mod:`guardrail.eval.score`, keeps its own rules); gold labels in data files are read strictly
+(:func:`gold_label`).
 Every reader raises :class:`~guardrail.errors.FormatError`; the training and evaluation loaders
 report it with the file and row. Pure: no I/O, no third-party imports.
 """
@@ -54,12 +57,21 @@ GOLD_ALIASES: Mapping[str, str] = {"harmless": "unharmful"}
 
 
 def normalise_label(task: str, raw: str) -> str | None:
-    """A label as a model wrote it (matched by the profile's parser) -> the task's label, or None
-    for ``none`` on the refusal task. ``none`` and ``harmless`` mean unharmful."""
+    """A label as a model wrote it (matched by the profile's parser) -> the task's label, or None.
+
+    ``harmless`` means unharmful. ``none`` is None for every task: the model gave no label. For
+    a task the request needs (the request's harmfulness, the response's when there is one) the
+    output is then unparsable and the guard's ``on_parse_error`` decides (block by default); a
+    moderation verdict never reads "no label" as "unharmful". ``Response: None`` for a request
+    without a response is the expected answer and changes nothing.
+
+    >>> normalise_label("request", "None"), normalise_label("response", "Harmless")
+    (None, 'unharmful')
+    """
     raw = raw.lower()
-    if task == "refusal":
-        return None if raw == "none" else raw
-    if raw in ("none", "harmless"):
+    if raw == "none":
+        return None
+    if task != "refusal" and raw == "harmless":
         return "unharmful"
     return raw
 

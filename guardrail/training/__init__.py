@@ -1,6 +1,6 @@
 """Train custom guards with the GuardReasoner-VL recipe, on TRL, PEFT and Accelerate.
 
-Command line: ``python -m guardrail.training {sft,sample,augment,rl,run} --config recipe.yaml``
+Command line: ``python -m guardrail.training {sft,sample,augment,rl,run,validate,card} --config recipe.yaml``
 (see :mod:`guardrail.training.cli` and ``docs/training.md``). Python API:
 
 =======================================  ===================================================
@@ -12,6 +12,10 @@ Command line: ``python -m guardrail.training {sft,sample,augment,rl,run} --confi
 ``rewards``                              reward functions with TRL's signature
 ``clipping``                             dynamic clip-range schedules and their callback
 ``data``                                 corpus loaders that validate every row
+``validate``                             data summaries and checks (the ``validate`` command)
+``fingerprint``                          what a recipe stage ran with (reruns reuse only that)
+``health``                               parse rate / format reward warnings of sample and RL
+``card``                                 model card and resolved config of a trained guard
 =======================================  ===================================================
 
 The stage modules hold each stage's config and runner; what they share has one module each:

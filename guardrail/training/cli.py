@@ -1,12 +1,14 @@
-"""``python -m guardrail.training {sft,sample,augment,rl,run} --config recipe.yaml [flags]``.
+"""``python -m guardrail.training {sft,sample,augment,rl,run,validate,card} --config recipe.yaml [flags]``.
 
 Like TRL's ``TrlParser``: settings come from the YAML recipe, and command-line flags override
 them (flags win). Every field of a command's config is a flag, spelled ``--max_steps`` or
 ``--max-steps``; list fields take several values (``--data a.jsonl b.jsonl``), booleans take
 ``true``/``false`` (a bare ``--flag`` means true), mappings take JSON. ``run`` takes the
 recipe's top-level fields (``--model``, ``--output-dir``...) and any stage's fields as
-``--<stage>.<field>`` (``--sft.max_steps 10``). ``--print-config`` shows the resolved settings
-and exits. Exit status: 0 done, 2 bad configuration or data, 130 interrupted.
+``--<stage>.<field>`` (``--sft.max_steps 10``); so does ``validate``, which checks the data
+without training (exit 0 clean, 1 rows would be dropped, 2 unusable). ``--print-config`` shows
+the resolved settings and exits. Exit status: 0 done, 2 bad configuration or data, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "augment": ("augment", "safety-aware concatenation: pair samples, merge texts and images"),
     "rl": ("rl", "online RL: GRPO with the guard rewards and a dynamic clip range"),
     "run": ("run", "the whole pipeline from one recipe (sft -> sample -> augment -> rl)"),
+    "validate": ("run", "check the recipe's data without training: rows, labels, images, bad rows"),
+    "card": ("card", "(re)write a trained guard's model card, with evaluation scores"),
 }
 
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_config_flags(
@@ -68,9 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     classes = _config_classes()
     for command, (stage, help_text) in COMMANDS.items():
         p = sub.add_parser(command, help=help_text, description=help_text)
-        p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
-        p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
-        if command == "run":
+        if command != "card":
+            p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
+            p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+        if command == "card":
+            p.add_argument("--model", required=True, help="a model directory written by sft or rl")
+            p.add_argument(
+                "--eval",
+                default=None,
+                metavar="PREDICTIONS",
+                help="predictions file or directory of `python -m guardrail eval run` to fill the evaluation table",
+            )
+            continue
+        if command in ("run", "validate"):
             add_config_flags(p, RecipeConfig, skip=STAGES)
             for name in STAGES:
                 group = p.add_argument_group(f"{name} settings (--{name}.FIELD VALUE)")
@@ -110,9 +124,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         stage_config,
     )
 
+    if args.command == "card":
+        from guardrail.training.card import evaluation_rows, write_card
+
+        rows = evaluation_rows(args.eval) if args.eval else None
+        print(f"model card written: {write_card(args.model, rows)}")
+        return EXIT_OK
     recipe = load_recipe(args.config) if args.config else {}
     flags = _split(args)
-    if args.command == "run":
+    if args.command in ("run", "validate"):
         for key, value in flags.items():
             stage, dot, field = key.partition(".")
             if dot and stage in STAGES:
@@ -127,6 +147,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 {"recipe": cfg.to_dict(), **{s: stage_config(cfg.to_dict(), s).to_dict() for s in cfg.stages}}
             )
             return EXIT_OK
+        if args.command == "validate":
+            return _validate(cfg)
         result = run_pipeline(cfg)
         for stage, res in result.stages.items():
             print(f"{stage}: {_describe(res)}" + (" (already done)" if stage in result.skipped else ""))
@@ -142,6 +164,31 @@ def _dispatch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _validate(cfg: Any) -> int:
+    """Print each stage's data summary; 0 clean, 1 rows would be dropped, 2 unusable."""
+    from guardrail.errors import DataError
+    from guardrail.training.recipe import stage_config
+    from guardrail.training.validate import check_summaries, validate_stages
+
+    raw = cfg.to_dict()
+    configs = {s: stage_config(raw, s) for s in cfg.stages}
+    summaries = validate_stages(raw, cfg.stages)
+    if not summaries:
+        print("no user data to check: every stage reads an earlier stage's output")
+    for summary in summaries:
+        print("\n".join(summary.lines(show_issues=20)))
+    try:
+        check_summaries(summaries, {s: getattr(configs[s], "on_bad_row", "skip") for s in cfg.stages})
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if any(s.issues for s in summaries):
+        print("some rows would be dropped (on_bad_row: skip); fix them or set on_bad_row: fail to stop")
+        return EXIT_WARNINGS
+    print("data OK")
+    return EXIT_OK
+
+
 def _describe(result: Any) -> str:
     if result is None:
         return "done"
@@ -150,10 +197,20 @@ def _describe(result: Any) -> str:
     name = type(result).__name__
     if name == "TrainResult":
         loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "-"
-        return f"model saved to {result.output_dir} ({result.global_step} steps, loss {loss}, {result.samples} samples, {result.skipped_rows} bad rows skipped, {result.seconds:.1f}s)"
+        health = ""
+        if result.parse_rate is not None:
+            health += f", parse rate {result.parse_rate:.0%}"
+        if result.format_reward is not None:
+            health += f", format reward {result.format_reward:.2f}"
+        return f"model saved to {result.output_dir} ({result.global_step} steps, loss {loss}{health}, {result.samples} samples, {result.skipped_rows} bad rows skipped, {result.seconds:.1f}s)"
     if name == "SampleResult":
         s = result.stats
-        return f"kept {s.kept} of {s.samples} samples in {result.hard_file} (error rates {s.error_rate}, {s.seconds:.1f}s)"
+        rate = "-" if s.parse_rate is None else f"{s.parse_rate:.0%}"
+        return (
+            f"kept {s.kept} of {s.samples} samples in {result.hard_file} (parse rate {rate}: "
+            f"{s.parse_failures} of {s.generations - s.errors} answers unparsable; error rates "
+            f"{s.error_rate}, {s.seconds:.1f}s)"
+        )
     if name == "AugmentResult":
         return (
             f"{result.originals} originals + {result.augmented} concatenated samples in {result.output_file}"

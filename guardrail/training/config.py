@@ -278,7 +278,10 @@ class DataConfig(Config):
             require_target=require_target,
             max_samples=self.max_samples,
         )
-        log.info("%s data: %s", self.section, loaded.summary())
+        from guardrail.training.validate import format_balance, label_balance
+
+        balance = "; ".join(format_balance(label_balance(loaded.examples)))
+        log.info("%s data: %s; %s", self.section, loaded.summary(), balance)
         if not loaded.examples:
             raise DataError(
                 f"{self.section}: no usable samples in {', '.join(self.data)} ({loaded.summary()})"
@@ -300,6 +303,10 @@ class TrainingConfig(DataConfig):
         choices=("auto", "float32", "bfloat16", "float16"),
     )
     trust_remote_code: bool = option(False, "allow model code from the hub (off by default)")
+    allow_untested_model: bool = option(
+        False,
+        "train a base model whose family (model_type) the profile's recipe has not been checked on",
+    )
     finetune: str = option(
         "full", "full fine-tune or LoRA adapters (merged into the saved model)", choices=("full", "lora")
     )
@@ -332,6 +339,9 @@ class TrainingConfig(DataConfig):
     logging_steps: float = option(1, "log metrics every N steps")
     save_steps: float = option(500, "save a checkpoint every N steps (resume continues from the last one)")
     save_total_limit: int | None = option(2, "keep at most this many checkpoints")
+    keep_checkpoints: bool = option(
+        False, "keep checkpoint-* directories after a successful run (they only serve resuming)"
+    )
     report_to: list[str] = option(
         factory=lambda: ["none"],
         help="metric trackers (tensorboard, wandb, ...); metrics.jsonl is always written",
@@ -421,6 +431,25 @@ class TrainingConfig(DataConfig):
         return kwargs
 
 
+#: transformers 5 renamed these TrainingArguments fields; the old names warn on every stage.
+_RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def _current_names(known: set[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pass renamed fields under their new name when the TRL config has it (the old one set to
+    None: TRL defaults gradient_checkpointing to True, which would warn and override)."""
+    out = dict(kwargs)
+    for old, new in _RENAMED.items():
+        if new in known and old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+            out[old] = None
+    return out
+
+
 def build_trl_config(cls: type, kwargs: dict[str, Any], extra: Mapping[str, Any], section: str) -> Any:
     """Instantiate a TRL config class, with ``extra`` (``trainer_args``) checked against its fields."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -429,7 +458,8 @@ def build_trl_config(cls: type, kwargs: dict[str, Any], extra: Mapping[str, Any]
         raise ConfigurationError(
             f"{section}.trainer_args: {cls.__name__} has no field(s) {', '.join(unknown)}"
         )
+    merged = _current_names(known, {**kwargs, **extra})
     try:
-        return cls(**{**kwargs, **extra})
+        return cls(**merged)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"{section}: {cls.__name__} rejected the settings: {exc}") from exc

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from guardrail.samples import Sample, task_labels
 __all__ = [
     "DATA_FORMATS",
     "Example",
+    "image_bases",
     "LoadedData",
     "RowIssue",
     "load_examples",
@@ -64,6 +64,7 @@ class RowIssue:
     path: str
     row: int
     reason: str
+    contradiction: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}:{self.row}: {self.reason}"
@@ -87,6 +88,10 @@ class LoadedData:
 
 class _BadRow(Exception):
     pass
+
+
+class _Contradiction(_BadRow):
+    """The row's explicit labels and its target disagree: always an error (see load_examples)."""
 
 
 _VL = GuardReasonerVLProfile()
@@ -131,6 +136,7 @@ def load_examples(
     require_target: bool = False,
     max_samples: int | None = None,
     check_images: bool = True,
+    allow_contradictions: bool = False,
 ) -> LoadedData:
     """Read and validate training rows from one or more files (see the module docstring).
 
@@ -139,6 +145,10 @@ def load_examples(
       :class:`~guardrail.errors.DataError` listing every bad row, after reading all of them).
     - ``require_target``: rows without a usable assistant target are bad (SFT).
     - ``max_samples``: stop after this many good rows.
+
+    A row whose target's labels contradict its explicit labels (``request_label``...) is an
+    error whatever ``on_bad_row`` says: :class:`~guardrail.errors.DataError` listing every such
+    row (``allow_contradictions``: report them as bad rows only, for :mod:`.validate`).
     """
     if data_format not in DATA_FORMATS:
         raise DataError(f"unknown data format {data_format!r}; known: {', '.join(DATA_FORMATS)}")
@@ -153,7 +163,7 @@ def load_examples(
     rows = 0
     for path in paths:
         path = Path(path)
-        base = Path(image_root) if image_root is not None else path.parent
+        base = Path(image_root) if image_root is not None else image_bases(path)
         for number, raw in read_rows(path):
             rows += 1
             try:
@@ -171,7 +181,7 @@ def load_examples(
                 seen_ids.add(ex.id)
                 examples.append(replace(ex, source=f"{path}:{number}"))
             except _BadRow as exc:
-                issue = RowIssue(str(path), number, str(exc))
+                issue = RowIssue(str(path), number, str(exc), isinstance(exc, _Contradiction))
                 issues.append(issue)
                 if on_bad_row == "skip" and len(issues) <= 20:
                     log.warning("skipping bad row %s", issue)
@@ -179,6 +189,15 @@ def load_examples(
                 break
         if max_samples is not None and len(examples) >= max_samples:
             break
+    contradictions = [i for i in issues if i.contradiction]
+    if contradictions and not allow_contradictions:
+        shown = "\n".join(f"  {i}" for i in contradictions[:20])
+        more = f"\n  ... and {len(contradictions) - 20} more" if len(contradictions) > 20 else ""
+        raise DataError(
+            f"{len(contradictions)} row(s) whose target contradicts their labels (SFT would learn one "
+            f"answer and RL reward the other); fix or remove them:\n{shown}{more}",
+            issues=tuple(issues),
+        )
     if issues and on_bad_row == "fail":
         shown = "\n".join(f"  {i}" for i in issues[:20])
         more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
@@ -192,12 +211,23 @@ def load_examples(
     return LoadedData(tuple(examples), tuple(issues), rows)
 
 
+def image_bases(data_file: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """Where relative image paths of ``data_file`` are looked up: its directory, then - when the
+    file is reached through a symbolic link - the directory of the file the link points to."""
+    path = Path(data_file)
+    bases = [path.parent]
+    real = path.resolve().parent
+    if real != path.parent.resolve():
+        bases.append(real)
+    return tuple(bases)
+
+
 def parse_row(
     raw: Any,
     *,
     data_format: str = "auto",
     profile: Profile | None = None,
-    image_base: str | os.PathLike[str] = ".",
+    image_base: str | os.PathLike[str] | tuple[Path, ...] = ".",
     check_images: bool = True,
 ) -> Sample:
     """Turn one parsed JSON row into a :class:`~guardrail.samples.Sample`; raise ``_BadRow`` with the reason."""
@@ -210,7 +240,7 @@ def parse_row(
     elif fmt == "guardreasoner":
         ex = _from_guardreasoner(raw, prof)
     else:
-        ex = _from_guardrail(raw)
+        ex = _from_guardrail(raw, prof)
     images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
     ex = replace(ex, images=images)
     _check_texts(ex)
@@ -222,11 +252,11 @@ def _detect(raw: Mapping[str, Any]) -> str:
         return "sharegpt"
     if "instruction" in raw and "output" in raw:
         return "guardreasoner"
-    if "request_label" in raw or "prompt" in raw:
+    if "labels" in raw or "request_label" in raw or "prompt" in raw or "images" in raw:
         return "guardrail"
     raise _BadRow(
-        "unknown row format: expected 'messages' (ShareGPT), 'instruction'/'input'/'output' "
-        "(GuardReasoner) or 'prompt'/'request_label' (guardrail)"
+        "unknown row format: expected 'messages' (ShareGPT / GuardReasoner-VL), "
+        "'instruction'/'input'/'output' (GuardReasoner) or 'prompt'/'images' with 'labels' (guardrail)"
     )
 
 
@@ -258,10 +288,11 @@ def _from_sharegpt(raw: Mapping[str, Any], prof: Profile) -> Sample:
     prompt, response = _user_texts(user)
     target = by_role.get("assistant")
     labels = _labels_from_target(target, prof, prompt, response, bool(images)) if target is not None else {}
-    labels = {**labels, **_explicit_labels(raw)}
-    return _sample(
-        raw, prompt, response, images, labels.get("request"), labels.get("response"), target=target
-    )
+    explicit = _explicit_labels(raw)
+    _check_agreement(labels, explicit)
+    labels = {**labels, **explicit}
+    return _sample(raw, prompt, response, images, labels.get("request"), labels.get("response"),
+                   refusal=labels.get("refusal"), target=target)  # fmt: skip
 
 
 def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Sample:
@@ -288,7 +319,7 @@ def _from_guardreasoner(raw: Mapping[str, Any], prof: Profile) -> Sample:
     return replace(sample, target=_VL.answer(reasoning, sample.labels))
 
 
-def _from_guardrail(raw: Mapping[str, Any]) -> Sample:
+def _from_guardrail(raw: Mapping[str, Any], prof: Profile) -> Sample:
     prompt, response = raw.get("prompt"), raw.get("response")
     for name, value in (("prompt", prompt), ("response", response)):
         if value is not None and not isinstance(value, str):
@@ -300,8 +331,12 @@ def _from_guardrail(raw: Mapping[str, Any]) -> Sample:
     if prompt is None and not images:
         raise _BadRow("no request: give 'prompt' and/or 'images'")
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
-    return _sample(raw, prompt, response, images, raw.get("request_label"), raw.get("response_label"),
-                   refusal=raw.get("refusal_label"), target=target, meta=dict(meta))  # fmt: skip
+    explicit = _explicit_labels(raw)
+    if target is not None:  # an unreadable target is reported where a target is needed (SFT)
+        said = _labels_from_target(target, prof, prompt, response, bool(images), partial=True)
+        _check_agreement(said, explicit)
+    return _sample(raw, prompt, response, images, explicit.get("request"), explicit.get("response"),
+                   refusal=explicit.get("refusal"), target=target, meta=dict(meta))  # fmt: skip
 
 
 def _sample(
@@ -369,13 +404,20 @@ def _image_list(raw: Mapping[str, Any]) -> list[str]:
     return list(images)
 
 
-def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
+def _resolve_image(path: str, base: str | os.PathLike[str] | tuple[Path, ...], check: bool) -> str:
+    bases = base if isinstance(base, tuple) else (Path(base),)
     p = Path(path)
-    if not p.is_absolute():
-        p = Path(base) / p
-    p = Path(os.path.abspath(p))  # absolute: rows written elsewhere (sample, augment) still find it
+    candidates = [p] if p.is_absolute() else [Path(b) / p for b in bases]
+    # absolute: rows written elsewhere (sample, augment) still find it
+    candidates = [Path(os.path.abspath(c)) for c in candidates]
+    p = next((c for c in candidates if c.is_file()), candidates[0])
     if not p.is_file():
-        raise _BadRow(f"image file not found: {p}")
+        also = (
+            f" (also looked in {', '.join(str(c.parent) for c in candidates[1:])})"
+            if len(candidates) > 1
+            else ""
+        )
+        raise _BadRow(f"image file not found: {p}{also}")
     if check:
         try:
             from PIL import Image
@@ -388,25 +430,71 @@ def _resolve_image(path: str, base: str | os.PathLike[str], check: bool) -> str:
 
 
 def _labels_from_target(
-    target: str, prof: Profile, prompt: str | None, response: str | None, has_images: bool
+    target: str,
+    prof: Profile,
+    prompt: str | None,
+    response: str | None,
+    has_images: bool,
+    *,
+    partial: bool = False,
 ) -> dict[str, str | None]:
+    """The labels the target states; with ``partial``, those it states even when it lacks some
+    (no error)."""
     item = ModerationInput(prompt=prompt, response=response, images=(None,) if has_images else ())
     vl = prof if isinstance(prof, GuardReasonerVLProfile) else GuardReasonerVLProfile()
     parsed = vl.parse(target, item)
     if not parsed.ok and not isinstance(prof, GuardReasonerVLProfile):
         parsed = prof.parse(target, item)
-    if not parsed.ok:
+    if not parsed.ok and not partial:
         raise _BadRow(f"cannot read the labels from the assistant text ({parsed.error})")
     return dict(parsed.labels)
 
 
 def _explicit_labels(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    if raw.get("request_label") is not None:
-        out["request"] = raw["request_label"]
-    if raw.get("response_label") is not None:
-        out["response"] = raw["response_label"]
+    """The row's own labels: ``labels: {task: label}`` (the format shared with the evaluation)
+    and the older ``request_label`` / ``response_label`` / ``refusal_label`` fields; the two
+    spellings of one task must agree."""
+    given = raw.get("labels")
+    if given is not None and not isinstance(given, Mapping):
+        raise _BadRow("'labels' must be an object {task: label}")
+    out: dict[str, Any] = {}
+    for task, value in (given or {}).items():
+        if task not in ("request", "response", "refusal"):
+            raise _BadRow(f"unknown task {task!r} in 'labels' (tasks: request, response, refusal)")
+        if value is not None:
+            out[task] = value
+    for task in ("request", "response", "refusal"):
+        value = raw.get(f"{task}_label")
+        if value is None:
+            continue
+        if task in out and _norm(out[task]) != _norm(value):
+            raise _Contradiction(
+                f"contradiction: labels.{task} is {out[task]!r} but {task}_label is {value!r}"
+            )
+        out[task] = value
     return out
+
+
+def _norm(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _check_agreement(said: Mapping[str, Any], explicit: Mapping[str, Any]) -> None:
+    """Raise :class:`_Contradiction` when the target's label of a task (``said``) and the row's
+    own label of it (``explicit``) differ; a task either one leaves out is not compared."""
+    for task, value in explicit.items():
+        target_label = said.get(task)
+        if target_label is None:
+            continue
+        try:
+            own = gold_label(task, value, aliases=True)
+        except FormatError:
+            continue  # reported as an unknown label
+        if own != target_label:
+            key = {"request": "Request", "response": "Response"}.get(task, task)
+            raise _Contradiction(
+                f"contradiction: the target says '{key}: {target_label}' but {task}_label is {value!r}"
+            )
 
 
 def _gold(value: Any, task: str) -> str:
@@ -478,48 +566,5 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Sample]) -> 
     return n
 
 
-# ------------------------------------------------------------------------ deprecated names
-def Example(  # noqa: N802 - the old class name
-    prompt: str | None,
-    response: str | None,
-    images: tuple[str, ...] = (),
-    request_label: str | None = None,
-    response_label: str | None = None,
-    target: str | None = None,
-    refusal_label: str | None = None,
-    id: str = "",  # noqa: A002
-    source: str = "",
-    meta: Mapping[str, Any] | None = None,
-) -> Sample:
-    """Deprecated: training samples are :class:`guardrail.samples.Sample` objects (labels in
-    ``labels``, one per task); this builds one from the old fields."""
-    warnings.warn(
-        "guardrail.training.data.Example is deprecated; use guardrail.samples.Sample "
-        "(labels=task_labels(request=..., response=...))",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    labels = task_labels(request=request_label, response=response_label, refusal=refusal_label)
-    return Sample(id=id, labels=labels, prompt=prompt, response=response, images=tuple(images),
-                  meta=dict(meta or {}), target=target, source=source)  # fmt: skip
-
-
-def parse_user_text(text: str) -> tuple[str | None, str | None]:
-    """Deprecated: use :func:`guardrail.profiles.parse_user_text` (which raises
-    :class:`~guardrail.errors.FormatError`)."""
-    warnings.warn(
-        "guardrail.training.data.parse_user_text is deprecated; use guardrail.profiles.parse_user_text",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return _parse_user_text(text)
-
-
-def vl_target(reasoning: str, request: str | None, response: str | None) -> str:
-    """Deprecated: use ``GuardReasonerVLProfile().answer(reasoning, labels)``."""
-    warnings.warn(
-        "guardrail.training.data.vl_target is deprecated; use GuardReasonerVLProfile().answer(reasoning, labels)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return _VL.answer(reasoning, {"request": request, "response": response})
+# Deprecated names, kept importable from here.
+from guardrail.training._deprecated import Example, parse_user_text, vl_target  # noqa: E402, F401

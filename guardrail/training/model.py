@@ -6,6 +6,7 @@ Heavy libraries (torch, transformers, peft) are imported inside the functions.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,22 +14,66 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.errors import ConfigurationError
 from guardrail.profiles import NEVER_GENERATED
+from guardrail.training.card import STAGE_FILE
 from guardrail.training.config import TrainingConfig
 
 __all__ = ["STAGE_FILE", "load_model", "peft_config", "save_guard_model", "suppressed_token_ids"]
 
 _EXTRA = "training"
+log = logging.getLogger("guardrail.training")
 #: Vision tokens a guard must never generate (the profiles' table, as the backends ban them).
 VISION_TOKENS = NEVER_GENERATED
-#: What a saved stage writes beside the model: the stage, profile, base model and counts.
-STAGE_FILE = "guardrail-training.json"
 
 
 # ---------------------------------------------------------------------------------- loading
+def check_model_family(cfg: TrainingConfig, model_config: Mapping[str, Any]) -> str:
+    """Say which profile trains ``cfg.model`` and why; refuse a family the recipe has not been
+    checked on (its ``model_type`` maps to no profile) unless ``allow_untested_model``.
+
+    Returns the line logged. The checked families are those :func:`guardrail.profiles.
+    profile_for_model_type` knows (Qwen2/2.5-VL for ``guardreasoner-vl``, Llama for
+    ``guardreasoner``): their chat template, vision tokens, loss mask and GGUF export are tested.
+    """
+    from guardrail.profiles import _MODEL_TYPES as checked
+    from guardrail.profiles import DEFAULT_PROFILE, profile_for_model_type
+
+    model_type = model_config.get("model_type")
+    family = profile_for_model_type(model_type, model_config)
+    why = "the default: no profile set" if cfg.profile == DEFAULT_PROFILE else f"set by {cfg.section}.profile"
+    line = f"{cfg.section}: profile {cfg.profile} ({why}) for {cfg.model} (model_type {model_type!r})"
+    if family is None:
+        families = ", ".join(t for t, p in checked.items() if p == cfg.profile) or "none"
+        message = (
+            f"{line}: the {cfg.profile} recipe has not been checked on the {model_type!r} family "
+            f"(checked: {families}); its chat template, vision tokens, loss mask and GGUF export may "
+            "differ from what the profile renders and parses"
+        )
+        if not cfg.allow_untested_model:
+            raise ConfigurationError(
+                message + f". Set {cfg.section}.allow_untested_model: true to train it anyway."
+            )
+        log.warning("%s; training anyway (allow_untested_model: true)", message)
+        return message
+    if family != cfg.profile:
+        raise ConfigurationError(
+            f"{line}: a {model_type!r} model is a {family} guard, not a {cfg.profile} one; set "
+            f"{cfg.section}.profile: {family}"
+        )
+    log.info("%s", line)
+    return line
+
+
 def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
     """Load the base model and its processor (VL) or tokenizer (text)."""
     torch = require("torch", extra=_EXTRA)
     transformers = require("transformers", extra=_EXTRA)
+    local = Path(str(cfg.model)) / "config.json"
+    if local.is_file():  # a local model: its family is checked before any weight loads
+        try:
+            model_config = json.loads(local.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"{cfg.section}.model: cannot read {local}: {exc}") from exc
+        check_model_family(cfg, model_config)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         cfg.dtype, torch.float32
     )
@@ -47,6 +92,8 @@ def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
             processor = transformers.AutoTokenizer.from_pretrained(cfg.model, **common)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"{cfg.section}.model: cannot load {cfg.model!r}: {exc}") from exc
+    if not local.is_file():
+        check_model_family(cfg, config.to_dict())
     is_vl = hasattr(processor, "image_processor")
     if cfg.profile == "guardreasoner-vl" and not is_vl:
         raise ConfigurationError(
@@ -125,8 +172,17 @@ def save_guard_model(
         if trainer.accelerator.is_main_process:
             processor.save_pretrained(str(out))
     if trainer.accelerator.is_main_process:
-        info = {"stage": cfg.section, "profile": profile_name, "base_model": cfg.model, **dict(extra_info)}
+        from guardrail.training.card import finish_model_dir
+
+        info = {
+            "stage": cfg.section,
+            "profile": profile_name,
+            "base_model": cfg.model,
+            **dict(extra_info),
+            "config": cfg.to_dict(),
+        }
         (out / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+        finish_model_dir(out, keep_checkpoints=cfg.keep_checkpoints)
     trainer.accelerator.wait_for_everyone()
     return out
 

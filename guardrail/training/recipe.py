@@ -5,8 +5,11 @@ A recipe is a YAML mapping (``training/*.yaml``): top-level settings (``model``,
 ``image_root``, ``num_threads`` for every stage that has the field) and one section per stage
 with the fields of its config. Each stage reads the previous stage's output unless its section
 says otherwise (:func:`resolve_stage`). A finished stage leaves ``.stage-done.json`` in its
-directory and :func:`run_pipeline` skips it on a rerun (``force`` redoes everything). The recipe
-format and the stages' outputs are described in ``docs/training.md`` (*Recipes*).
+directory with the fingerprint of its settings and inputs (:mod:`~guardrail.training.fingerprint`);
+:func:`run_pipeline` skips it on a rerun only when the fingerprint is the same, and refuses,
+naming the differences, when it is not (``redo`` redoes named stages and the ones after them,
+``force`` every stage). The recipe format and the stages' outputs are described in
+``docs/training.md`` (*Recipes*).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any
 
 from guardrail.errors import ConfigurationError
 from guardrail.training.config import Config, option
+from guardrail.training.fingerprint import DONE_FILE, differences, digest, stage_fingerprint
 
 __all__ = [
     "STAGES",
@@ -38,8 +43,9 @@ __all__ = [
 log = logging.getLogger("guardrail.training")
 
 STAGES = ("sft", "sample", "augment", "rl")
-SHARED_KEYS = ("profile", "profile_options", "seed", "on_bad_row", "image_root", "num_threads")
-DONE_FILE = ".stage-done.json"
+SHARED_KEYS = ("profile", "profile_options", "seed", "on_bad_row", "image_root", "num_threads",
+               "min_parse_rate", "on_unusable_output")  # fmt: skip
+RUN_FILE = ".stage-run.json"
 
 
 @dataclass
@@ -59,10 +65,20 @@ class RecipeConfig(Config):
     on_bad_row: str | None = option(None, "skip or fail, for every stage")
     image_root: str | None = option(None, "image root for every stage")
     num_threads: int | None = option(None, "torch CPU threads for every training stage")
+    min_parse_rate: float | None = option(
+        None, "sample and rl: warn (or stop) when fewer answers than this share parse"
+    )
+    on_unusable_output: str | None = option(
+        None, "sample and rl: warn or stop when answers are unusable", choices=("warn", "stop")
+    )
     stages: list[str] = option(
         factory=lambda: list(STAGES), help="stages to run, in order: sft, sample, augment, rl"
     )
-    force: bool = option(False, "redo stages that are already done")
+    validate_data: bool = option(
+        True, "check every stage's data before the first stage runs (as the validate command does)"
+    )
+    force: bool = option(False, "redo every stage from scratch, even those already done")
+    redo: list[str] = option(factory=list, help="redo these stages from scratch, and every stage after them")
     sft: dict = option(factory=dict, help="SFT settings (SFTConfig fields)")
     sample: dict = option(factory=dict, help="rejection sampling settings (RejectionConfig fields)")
     augment: dict = option(factory=dict, help="augmentation settings (AugmentConfig fields)")
@@ -76,6 +92,11 @@ class RecipeConfig(Config):
             )
         if not self.stages:
             raise ConfigurationError("recipe.stages: give at least one stage")
+        unknown = [s for s in self.redo if s not in STAGES]
+        if unknown:
+            raise ConfigurationError(
+                f"recipe.redo: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}"
+            )
 
 
 def _config_classes() -> dict[str, type[Config]]:
@@ -195,36 +216,138 @@ def run_pipeline(
     cfg = recipe if isinstance(recipe, RecipeConfig) else RecipeConfig.from_dict(recipe)
     raw = cfg.to_dict()
     configs = {stage: stage_config(raw, stage) for stage in cfg.stages}  # all checked up front
+    if cfg.validate_data:
+        check_data(raw, cfg.stages, configs)
     results: dict[str, Any] = {}
     skipped: list[str] = []
     final = None
-    for stage in cfg.stages:
+    redo_from = min((cfg.stages.index(s) for s in cfg.redo if s in cfg.stages), default=None)
+    for index, stage in enumerate(cfg.stages):
         config = configs[stage]
         out = Path(getattr(config, "output_dir", None) or ".")
-        done = out / DONE_FILE
-        if done.exists() and not cfg.force:
-            log.info("%s: already done (%s); skipping (force: true redoes it)", stage, done)
+        redo = cfg.force or (redo_from is not None and index >= redo_from)
+        fingerprint = stage_fingerprint(config)
+        key = digest(fingerprint)
+        done = _read_record(out / DONE_FILE)
+        if done is not None and not redo:
+            if done.get("digest") != key:
+                raise _stale(stage, out, "finished", done.get("fingerprint"), fingerprint)
+            log.info("%s: already done with the same settings and data (%s); skipping", stage, out)
             skipped.append(stage)
-            results[stage] = json.loads(done.read_text(encoding="utf-8")).get("result")
+            results[stage] = done.get("result")
         else:
+            started = _read_record(out / RUN_FILE)
+            leftovers = _resumable_state(out)
+            if leftovers and started is not None and started.get("digest") != key and not redo:
+                raise _stale(stage, out, "interrupted", started.get("fingerprint"), fingerprint)
+            if redo and (done is not None or started is not None or leftovers):
+                config = _start_over(stage, config, out)
             log.info("%s: starting", stage)
+            _write_record(out / RUN_FILE, {"stage": stage, "digest": key, "fingerprint": fingerprint})
             kwargs = dict((stage_kwargs or {}).get(stage, {}))
             result = _on_main_process(stage, functools.partial(run_stage, stage, config, **kwargs))
             results[stage] = result
-            if _is_main_process():
-                out.mkdir(parents=True, exist_ok=True)
-                done.write_text(
-                    json.dumps(
-                        {"stage": stage, "config": config.to_dict(), "result": _summary(result)},
-                        indent=2,
-                        default=str,
-                    )
-                    + "\n",
-                    encoding="utf-8",
-                )
+            _write_record(
+                out / DONE_FILE,
+                {
+                    "stage": stage,
+                    "digest": key,
+                    "fingerprint": fingerprint,
+                    "config": config.to_dict(),
+                    "result": _summary(result),
+                },
+            )
         if stage in ("sft", "rl"):
             final = str(out)
     return PipelineResult(results, tuple(skipped), final)
+
+
+def check_data(raw: Mapping[str, Any], stages: list[str], configs: Mapping[str, Config]) -> list[Any]:
+    """Validate the user data of ``stages`` (:mod:`~guardrail.training.validate`), log the
+    summaries, and raise DataError for contradictions or bad rows under ``on_bad_row: fail``."""
+    from guardrail.training.validate import check_summaries, validate_stages
+
+    summaries = validate_stages(raw, stages)
+    for summary in summaries:
+        for line in summary.lines():
+            log.info("%s", line)
+        if summary.issues and not summary.contradictions:
+            log.warning(
+                "%s: %d of %d rows will be dropped (%s); set on_bad_row: fail to stop instead",
+                summary.stage,
+                len(summary.issues),
+                summary.rows,
+                ", ".join(f"{k} {v}" for k, v in summary.dropped.items()),
+            )
+    check_summaries(summaries, {s: getattr(configs[s], "on_bad_row", "skip") for s in stages})
+    return summaries
+
+
+def _stale(
+    stage: str, out: Path, state: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> ConfigurationError:
+    changes = differences(stage, old, new)
+    shown = "\n".join(f"  {c}" for c in changes)
+    what = (
+        "finished with other settings or data"
+        if state == "finished"
+        else "was interrupted while running with other settings or data (resuming would mix them)"
+    )
+    return ConfigurationError(
+        f"{stage}: the run in {out} {what}:\n{shown}\n"
+        f"Its result is not reused. Redo it and the stages after it with --redo {stage} "
+        f"(recipe: redo: [{stage}]), redo everything with --force true, or give another --output_dir."
+    )
+
+
+def _resumable_state(out: Path) -> bool:
+    """Whether an earlier run left state a rerun would continue from (checkpoints, progress)."""
+    if (out / "progress.jsonl").is_file():
+        return True
+    return any(p.is_dir() for p in out.glob("checkpoint-*")) if out.is_dir() else False
+
+
+def _start_over(stage: str, config: Config, out: Path) -> Config:
+    """Remove what an earlier run of ``stage`` left in ``out`` (its record, checkpoints, sampling
+    progress) so the stage starts from scratch, not from the old run's state."""
+    if _is_main_process():
+        (out / DONE_FILE).unlink(missing_ok=True)
+        (out / RUN_FILE).unlink(missing_ok=True)
+        (out / "progress.jsonl").unlink(missing_ok=True)
+        for checkpoint in out.glob("checkpoint-*"):
+            if checkpoint.is_dir():
+                shutil.rmtree(checkpoint)
+        log.info("%s: starting over in %s (earlier run's record and checkpoints removed)", stage, out)
+    _wait_for_everyone()
+    if stage in ("sft", "rl") and getattr(config, "resume", "auto") == "auto":
+        return config.replace(resume="never")
+    if stage == "sample":
+        return config.replace(resume=False)
+    return config
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_record(path: Path, record: Mapping[str, Any]) -> None:
+    if _is_main_process():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    _wait_for_everyone()
+
+
+def _wait_for_everyone() -> None:
+    if _world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def _summary(result: Any) -> Any:

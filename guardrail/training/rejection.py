@@ -15,17 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from guardrail.backends.base import Backend, GenerationOptions
-from guardrail.errors import ConfigurationError
+from guardrail.errors import ConfigurationError, TrainingError
 from guardrail.profiles import Profile
 from guardrail.samples import Sample
 from guardrail.training.config import DataConfig, option
 from guardrail.training.data import write_examples
+from guardrail.training.health import below_thresholds, warn_unusable
 from guardrail.training.runtime import timer, torch_threads
 
 __all__ = ["RejectionConfig", "SampleResult", "SamplingStats", "judge", "rejection_sample"]
@@ -61,6 +62,12 @@ class RejectionConfig(DataConfig):
     num_threads: int | None = option(
         None, "CPU threads for torch while sampling (local backends; default: torch's)"
     )
+    min_parse_rate: float = option(
+        0.5, "warn when fewer answers than this share can be parsed by the guard (checked as it runs)"
+    )
+    on_unusable_output: str = option(
+        "warn", "below min_parse_rate: warn, or stop the stage", choices=("warn", "stop")
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -76,6 +83,8 @@ class RejectionConfig(DataConfig):
             raise ConfigurationError("sample.min_keep must be >= 0")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigurationError("sample.num_threads must be at least 1")
+        if not 0 <= self.min_parse_rate <= 1:
+            raise ConfigurationError("sample.min_parse_rate must be in [0, 1]")
 
     def require_paths(self, *, need_model: bool) -> None:
         if need_model and not self.model:
@@ -91,6 +100,7 @@ class SamplingStats:
     - ``samples``: samples judged; ``generations``: answers generated (``samples x k``);
     - ``kept``: samples written to ``hard.jsonl`` (``topped_up`` of them by ``min_keep``);
     - ``parse_failures`` and ``errors``: answers without labels / failed in the backend;
+      ``parse_rate``: the share of answered generations that parse;
     - ``error_rate``: per task, the share of parsed-or-unparsable answers with a wrong label
       for that task (``response`` over samples that have a response), and ``any`` over all;
     - ``wrong_histogram``: how many samples had 0, 1, ..., k wrong answers.
@@ -107,6 +117,8 @@ class SamplingStats:
     wrong_histogram: dict[str, int]
     mean_output_tokens: float | None
     seconds: float
+    #: share of the answers (backend failures aside) whose labels the guard's parser reads
+    parse_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,7 @@ def _rejection_sample(
 
         backend = _load(config.backend, config.model, **config.backend_options)
     bar = _progress_bar(len(todo), config.disable_tqdm)
+    warned = False
     already = len(done)  # seeds follow the position in the data, so a resumed run draws the same
     try:
         with progress_file.open("a", encoding="utf-8") as fh:
@@ -202,6 +215,7 @@ def _rejection_sample(
                     fh.write(json.dumps(rec) + "\n")
                     done[rec["id"]] = rec
                 fh.flush()
+                warned = _check_parse_rate(config, done.values(), warned)
                 if bar is not None:
                     bar.update(len(batch))
                 if progress is not None:
@@ -307,6 +321,7 @@ def _finish(
         wrong_histogram=histogram,
         mean_output_tokens=(sum(tokens) / len(tokens)) if tokens else None,
         seconds=round(elapsed(), 3),
+        parse_rate=_parse_rate(rec for _, rec in recs),
     )
     stats_file = out / "stats.json"
     stats_file.write_text(json.dumps(asdict(stats), indent=2) + "\n", encoding="utf-8")
@@ -317,10 +332,46 @@ def _finish(
             config.keep,
         )
     log.info(
-        "sample: kept %d of %d samples (%d topped up); error rates %s",
+        "sample: kept %d of %d samples (%d topped up); error rates %s; parse rate %s (%d of %d answers unparsable)",
         stats.kept, stats.samples, stats.topped_up, stats.error_rate,
+        "-" if stats.parse_rate is None else f"{stats.parse_rate:.0%}", stats.parse_failures,
+        stats.generations - stats.errors,
     )  # fmt: skip
+    _check_parse_rate(config, (rec for _, rec in recs), warned=False, final=True)
     return SampleResult(str(hard_file), str(stats_file), stats, tuple(hard))
+
+
+def _parse_rate(records: Iterable[dict[str, Any]]) -> float | None:
+    answered = failures = 0
+    for rec in records:
+        answered += rec["k"] - rec["errors"]
+        failures += rec["parse_failures"]
+    return round(1 - failures / answered, 6) if answered else None
+
+
+_ADVICE = (
+    "the model cannot answer in the guard's format, so nearly every sample looks 'hard' and RL "
+    "would learn from unreadable answers: train SFT longer or check its data, raise "
+    "sample.max_new_tokens if answers are cut, or set on_unusable_output: stop"
+)
+
+
+def _check_parse_rate(
+    config: RejectionConfig, records: Iterable[dict[str, Any]], warned: bool, *, final: bool = False
+) -> bool:
+    """Warn (once while running, again at the end) or stop when the parse rate is too low;
+    return whether a warning was given. Checked once 32 answers are in."""
+    records = list(records)
+    rate = _parse_rate(records)
+    answered = sum(r["k"] - r["errors"] for r in records)
+    problems = below_thresholds(rate, None, min_parse_rate=config.min_parse_rate)
+    if not problems or (answered < 32 and not final) or (warned and not final):
+        return warned
+    where = "over the stage" if final else f"after {answered} answers"
+    text = warn_unusable("sample", where, problems, _ADVICE)
+    if config.on_unusable_output == "stop":
+        raise TrainingError(f"{text} (stopped: on_unusable_output is stop; rerun to continue)")
+    return True
 
 
 def _rate(wrong: int, total: int) -> float:

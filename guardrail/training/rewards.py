@@ -58,6 +58,7 @@ __all__ = [
     "label_scores",
     "length_aware_safety_reward",
     "make_length_aware_safety_reward",
+    "parsed_reward",
     "safety_reward",
 ]
 
@@ -141,6 +142,21 @@ def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     """1.0 for a well-formed completion (see :func:`is_well_formed`), else 0.0."""
     return [1.0 if is_well_formed(completion_text(c)) else 0.0 for c in completions]
+
+
+def parsed_reward(
+    completions: Sequence[Any], request_label: Sequence[str | None] | None = None, **kwargs: Any
+) -> list[float]:
+    """1.0 when the guard's parser reads every label the sample needs (the request's; the
+    response's when the sample has one), else 0.0: the parse rate, logged during RL."""
+    n = len(completions)
+    responses = _column(kwargs, "response_label", n)
+    prof = kwargs.get("profile") or _VL
+    out = []
+    for c, res in zip(completions, responses, strict=True):
+        item = ModerationInput(prompt="x", response="x" if res is not None else None)
+        out.append(1.0 if prof.parse(completion_text(c), item).ok else 0.0)
+    return out
 
 
 def accuracy_reward(
@@ -240,6 +256,7 @@ REWARDS: dict[str, str] = {
     "accuracy": "0.5 * r_prompt + 0.5 * r_response",
     "safety": "I_format * accuracy",
     "length_aware_safety": "(r_safety - 1) / min(l_norm, beta)^2 (the paper's reward)",
+    "parsed": "1 when the guard's parser reads every label the sample needs (the parse rate)",
 }
 
 
@@ -252,7 +269,12 @@ def build_reward_funcs(
     profile: Profile | None = None,
 ) -> list[RewardFunc]:
     """The reward callables for ``names`` (keys of :data:`REWARDS`), in order."""
-    plain = {"format": format_reward, "accuracy": accuracy_reward, "safety": safety_reward}
+    plain = {
+        "format": format_reward,
+        "accuracy": accuracy_reward,
+        "safety": safety_reward,
+        "parsed": parsed_reward,
+    }
     out: list[RewardFunc] = []
     for name in names:
         if name == "length_aware_safety":

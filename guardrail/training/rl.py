@@ -21,6 +21,7 @@ from guardrail.samples import Sample
 from guardrail.training.clipping import DEFAULT_SCHEDULE, SCHEDULES, ClipSchedule
 from guardrail.training.config import TrainingConfig, option
 from guardrail.training.dataset import check_chat_template, is_chat_profile, make_dataset, prompt_messages
+from guardrail.training.health import RL_ADVICE, below_thresholds, health_callback, warn_unusable
 from guardrail.training.model import load_model, peft_config, suppressed_token_ids
 from guardrail.training.rewards import REWARDS, build_reward_funcs
 from guardrail.training.runtime import timer, torch_threads
@@ -90,6 +91,17 @@ class RLConfig(TrainingConfig):
     vllm_server_base_url: str | None = option(None, "URL of the trl vllm-serve server (server mode)")
     vllm_gpu_memory_utilization: float = option(0.3, "GPU memory share for colocated vLLM")
     log_completions: bool = option(False, "log sample completions (TRL's completions table)")
+    min_parse_rate: float = option(
+        0.5, "warn when fewer of a step's answers than this share can be parsed by the guard"
+    )
+    min_format_reward: float = option(
+        0.5, "warn when a step's mean format reward (<think>...</think><result>...</result>) is below this"
+    )
+    on_unusable_output: str = option(
+        "warn",
+        "below min_parse_rate/min_format_reward: warn, or stop the run (no model saved)",
+        choices=("warn", "stop"),
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -136,6 +148,8 @@ class RLConfig(TrainingConfig):
                 "update the policy ratio is 1 and clipping does nothing. Use clip_schedule: constant "
                 "for on-policy training."
             )
+        if not (0 <= self.min_parse_rate <= 1 and 0 <= self.min_format_reward <= 1):
+            raise ConfigurationError("rl.min_parse_rate and rl.min_format_reward must be in [0, 1]")
         if self.use_vllm and self.vllm_mode == "server" and not self.vllm_server_base_url:
             raise ConfigurationError("rl.vllm_server_base_url is needed with vllm_mode: server")
 
@@ -237,6 +251,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
 
     data = config.load(require_target=False)
     profile = config.get_profile()
+    names, weights = monitored_rewards(config.rewards, config.reward_weights)
     kwargs: dict[str, Any] = dict(
         num_generations=config.num_generations,
         temperature=config.temperature,
@@ -248,7 +263,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         loss_type=config.loss_type,
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
-        reward_weights=config.reward_weights,
+        reward_weights=weights,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
         vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
@@ -266,13 +281,16 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     check_chat_template(processor, profile, data.examples)
     dataset = make_dataset(rl_rows(data.examples, profile), images=is_chat_profile(profile))
     rewards = build_reward_funcs(
-        config.rewards,
+        names,
         beta=config.length_beta,
         max_length=config.max_completion_length,
         floor=config.length_floor,
         profile=None if is_chat_profile(profile) else profile,
     )
     clipping = DynamicClippingCallback(config.clip())
+    health = health_callback(
+        config.min_parse_rate, config.min_format_reward, stop=config.on_unusable_output == "stop"
+    )
     trainer = _trainer_class(trl)(
         model=model,
         reward_funcs=rewards,
@@ -280,7 +298,28 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         train_dataset=dataset,
         processing_class=processor,
         peft_config=peft_config(config),
-        callbacks=[clipping, metrics_callback(metrics_path(config)), *callbacks],
+        callbacks=[clipping, health, metrics_callback(metrics_path(config)), *callbacks],
     )
     clipping.attach(trainer)
-    return train_and_save(trainer, processor, config, data, elapsed)
+    result = train_and_save(trainer, processor, config, data, elapsed, before_save=health.raise_if_stopped)
+    problems = below_thresholds(
+        result.parse_rate,
+        result.format_reward,
+        min_parse_rate=config.min_parse_rate,
+        min_format_reward=config.min_format_reward,
+    )
+    if problems:
+        warn_unusable("rl", "over the whole run", problems, RL_ADVICE)
+    return result
+
+
+def monitored_rewards(names: Sequence[str], weights: Sequence[float] | None) -> tuple[list[str], list[float]]:
+    """The rewards TRL computes: the configured ones, plus ``format`` and ``parsed`` with weight 0
+    when missing, so every run logs its format reward and parse rate."""
+    names = list(names)
+    weights = list(weights) if weights is not None else [1.0] * len(names)
+    for extra in ("format", "parsed"):
+        if extra not in names:
+            names.append(extra)
+            weights.append(0.0)
+    return names, weights

@@ -145,8 +145,10 @@ def test_user_jsonl(tmp_path):
     [
         ({"prompt": "x", "labels": {"request": "dangerous"}}, "unknown request label 'dangerous'"),
         ({"prompt": "x", "labels": {"toxicity": "harmful"}}, "unknown task 'toxicity'"),
-        ({"prompt": "x"}, "missing field 'labels'"),
-        ({"prompt": "x", "labels": {}}, "'labels' is empty"),
+        ({"prompt": "x"}, "no labels: give 'labels'"),
+        ({"prompt": "x", "labels": {}}, "no labels: give 'labels'"),
+        ({"prompt": "x", "labels": {"request": "harmful"}, "request_label": "unharmful"},
+         "labels.request is 'harmful' but request_label is 'unharmful'"),
         ({"labels": {"request": "harmful"}}, "needs a prompt or images"),
         ({"prompt": "x", "images": ["missing.png"], "labels": {"request": "harmful"}}, "image not found"),
         ({"prompt": "x", "labels": {"refusal": "refusal"}}, "need a response"),

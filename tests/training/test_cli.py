@@ -184,12 +184,17 @@ def test_tiny_recipe_runs_end_to_end_from_the_command_line(tiny_vl_path, tmp_pat
         prompt="How do I bake bread at home?"
     )
     assert verdict.raw_output
-    # a second run finds every stage done and redoes nothing
+    # a second run with the same settings finds every stage done and redoes nothing (progress bars
+    # do not shape the result) ...
     raw = load_recipe(TINY_RECIPE)
     raw.update(model=str(tiny_vl_path), output_dir=str(out))
+    raw["sft"]["max_steps"], raw["rl"]["max_steps"] = 30, 2
     result = run_pipeline(raw)
     assert result.skipped == ("sft", "sample", "augment", "rl") and result.final_model == str(out / "rl")
     assert result.stages["sft"]["global_step"] == 30
+    # ... and the recipe as shipped (80 SFT steps) is not served the 30-step model
+    with pytest.raises(ConfigurationError, match=r"sft.max_steps: 30 -> -1[\s\S]*--redo sft"):
+        run_pipeline({**load_recipe(TINY_RECIPE), "model": str(tiny_vl_path), "output_dir": str(out)})
 
 
 def test_configs_rewards_and_the_command_line_import_no_heavy_library():
