@@ -13,8 +13,8 @@ from guardrail import ConfigurationError, Guard, GuardViolation, VerdictCache
 from guardrail.observers import RequestInfo
 from guardrail.testing import FakeBackend, result_output
 
-SAFE = result_output("unharmful", "None")
-HARMFUL = result_output("harmful", "None")
+SAFE = result_output("unharmful", "unharmful")
+HARMFUL = result_output("harmful", "unharmful")
 
 
 class Recorder:
