@@ -191,17 +191,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from guardrail.errors import GuardrailError
-
     # Model-loading progress bars are noise on a command line that prints one verdict.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
+    return run_handler(handlers[args.command], args)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace, *, interrupted: str | None = None) -> int:
+    """Run a command's handler: a guardrail error prints one ``error:`` line and exits 2, Ctrl-C
+    exits 130 (after ``interrupted``, when given). Every ``python -m guardrail...`` uses this."""
+    from guardrail.errors import GuardrailError
+
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except GuardrailError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        if interrupted:
+            print(interrupted, file=sys.stderr)
         return 130

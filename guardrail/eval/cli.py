@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from guardrail.cli import add_backend_arguments, guard_from_args
+from guardrail.cli import add_backend_arguments, guard_from_args, run_handler
 
 __all__ = ["EVAL_COMMANDS", "add_eval", "main"]
 
@@ -243,16 +243,7 @@ def add_eval(parser: argparse.ArgumentParser) -> Handler:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from guardrail.errors import GuardrailError
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = argparse.ArgumentParser(prog="python -m guardrail.eval")
     handler = add_eval(parser)
-    args = parser.parse_args(argv)
-    try:
-        return handler(args)
-    except GuardrailError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+    return run_handler(handler, parser.parse_args(argv))

@@ -99,19 +99,13 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from guardrail.errors import GuardrailError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _dispatch(args)
-    except GuardrailError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to continue from the last checkpoint", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    from guardrail.cli import run_handler
+
+    interrupted = "interrupted: rerun the same command to continue from the last checkpoint"
+    return run_handler(_dispatch, args, interrupted=interrupted)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
