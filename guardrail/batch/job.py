@@ -18,7 +18,15 @@ from guardrail.batch.sources import Source, open_source
 from guardrail.batch.store import Output, new_run_id
 from guardrail.errors import ConfigurationError
 
-__all__ = ["BatchResult", "describe_guard", "format_summary", "plan_shards", "read_rows", "run_batch"]
+__all__ = [
+    "BatchResult",
+    "describe_guard",
+    "format_summary",
+    "plan_shards",
+    "read_rows",
+    "run_batch",
+    "worker_cpus",
+]
 
 log = logging.getLogger("guardrail.batch")
 
@@ -75,6 +83,15 @@ def read_rows(source: Source, start: int, stop: int, done: bytes | None, row_col
     if done and any(done):
         table = table.filter(pa.array([not flag for flag in done[: table.num_rows]]))
     return table
+
+
+def worker_cpus(total_cpus: float, num_workers: int, gpus_per_worker: float) -> float:
+    """CPUs reserved per actor when not given: one, but never so many that the actors hold every
+    CPU of a small cluster (the read and write tasks then never run: a deadlock)."""
+    if gpus_per_worker > 0:
+        return 1.0
+    spare = max(total_cpus - 1.0, 0.0)
+    return round(min(1.0, max(0.1, spare / max(num_workers, 1))), 2)
 
 
 def run_batch(

@@ -27,12 +27,12 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, FilenameProvider, ReadTask
 from ray.data.datasource.file_datasink import BlockBasedFileDatasink
 
-from guardrail.batch.job import read_rows
+from guardrail.batch.job import read_rows, worker_cpus
 from guardrail.batch.rows import RowSpec, moderate_table
 from guardrail.batch.sources import Source
 from guardrail.batch.store import Output, jsonl_bytes
 
-__all__ = ["run_ray", "worker_cpus"]
+__all__ = ["GuardActor", "JsonlDatasink", "ShardDatasource", "run_ray"]
 
 
 def _read(source: Source, start: int, stop: int, done: bytes, row_column: str) -> list[Any]:
@@ -98,15 +98,6 @@ class JsonlDatasink(BlockBasedFileDatasink):
 
     def write_block_to_file(self, block: Any, file: Any) -> None:
         file.write(jsonl_bytes(block.to_arrow()))
-
-
-def worker_cpus(total_cpus: float, num_workers: int, gpus_per_worker: float) -> float:
-    """CPUs reserved per actor when not given: one, but never so many that the actors hold every
-    CPU of a small cluster (the read and write tasks then never run: a deadlock)."""
-    if gpus_per_worker > 0:
-        return 1.0
-    spare = max(total_cpus - 1.0, 0.0)
-    return round(min(1.0, max(0.1, spare / max(num_workers, 1))), 2)
 
 
 def _start(ray_address: str | None, stream: IO[str]) -> bool:

@@ -266,7 +266,8 @@ def _open_parquet(p: Path) -> Source:
         schemas.append(pq.read_schema(path))
         files.append({"name": str(path.relative_to(root)), "size": path.stat().st_size,
                       "sha256": _sha256(path), "row_groups": meta.num_row_groups})  # fmt: skip
-        starts += [starts[-1] + meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        for g in range(meta.num_row_groups):
+            starts.append(starts[-1] + meta.row_group(g).num_rows)
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
     except (pa.ArrowException, TypeError) as exc:
