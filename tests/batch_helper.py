@@ -6,7 +6,7 @@ Config keys: ``input``, ``output``, ``model`` (a tiny model folder), ``mode`` (d
 ``max_new_tokens``, ``engine``, ``num_workers``, ``batch_size``, ``shard_size``, ``format``,
 ``delay`` (seconds of sleep added to each guard call, so that a test can interrupt the job in
 the middle), ``log`` (a file where each guard appends ``start PID`` when built and
-``batch PID N`` after each call), ``kill_after`` (Ray: SIGKILL the first actor that has done
+``batch PID N TIME SECONDS`` after each call: when it ended, how long the guard took), ``kill_after`` (Ray: SIGKILL the first actor that has done
 this many batches; its pid goes into the result), ``result`` (where the summary is written).
 
 The guard is the real tiny model wrapped to log and sleep; Ray ships the factory (defined
@@ -44,8 +44,10 @@ class Logged:
 
     def moderate_batch(self, items: Any, **kwargs: Any) -> Any:
         time.sleep(self.delay)
+        start = time.perf_counter()
         verdicts = self.guard.moderate_batch(items, **kwargs)
-        self._write(f"batch {os.getpid()} {len(items)}")
+        took = time.perf_counter() - start
+        self._write(f"batch {os.getpid()} {len(items)} {time.time():.6f} {took:.6f}")
         return verdicts
 
     def __getattr__(self, name: str) -> Any:

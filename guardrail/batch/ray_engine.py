@@ -34,6 +34,8 @@ from guardrail.batch.store import Output, jsonl_bytes
 
 __all__ = ["GuardActor", "JsonlDatasink", "ShardDatasource", "run_ray"]
 
+IO_CPUS = 0.25  # CPUs reserved by each read and write task
+
 
 def _read(source: Source, start: int, stop: int, done: bytes, row_column: str) -> list[Any]:
     return [read_rows(source, start, stop, done, row_column)]
@@ -131,17 +133,24 @@ def run_ray(source: Source, out: Output, factory: Callable[[], Any], spec: RowSp
         cpus = cpus_per_worker
         if cpus is None:
             cpus = worker_cpus(ray.cluster_resources().get("CPU", 1.0), num_workers, gpus_per_worker)
-        ds = ray.data.read_datasource(ShardDatasource(source, shards, done, spec.row_column))
+        # Reading and writing are light next to the guard: a quarter CPU each, so that on a small
+        # machine they run alongside the actors (and the output is written as the job goes).
+        # One block per shard: left alone, Ray Data splits blocks to reach its minimum block count,
+        # and the actors then get batches of one or two rows.
+        ds = ray.data.read_datasource(ShardDatasource(source, shards, done, spec.row_column), num_cpus=IO_CPUS,
+                                      override_num_blocks=len(shards))  # fmt: skip
         ds = ds.map_batches(
             GuardActor, fn_constructor_kwargs={"factory": factory, "spec": spec}, batch_size=batch_size,
             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=cpus,
             num_gpus=gpus_per_worker or None,
         )  # fmt: skip
         names = _Names(out.fmt)
+        io = {"num_cpus": IO_CPUS}
         if out.fmt == "parquet":
-            ds.write_parquet(str(out.data), filename_provider=names, try_create_dir=False)
+            ds.write_parquet(str(out.data), filename_provider=names, try_create_dir=False, ray_remote_args=io)
         else:
-            ds.write_datasink(JsonlDatasink(str(out.data), filename_provider=names, try_create_dir=False))
+            sink = JsonlDatasink(str(out.data), filename_provider=names, try_create_dir=False)
+            ds.write_datasink(sink, ray_remote_args=io)
     finally:
         if started:
             ray.shutdown()
