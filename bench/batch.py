@@ -4,12 +4,14 @@ The same JSONL rows, the same tiny Qwen2.5-VL guard (built offline, reasoning mo
 model never closes its answer, so every row costs exactly ``--new-tokens`` generated tokens),
 one torch thread per guard. Each job runs in its own process (tests/batch_helper.py); the Ray
 jobs run in a network namespace holding only loopback (``unshare -n``), because Ray's processes
-listen on every interface. Two rates per job:
+listen on every interface. Ray's workers run at the local engine's priority (nice 0; Ray's
+default of 15 makes them yield the CPU to any other work on a shared machine:
+``--ray-niceness 15`` shows that). Two rates per job:
 
 - steady: rows/s between the first and the last finished batch (what a long job approaches);
 - end to end: rows / the job's wall time, Ray's start and every worker's model load included.
 
-    python bench/batch.py [--rows 64] [--new-tokens 80] [--batch-size 4]
+    python bench/batch.py [--rows 64] [--new-tokens 80] [--batch-size 4] [--rounds 2]
 
 Goal: on 2 shared cores, Ray with 1 worker within 1.3x of local (steady rows/s) for rows that
 take at least 50 ms each. Ray with 2 workers shows what a second worker adds on this machine.
@@ -61,7 +63,7 @@ def run_job(work: Path, name: str, model: Path, src: Path, args: argparse.Namesp
     }))  # fmt: skip
     prefix = NAMESPACE if cfg.get("engine") == "ray" and not args.no_namespace else []
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               RAY_DISABLE_USAGE_STATS="1")  # fmt: skip
+               RAY_DISABLE_USAGE_STATS="1", RAY_worker_niceness=str(args.ray_niceness))  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run([*prefix, sys.executable, str(REPO / "tests" / "batch_helper.py"), str(config)],
                           env=env, capture_output=True, text=True)  # fmt: skip
@@ -81,6 +83,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=80, help="generated tokens per row (default 80)")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per guard call (default 4)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray pool sizes (default 1 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; each engine's best counts")
+    parser.add_argument("--ray-niceness", type=int, default=0,
+                        help="nice level of Ray's workers (default 0, as the local engine; Ray's own default "
+                             "is 15, which on a shared machine gives them less CPU than other work)")  # fmt: skip
     parser.add_argument("--no-namespace", action="store_true",
                         help="run Ray on the host's network (only where that is safe)")  # fmt: skip
     args = parser.parse_args()
@@ -97,13 +103,18 @@ def main() -> None:
         src = work / "rows.jsonl"
         src.write_text("".join(json.dumps({"prompt": f"Request {i}: how do I fix a bike at home?"}) + "\n"
                                for i in range(args.rows)))  # fmt: skip
-        results = {"local": run_job(work, "local", model, src, args)}
-        for n in args.workers:
-            results[f"ray x{n}"] = run_job(work, f"ray{n}", model, src, args, engine="ray", num_workers=n)
+        jobs = {"local": {}, **{f"ray x{n}": {"engine": "ray", "num_workers": n} for n in args.workers}}
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):  # alternate, keep each engine's best round: the cores are shared
+            for name, cfg in jobs.items():
+                r = run_job(work, name.replace(" ", ""), model, src, args, **cfg)
+                if name not in results or r["steady"] > results[name]["steady"]:
+                    results[name] = r
 
     local = results["local"]
     print(f"tiny Qwen2.5-VL guard, CPU, 1 torch thread per guard, {args.rows} rows, batches of "
-          f"{args.batch_size}, {args.new_tokens} generated tokens per row, {os.cpu_count()} cores")  # fmt: skip
+          f"{args.batch_size}, {args.new_tokens} generated tokens per row, {os.cpu_count()} cores, "
+          f"Ray workers at nice {args.ray_niceness}, load average {os.getloadavg()[0]:.1f} before")  # fmt: skip
     print(f"{'engine':<10} | {'steady rows/s':>13} | {'ms/row':>6} | {'in guard':>8} | {'end-to-end rows/s':>17} | "
           f"{'wall s':>6} | steady vs local")  # fmt: skip
     for name, r in results.items():
