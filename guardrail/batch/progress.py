@@ -32,6 +32,7 @@ class Progress:
         self.clock = clock
         self.started = clock()
         self.last = float("-inf")
+        self.shown = -1  # rows done when the line was last shown
 
     @property
     def rate(self) -> float:
@@ -52,6 +53,7 @@ class Progress:
             self._show()
 
     def _show(self) -> None:
+        self.shown = self.done
         if self.tty:
             self.stream.write("\r" + self.line() + "\x1b[K")
         else:
@@ -59,8 +61,10 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.shown != self.done:
             self._show()
-            if self.tty:
-                self.stream.write("\n")
+        if self.tty and self.shown >= 0:
+            self.stream.write("\n")
             self.stream.flush()
