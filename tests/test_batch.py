@@ -413,3 +413,26 @@ def test_parquet_folder_rows_by_position_across_row_groups_and_files(tmp_path):
         ]
     run_batch(tmp_path / "ds", tmp_path / "out", fake_guard(), shard_size=3, progress=False)
     assert [r["prompt"] for r in read_output(tmp_path / "out")] == [f"p{i}" for i in range(8)]
+
+
+def test_image_paths_in_chats_and_symbolic_links_stay_inside_the_image_root(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "ok.png").write_bytes(make_image())
+    (tmp_path / "secret.png").write_bytes(make_image())
+    (root / "link.png").symlink_to(tmp_path / "secret.png")
+
+    def chat(url: str) -> dict:
+        return {"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                                          {"type": "image_url", "image_url": {"url": url}}]}]}  # fmt: skip
+
+    rows = [chat("ok.png"), chat("../secret.png"), {"prompt": "x", "images": "link.png"}, chat("ok.png")]
+    backend = FakeBackend()
+    run_batch(write_jsonl(root / "in.jsonl", rows), tmp_path / "out", Guard(backend), progress=False)
+    out = read_output(tmp_path / "out")
+    assert [r["decided_by"] for r in out] == ["model", "input", "input", "model"]
+    assert all("outside the image root" in r["error"] for r in out[1:3])
+    assert [len(p.images) for call in backend.calls for p in call] == [1, 1]
+    # with paths off, even a path inside the root is refused
+    run_batch(root / "in.jsonl", tmp_path / "out2", Guard(FakeBackend()), image_root=None, progress=False)
+    assert {r["decided_by"] for r in read_output(tmp_path / "out2")} == {"input"}

@@ -9,14 +9,16 @@ reach, anything else. Where namespaces cannot be made, the tests skip and say so
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PYTHON, REPO, make_image, subprocess_env
-from tests.test_batch import assert_each_row_once, helper_config, read_output, write_jsonl
+from tests.test_batch import assert_each_row_once, helper_config, read_output, wait_for, write_jsonl
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray.data", reason="the ray extra is not installed")
@@ -88,33 +90,61 @@ def test_killed_actor_is_replaced_and_every_row_is_written_once_with_the_local_v
     assert_same_verdicts(rows, read_output(tmp_path / "local"))
 
 
-def test_ray_finishes_what_the_local_engine_left_with_the_same_jsonl_lines(
+def namespace_processes(namespace: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") == namespace:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_killed_ray_job_is_finished_by_a_rerun_after_a_local_start_with_the_same_jsonl_lines(
     tmp_path, tiny_vl_path, loopback_namespace
 ):
     png = make_image()
-    n = 20
+    n = 24
     table = pa.table({"prompt": [f"describe picture {i}" for i in range(n)],
                       "images": [[png] if i % 4 == 0 else [] for i in range(n)]})  # fmt: skip
-    pq.write_table(table, tmp_path / "in.parquet", row_group_size=6)
-    common = {"input": str(tmp_path / "in.parquet"), "format": "jsonl", "shard_size": 5}
-    full = helper_config(tmp_path, tiny_vl_path, output=str(tmp_path / "full"), **common)
-    run_helper([], full)
-    expected = {r["row_index"]: r for r in read_output(tmp_path / "full")}
-    # a local run that got half way: copy two of its four files into a fresh output folder
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=5)
+    common = {"input": str(tmp_path / "in.parquet"), "format": "jsonl", "shard_size": 4}
+    run_helper([], helper_config(tmp_path, tiny_vl_path, output=str(tmp_path / "full"), **common))
+    expected = read_output(tmp_path / "full")
+    # a local run that got a third of the way: two of its six files
     shutil.copytree(tmp_path / "full", tmp_path / "mixed")
     for f in sorted((tmp_path / "mixed" / "data").iterdir())[2:]:
         f.unlink()
-    mixed = helper_config(tmp_path, tiny_vl_path, output=str(tmp_path / "mixed"), engine="ray", num_workers=1,
-                          result=str(tmp_path / "mixed.json"), **common)  # fmt: skip
-    result = run_helper(loopback_namespace, mixed)
-    assert result["summary"]["run"]["skipped"] == 10 and result["summary"]["run"]["rows"] == 10
-    files = sorted(p.name for p in (tmp_path / "mixed" / "data").iterdir())
-    assert (
-        sum(name.startswith("ray-") for name in files) >= 1
-        and sum(name.startswith("local-") for name in files) == 2
-    )
+    data = tmp_path / "mixed" / "data"
+    slow = helper_config(tmp_path, tiny_vl_path, output=str(tmp_path / "mixed"), engine="ray", num_workers=1,
+                         delay=0.5, **common)  # fmt: skip
+    proc = subprocess.Popen([*loopback_namespace, PYTHON, HELPER, str(slow)], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: sum(p.name.startswith("ray-") for p in data.iterdir()) >= 1, timeout=300)
+        namespace = os.readlink(f"/proc/{proc.pid}/ns/net")
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the driver: Ray's processes share its fate
+        proc.wait()
+    wait_for(lambda: not namespace_processes(namespace), timeout=120)
+    kept = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert sum(name.startswith("ray-") for name in kept) >= 1
+    finish = helper_config(tmp_path, tiny_vl_path, output=str(tmp_path / "mixed"), engine="ray", num_workers=1,
+                           result=str(tmp_path / "mixed.json"), **common)  # fmt: skip
+    result = run_helper(loopback_namespace, finish)
+    assert 0 < result["summary"]["run"]["rows"] < n - 8 and result["summary"]["complete"]
+    for (
+        name,
+        content,
+    ) in kept.items():  # what was finished is not rewritten (an unfinished file would be gone)
+        assert not (data / name).exists() or (data / name).read_bytes() == content
+    assert sum(p.name.startswith("local-") for p in data.iterdir()) == 2
     rows = read_output(tmp_path / "mixed")
     assert_each_row_once(rows, n)
-    assert_same_verdicts(rows, [expected[i] for i in range(n)])
-    assert all(r["images"] == expected[r["row_index"]]["images"] for r in rows)  # base64, as written locally
-    assert sum(bool(r["images"]) for r in rows) == 5
+    assert_same_verdicts(rows, expected)
+    assert [r["images"] for r in rows] == [
+        r["images"] for r in expected
+    ]  # bytes in base64, as written locally
+    assert sum(bool(r["images"]) for r in rows) == 6
