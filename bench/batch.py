@@ -11,7 +11,7 @@ default of 15 makes them yield the CPU to any other work on a shared machine:
 - steady: rows/s between the first and the last finished batch (what a long job approaches);
 - end to end: rows / the job's wall time, Ray's start and every worker's model load included.
 
-    python bench/batch.py [--rows 64] [--new-tokens 80] [--batch-size 4] [--rounds 2]
+    python bench/batch.py [--rows 64] [--new-tokens 100] [--batch-size 4] [--rounds 2]
 
 Goal: on 2 shared cores, Ray with 1 worker within 1.3x of local (steady rows/s) for rows that
 take at least 50 ms each. Ray with 2 workers shows what a second worker adds on this machine.
@@ -80,7 +80,7 @@ def run_job(work: Path, name: str, model: Path, src: Path, args: argparse.Namesp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=64, help="rows per job (default 64)")
-    parser.add_argument("--new-tokens", type=int, default=80, help="generated tokens per row (default 80)")
+    parser.add_argument("--new-tokens", type=int, default=100, help="generated tokens per row (default 100)")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per guard call (default 4)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray pool sizes (default 1 2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; each engine's best counts")
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--no-namespace", action="store_true",
                         help="run Ray on the host's network (only where that is safe)")  # fmt: skip
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     from guardrail.testing import cached_tiny_model
 
@@ -114,7 +115,7 @@ def main() -> None:
     local = results["local"]
     print(f"tiny Qwen2.5-VL guard, CPU, 1 torch thread per guard, {args.rows} rows, batches of "
           f"{args.batch_size}, {args.new_tokens} generated tokens per row, {os.cpu_count()} cores, "
-          f"Ray workers at nice {args.ray_niceness}, load average {os.getloadavg()[0]:.1f} before")  # fmt: skip
+          f"Ray workers at nice {args.ray_niceness}, load average {load_before:.1f} before")  # fmt: skip
     print(f"{'engine':<10} | {'steady rows/s':>13} | {'ms/row':>6} | {'in guard':>8} | {'end-to-end rows/s':>17} | "
           f"{'wall s':>6} | steady vs local")  # fmt: skip
     for name, r in results.items():

@@ -156,7 +156,8 @@ def run_batch(
     identity = dict(guard_identity) if guard_identity is not None else (
         describe_guard(guard) if is_guard else {"factory": _factory_name(guard)})  # fmt: skip
     manifest = {
-        "input": {"path": str(Path(input).resolve()), **source.fingerprint()},
+        "input": source.fingerprint(),
+        "input_path": str(Path(input).resolve()),  # for reading; not part of the hash (files may move)
         "options": {
             "guard": identity,
             "columns": spec.columns.describe(),
@@ -175,33 +176,31 @@ def run_batch(
         skipped = sum(done)
         shards = plan_shards(done, shard_size)
         run_id = new_run_id()
-        processed = 0
-        interrupted = False
+        failure: BaseException | None = None
         try:
             if shards and engine == "local":
-                processed = _run_local(source, out, guard, spec, shards, done, batch_size, run_id,
-                                       Progress(source.num_rows, skipped, enabled=progress))  # fmt: skip
+                _run_local(source, out, guard, spec, shards, done, batch_size, run_id,
+                           Progress(source.num_rows, skipped, enabled=progress))  # fmt: skip
             elif shards:
                 from guardrail.batch.ray_engine import run_ray
 
                 run_ray(source, out, guard, spec, shards, done, batch_size=batch_size, num_workers=num_workers,
                         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
                         ray_address=ray_address, run_id=run_id, stream=stream)  # fmt: skip
-        except KeyboardInterrupt:
-            interrupted = True
+        except BaseException as exc:
+            failure = exc
             raise
         finally:
-            after = out.done_rows(spec.row_column, source.num_rows)
-            processed = sum(after) - skipped
-            seconds = time.perf_counter() - started
-            summary = out.summarize(prefix, has_categories())
-            summary.update(
-                input_rows=source.num_rows, complete=summary["rows"] == source.num_rows, output=str(out.root),
-                run={"engine": engine, "rows": processed, "skipped": skipped, "seconds": round(seconds, 3),
-                     "checks_per_s": round(processed / seconds, 3) if seconds > 0 else None,
-                     "interrupted": interrupted},
-            )  # fmt: skip
-            out.write_summary(summary)
+            interrupted = isinstance(failure, KeyboardInterrupt)
+            summary: dict[str, Any] = {"rows": "?"}
+            try:
+                summary = _finish(
+                    out, source, spec, engine, skipped, time.perf_counter() - started, interrupted
+                )
+            except Exception:
+                if failure is None:
+                    raise
+                log.exception("could not write the summary of the failed run")  # the failure matters more
             if interrupted:
                 print(f"\ninterrupted: {summary['rows']} of {source.num_rows} rows are written; rerun the "
                       "same command to moderate the rest", file=sys.stderr)  # fmt: skip
@@ -210,13 +209,26 @@ def run_batch(
     return BatchResult(str(out.root), summary)
 
 
+def _finish(out: Output, source: Source, spec: RowSpec, engine: str, skipped: int, seconds: float,
+            interrupted: bool) -> dict[str, Any]:  # fmt: skip
+    """The summary of the output as it now is, with this run's numbers; also written to disk."""
+    processed = sum(out.done_rows(spec.row_column, source.num_rows)) - skipped
+    summary = out.summarize(spec.prefix, has_categories())
+    summary.update(
+        input_rows=source.num_rows, complete=summary["rows"] == source.num_rows, output=str(out.root),
+        run={"engine": engine, "rows": processed, "skipped": skipped, "seconds": round(seconds, 3),
+             "checks_per_s": round(processed / seconds, 3) if seconds > 0 else None, "interrupted": interrupted},
+    )  # fmt: skip
+    out.write_summary(summary)
+    return summary
+
+
 def _run_local(source: Source, out: Output, guard: Any, spec: RowSpec, shards: list[tuple[int, int]],
-               done: bytearray, batch_size: int, run_id: str, progress: Progress) -> int:  # fmt: skip
+               done: bytearray, batch_size: int, run_id: str, progress: Progress) -> None:  # fmt: skip
     import pyarrow as pa
 
     owned = not hasattr(guard, "moderate_batch")
     guard = guard() if owned else guard
-    written = 0
     try:
         for index, (start, stop) in enumerate(shards):
             table = read_rows(source, start, stop, bytes(done[start:stop]), spec.row_column)
@@ -225,12 +237,10 @@ def _run_local(source: Source, out: Output, guard: Any, spec: RowSpec, shards: l
                 parts.append(moderate_table(guard, table.slice(b, batch_size), spec))
                 progress.update(parts[-1].num_rows)
             out.write(pa.concat_tables(parts), out.new_name("local", run_id, index))
-            written += table.num_rows
     finally:
         progress.close()
         if owned and hasattr(guard, "close"):
             guard.close()
-    return written
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
