@@ -148,3 +148,11 @@ def test_killed_ray_job_is_finished_by_a_rerun_after_a_local_start_with_the_same
         r["images"] for r in expected
     ]  # bytes in base64, as written locally
     assert sum(bool(r["images"]) for r in rows) == 6
+
+
+def test_bench_script_runs_with_tiny_sizes(loopback_namespace):
+    done = subprocess.run([PYTHON, str(REPO / "bench" / "batch.py"), "--rows", "8", "--new-tokens", "2",
+                           "--workers", "1", "--rounds", "1"], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=400)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "local " in done.stdout and "ray x1 " in done.stdout and "ray x1 takes" in done.stdout
