@@ -4,7 +4,7 @@
 
 Config keys: ``input``, ``output``, ``model`` (a tiny model folder), ``mode`` (default fast),
 ``max_new_tokens``, ``engine``, ``num_workers``, ``batch_size``, ``shard_size``, ``format``,
-``delay`` (seconds of sleep added to each guard call, so that a test can interrupt the job in
+``ray_address`` (an existing cluster), ``delay`` (seconds of sleep added to each guard call, so that a test can interrupt the job in
 the middle), ``log`` (a file where each guard appends ``start PID`` when built and
 ``batch PID N TIME SECONDS`` after each call: when it ended, how long the guard took), ``kill_after`` (Ray: SIGKILL the first actor that has done
 this many batches; its pid goes into the result), ``result`` (where the summary is written).
@@ -110,7 +110,7 @@ def main(config_path: str) -> int:
         engine=cfg.get("engine", "local"), num_workers=cfg.get("num_workers", 1),
         batch_size=cfg.get("batch_size", 4), shard_size=cfg.get("shard_size", 8),
         output_format=cfg.get("format", "parquet"), progress=False,
-        cpus_per_worker=cfg.get("cpus_per_worker"),
+        cpus_per_worker=cfg.get("cpus_per_worker"), ray_address=cfg.get("ray_address"),
     )  # fmt: skip
     stop.set()
     if cfg.get("result"):

@@ -46,7 +46,7 @@ def run_helper(prefix: list[str], config: Path, timeout: float = 400) -> dict:
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(config.read_text()).get("result")
-    return json.loads(Path(result).read_text()) if result else {}
+    return {**(json.loads(Path(result).read_text()) if result else {}), "stdout": done.stdout}
 
 
 def log_entries(path: Path) -> list[list[str]]:
@@ -73,6 +73,9 @@ def test_killed_actor_is_replaced_and_every_row_is_written_once_with_the_local_v
                            num_workers=2, delay=0.3, log=str(log), kill_after=1,
                            result=str(tmp_path / "ray.json"))  # fmt: skip
     result = run_helper(loopback_namespace, config)
+    assert (
+        "started a local Ray (2 CPUs) with its dashboard off, on node address 127.0.0.1" in result["stdout"]
+    )
     (killed,) = result["killed"]
     entries = log_entries(log)
     starts = [int(e[1]) for e in entries if e[0] == "start"]
@@ -156,3 +159,18 @@ def test_bench_script_runs_with_tiny_sizes(loopback_namespace):
                           text=True, timeout=400)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "local " in done.stdout and "ray x1 " in done.stdout and "ray x1 takes" in done.stdout
+
+
+def test_existing_cluster_through_ray_address(tmp_path, tiny_vl_path, loopback_namespace):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"request {i}"} for i in range(8)])
+    config = helper_config(tmp_path, tiny_vl_path, input=str(src), output=str(tmp_path / "out"), engine="ray",
+                           ray_address="auto", result=str(tmp_path / "result.json"))  # fmt: skip
+    ray = str(Path(PYTHON).parent / "ray")
+    script = (f"{ray} start --head --num-cpus 2 --include-dashboard false --disable-usage-stats >/dev/null && "
+              f"{PYTHON} {HELPER} {config}; status=$?; {ray} stop --force >/dev/null; exit $status")  # fmt: skip
+    done = subprocess.run([*loopback_namespace, "sh", "-c", script], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=400)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "started a local Ray" not in done.stdout  # it joined the running cluster
+    assert json.loads((tmp_path / "result.json").read_text())["summary"]["complete"]
+    assert_each_row_once(read_output(tmp_path / "out"), 8)
