@@ -37,7 +37,8 @@ __all__ = ["GuardActor", "JsonlDatasink", "ShardDatasource", "run_ray"]
 IO_CPUS = 0.25  # CPUs reserved by each read and write task
 
 
-def _read(source: Source, start: int, stop: int, done: bytes, row_column: str) -> list[Any]:
+def _read(source_ref: Any, start: int, stop: int, done: bytes, row_column: str) -> list[Any]:
+    source: Source = ray.get(source_ref)
     return [read_rows(source, start, stop, done, row_column)]
 
 
@@ -46,7 +47,9 @@ class ShardDatasource(Datasource):
 
     def __init__(self, source: Source, shards: list[tuple[int, int]], done: bytearray, row_column: str):
         super().__init__()
-        self.source = source
+        # The source (its file list, a JSONL file's line index) goes to the object store once;
+        # read tasks carry a reference, not a copy each.
+        self.source_ref = ray.put(source)
         self.tasks = [(start, stop, bytes(done[start:stop])) for start, stop in shards]
         self.row_column = row_column
 
@@ -62,7 +65,7 @@ class ShardDatasource(Datasource):
         for start, stop, done in self.tasks:
             meta = BlockMetadata(num_rows=(stop - start) - sum(done), size_bytes=None, input_files=None,
                                  exec_stats=None)  # fmt: skip
-            read = functools.partial(_read, self.source, start, stop, done, self.row_column)
+            read = functools.partial(_read, self.source_ref, start, stop, done, self.row_column)
             tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
         return tasks
 

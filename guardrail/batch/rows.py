@@ -9,7 +9,6 @@ error verdict in its own row, never drops out of the output and never fails its 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +120,7 @@ def _image_path(value: str, root: str | None) -> str:
     if root is None:
         raise InputError("image paths are off for this job (no image root)")
     base = Path(root).resolve()
-    target = (base / os.path.expanduser(value) if not os.path.isabs(value) else Path(value)).resolve()
+    target = (base / value).resolve()  # an absolute value replaces base; symbolic links are followed
     if not target.is_relative_to(base):
         raise InputError(f"image path {value!r} is outside the image root {str(base)!r}")
     return str(target)
