@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "serve": "guardrail.server.cli:add_serve",
     "eval": "guardrail.eval.cli:add_eval",
     "export": "guardrail.export.cli:add_export",
+    "batch": "guardrail.batch.cli:add_batch",
 }
 
 
