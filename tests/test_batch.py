@@ -322,6 +322,11 @@ def helper_config(tmp_path: Path, model: Path, **overrides) -> Path:
     return path
 
 
+def finished_files(folder, suffix: str) -> list:
+    """The data files written in full (not those still under their temporary ".tmp-" name)."""
+    return [p for p in folder.iterdir() if p.suffix == suffix and not p.name.startswith(".")]
+
+
 def wait_for(predicate, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -341,11 +346,11 @@ def test_killed_job_resumes_every_row_exactly_once_with_the_verdicts_of_an_unint
     )
     data = tmp_path / "out" / "data"
     try:
-        wait_for(lambda: data.exists() and len([p for p in data.iterdir() if p.suffix == ".parquet"]) >= 2)
+        wait_for(lambda: data.exists() and len(finished_files(data, ".parquet")) >= 2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    kept = {p.name: p.read_bytes() for p in data.iterdir() if p.suffix == ".parquet"}
+    kept = {p.name: p.read_bytes() for p in finished_files(data, ".parquet")}
     assert 2 <= len(kept) < 6  # killed in the middle
     rerun = subprocess.run(helper, env=subprocess_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -376,7 +381,7 @@ def test_cli_end_to_end_with_the_tiny_model_and_ctrl_c_resume(tmp_path, tiny_vl_
     )
     data = tmp_path / "out" / "data"
     try:
-        wait_for(lambda: data.exists() and any(p.suffix == ".jsonl" for p in data.iterdir()))
+        wait_for(lambda: data.exists() and bool(finished_files(data, ".jsonl")))
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
