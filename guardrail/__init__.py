@@ -35,6 +35,7 @@ from guardrail.errors import (
 )
 from guardrail.guard import Guard
 from guardrail.inputs import InputLimits
+from guardrail.policies import Category, Policy, PolicyError
 from guardrail.verdict import Verdict
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "BatchingOptions",
+    "Category",
     "ConfigurationError",
     "DataError",
     "ExportError",
@@ -59,6 +61,8 @@ __all__ = [
     "InputLimits",
     "MissingDependencyError",
     "ParseError",
+    "Policy",
+    "PolicyError",
     "TextTooLongError",
     "TooManyImagesError",
     "UnsupportedError",

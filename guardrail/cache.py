@@ -125,6 +125,14 @@ def request_key(fingerprint: str, item: ModerationInput, mode: str) -> str:
         else:
             data = text.encode("utf-8", "surrogatepass")
             h.update(b"T" + str(len(data)).encode() + b":" + data)
+    # what else changes the prompt or the decision: the policy (actions included), the turns
+    # of a conversation and whether only its response is judged
+    policy = getattr(item, "policy", None)
+    h.update(b"P" + (policy.key().encode() if policy is not None else b"-") + b"\0")
+    turns = getattr(item, "conversation", None)
+    if turns is not None:
+        h.update(b"C" + json.dumps([[t.role, t.text, list(t.images)] for t in turns]).encode() + b"\0")
+    h.update(b"R1" if getattr(item, "response_only", False) else b"R0")
     h.update(f"I{len(item.images)}".encode())
     for image in item.images:
         pixels = image.tobytes()

@@ -7,7 +7,7 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from guardrail import fast, moderation
 from guardrail.backends.base import Backend, GenerationOptions
@@ -18,7 +18,8 @@ from guardrail.fast import Mode
 from guardrail.inputs import InputLimits, Prepared, check_batch, prepare
 from guardrail.moderation import Work
 from guardrail.observers import Observer, RequestInfo, caller, notify
-from guardrail.profiles import Profile, get_profile
+from guardrail.policies import Policy, resolve_policy
+from guardrail.profiles import Profile, effective_policy, get_profile
 from guardrail.stats import GuardStats
 from guardrail.verdict import FailurePolicy, Verdict, validate_policy
 
@@ -68,6 +69,19 @@ class Guard:
     - ``cache``: a :class:`~guardrail.cache.VerdictCache` (or True for one with default bounds);
       off by default.
 
+    Policies and conversations (docs/policies.md, docs/conversations.md):
+
+    - ``policy``: a :class:`~guardrail.policies.Policy`, a built-in policy name (``"mlcommons"``,
+      ``"openai-moderation"``) or a dict: the harm categories checked and each one's action.
+      Families that render categories use its text; a fixed-prompt family (GuardReasoner,
+      GuardReasoner-VL) takes only the policy it was trained on and raises
+      :class:`~guardrail.policies.PolicyError` otherwise. Every check method takes ``policy=``
+      per call too. Default: the family's own taxonomy, or the policy the guard was trained on.
+    - ``controversial``: for families with a graded answer (Qwen3Guard's "Controversial"):
+      ``"block"`` (default: counts as harmful) or ``"allow"``.
+    - ``messages=`` on every check method: a whole conversation instead of
+      ``prompt``/``response``/``images``.
+
     ``on_verdict``: a function ``fn(verdict, info)`` (or a list of them) called with every
     verdict the guard returns; see :meth:`add_observer`.
 
@@ -94,11 +108,22 @@ class Guard:
         batching: bool | BatchingOptions | None = True,
         cache: bool | VerdictCache | None = None,
         on_verdict: Observer | Sequence[Observer] | None = None,
+        policy: Policy | str | Mapping[str, Any] | None = None,
+        controversial: Literal["block", "allow"] = "block",
     ):
         if not isinstance(backend, Backend):
             raise ConfigurationError(f"backend must be a guardrail Backend, not {type(backend).__name__}")
         self.backend = backend
-        self.profile = get_profile(profile or backend.default_profile(), **dict(profile_options or {}))
+        profile_options = dict(profile_options or {})
+        trained = getattr(backend, "trained_policy", None)
+        if trained is not None and not isinstance(profile, Profile):
+            profile_options.setdefault("trained_policy", trained)
+        self.profile = get_profile(profile or backend.default_profile(), **profile_options)
+        self.policy: Policy | None = resolve_policy(policy)
+        effective_policy(self.profile, self.policy)  # a policy the family cannot take fails here
+        if controversial not in ("block", "allow"):
+            raise ConfigurationError(f"controversial must be 'block' or 'allow'; got {controversial!r}")
+        self.controversial = controversial
         self.on_parse_error = validate_policy("on_parse_error", on_parse_error)
         self.on_error = validate_policy("on_error", on_error)
         if max_new_tokens is not None and max_new_tokens < 1:
@@ -206,19 +231,20 @@ class Guard:
         )  # fmt: skip
 
     def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
-                 mode: Mode | None = None) -> Verdict:  # fmt: skip
-        """Check one request (``prompt`` and/or ``images``) and optionally the AI ``response``.
+                 messages: Any = None, policy: Any = None, mode: Mode | None = None) -> Verdict:  # fmt: skip
+        """Check one request (``prompt`` and/or ``images``) and optionally the AI ``response``,
+        or a conversation (``messages``: the last turn is checked, see docs/conversations.md).
 
-        ``mode`` overrides the guard's mode for this call (``"reasoning"``, ``"fast"``,
-        ``"cascade"``)."""
-        item = {"prompt": prompt, "response": response, "images": images}
+        ``policy`` overrides the guard's policy and ``mode`` its mode for this call
+        (``"reasoning"``, ``"fast"``, ``"cascade"``)."""
+        item = _item(prompt, response, images, messages, policy)
         return self._moderate([item], mode, "moderate")[0]
 
     async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
-                        mode: Mode | None = None) -> Verdict:  # fmt: skip
+                        messages: Any = None, policy: Any = None, mode: Mode | None = None) -> Verdict:  # fmt: skip
         """Async twin of :meth:`moderate`; never blocks the event loop. Concurrent calls share
         backend batches (see ``batching``)."""
-        item = {"prompt": prompt, "response": response, "images": images}
+        item = _item(prompt, response, images, messages, policy)
         verdicts = await self._amoderate([item], mode, "amoderate")
         return verdicts[0]
 
@@ -227,8 +253,9 @@ class Guard:
     ) -> list[Verdict]:
         """Check several requests with batched model calls; verdicts come back in order.
 
-        Each item is a dict with any of ``prompt``, ``response``, ``images``. All items are
-        validated first: one invalid item raises ``InputError`` and nothing is checked.
+        Each item is a dict with any of ``prompt``, ``response``, ``images``, or with
+        ``messages``; and optionally ``policy``. All items are validated first: one invalid item
+        raises ``InputError`` and nothing is checked.
         """
         return self._moderate(items, mode, "moderate_batch")
 
@@ -258,7 +285,7 @@ class Guard:
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
         check_batch(items)
-        if any(isinstance(item, Mapping) and item.get("images") for item in items):
+        if any(isinstance(item, Mapping) and (item.get("images") or item.get("messages")) for item in items):
             # decoding (and hashing) images is CPU work: keep it off the event loop
             prepared = await asyncio.to_thread(self._prepare, items)
             works = [Work(p, mode, start) for p in prepared]
@@ -350,7 +377,7 @@ class Guard:
     # -------------------------------------------------------------------------- helpers
     def _prepare(self, items: Sequence[Mapping[str, Any]]) -> list[Prepared]:
         check_batch(items)
-        return [prepare(self.profile, item, self.limits) for item in items]
+        return [prepare(self.profile, item, self.limits, self.policy) for item in items]
 
     def _check_mode(self, mode: Mode) -> None:
         if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
@@ -371,7 +398,7 @@ class Guard:
         return moderation.Settings(
             profile=self.profile, options=self.generation_options, threshold=self.threshold,
             band=self.cascade_band, on_parse_error=self.on_parse_error, on_error=self.on_error,
-            model=self.backend.model_name, backend=self.backend.name,
+            model=self.backend.model_name, backend=self.backend.name, controversial=self.controversial,
         )  # fmt: skip
 
     def _pass(self, works: Sequence[Work]) -> Any:
@@ -391,7 +418,7 @@ class Guard:
             # which backend instance or endpoint answers (Backend.cache_identity), not only names
             "identity": self.backend.cache_identity,
             "max_new_tokens": self.max_new_tokens, "threshold": self.threshold,
-            "cascade_band": list(self.cascade_band),
+            "cascade_band": list(self.cascade_band), "controversial": self.controversial,
         }  # fmt: skip
         return guard_fingerprint(settings, self.profile)
 
@@ -455,6 +482,15 @@ class Guard:
 _GUARD_OPTIONS = tuple(
     p for p in inspect.signature(Guard.__init__).parameters if p not in ("self", "backend")
 )
+
+
+def _item(prompt: Any, response: Any, images: Any, messages: Any, policy: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"prompt": prompt, "response": response, "images": images}
+    if messages is not None:
+        item["messages"] = messages
+    if policy is not None:
+        item["policy"] = policy
+    return item
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

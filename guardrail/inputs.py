@@ -31,16 +31,20 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from guardrail.conversation import parse_messages
 from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
+from guardrail.policies import Policy, resolve_policy
+from guardrail.profiles import effective_policy
 from guardrail.profiles.base import ModerationInput, Profile, RenderedPrompt
 
 __all__ = [
     "InputLimits",
     "Prepared",
     "check_batch",
+    "conversation_input",
     "data_url_bytes",
     "fetch_image",
     "header_pixels",
@@ -72,6 +76,7 @@ class InputLimits:
       opts in; the Python API keeps it on (the caller is the app).
     - ``max_frames``: frames of an animated image, all checked (tiled into one picture); more
       raise :class:`~guardrail.errors.ImageTooLargeError`.
+    - ``max_messages``: turns of a conversation given as ``messages=``.
     """
 
     max_images: int = 8
@@ -84,6 +89,7 @@ class InputLimits:
     remote_allowed_networks: tuple[str, ...] = ()
     allow_paths: bool = True
     max_frames: int = 16
+    max_messages: int = 256
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -129,24 +135,57 @@ class Prepared:
     prompt: RenderedPrompt
 
 
-_ITEM_KEYS = frozenset({"prompt", "response", "images"})
+_ITEM_KEYS = frozenset({"prompt", "response", "images", "messages", "policy"})
 
 
-def prepare(profile: Profile, item: Mapping[str, Any] | ModerationInput, limits: InputLimits) -> Prepared:
-    """Validate one request (a mapping with ``prompt``/``response``/``images``) and render it
-    with ``profile`` (raises :class:`~guardrail.errors.InputError`)."""
+def prepare(
+    profile: Profile,
+    item: Mapping[str, Any] | ModerationInput,
+    limits: InputLimits,
+    policy: Policy | None = None,
+) -> Prepared:
+    """Validate one request and render it with ``profile`` (raises
+    :class:`~guardrail.errors.InputError`; a policy the profile cannot take raises
+    :class:`~guardrail.policies.PolicyError`).
+
+    ``item`` is a mapping with ``prompt``/``response``/``images``, or with ``messages`` (a
+    conversation, see :mod:`guardrail.conversation`), and optionally ``policy`` (overrides
+    ``policy``, the guard's). The policy in effect (given, else the profile's default) is
+    stored in the item, so it is part of the cache key and decides the verdict's ``allowed``.
+    """
     if not isinstance(item, ModerationInput):
         if not isinstance(item, Mapping):
             raise InputError(
-                f"a batch item must be a dict with prompt/response/images, not {type(item).__name__}"
+                f"a batch item must be a dict with prompt/response/images or messages, not {type(item).__name__}"
             )
         unknown = set(item) - _ITEM_KEYS
         if unknown:
             raise InputError(f"unknown keys in request: {', '.join(sorted(map(str, unknown)))}")
-        item = normalize_input(item.get("prompt"), item.get("response"), item.get("images"), limits=limits)
+        if item.get("policy") is not None:
+            policy = resolve_policy(item["policy"])
+        if item.get("messages") is not None:
+            given = [k for k in ("prompt", "response", "images") if item.get(k) not in (None, [], ())]
+            if given:
+                raise InputError(f"give either messages or {'/'.join(given)}, not both")
+            item = conversation_input(profile, item["messages"], limits)
+        else:
+            item = normalize_input(item.get("prompt"), item.get("response"), item.get("images"), limits=limits)
+    elif item.policy is not None:
+        policy = item.policy
     if item.images and not profile.supports_images:
         raise InputError(f"the '{profile.name}' profile is text-only; this request has images")
+    item = replace(item, policy=effective_policy(profile, policy))
     return Prepared(item=item, prompt=profile.render(item))
+
+
+def conversation_input(profile: Profile, messages: Any, limits: InputLimits) -> ModerationInput:
+    """A conversation as ``profile`` checks it: the turns are validated, the profile picks what
+    its model sees (:meth:`~guardrail.profiles.Profile.conversation_view`), and only the images
+    it shows are decoded and counted against the limits."""
+    turns = parse_messages(messages, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars)
+    view = profile.conversation_view(turns)
+    item = normalize_input(view.prompt, view.response, list(view.images), limits=limits)
+    return replace(item, conversation=view.turns, response_only=view.response_only)
 
 
 def check_batch(items: Sequence[Any]) -> None:

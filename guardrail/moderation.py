@@ -78,6 +78,7 @@ class Settings:
     on_error: FailurePolicy
     model: str | None
     backend: str
+    controversial: str = "block"
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def moderation_pass(
             try:
                 verdict = verdict_from_generation(
                     s.profile, w.prepared, generation, on_parse_error=s.on_parse_error, on_error=s.on_error,
-                    latency_ms=(now - w.start) * 1000.0, model=s.model,
+                    latency_ms=(now - w.start) * 1000.0, model=s.model, controversial=s.controversial,
                 )  # fmt: skip
                 update: dict[str, Any] = {"path": "reasoning"}
                 first = fast_verdicts.get(i)
@@ -182,6 +183,7 @@ def moderation_pass(
                 out[i] = verdict.model_copy(update=update)
                 if verdict.decided_by == "model":
                     stats.incr("reasoning_verdicts")
+                    _count_categories(stats, w.prepared.item.policy, verdict)
                 elif generation.error is None:
                     stats.incr("parse_failures")
             except ParseError as exc:  # on_parse_error="raise"
@@ -197,6 +199,22 @@ def moderation_pass(
             log.warning("verdict decided by policy: %s", outcome.error)
             stats.incr("policy_allows" if outcome.allowed else "policy_blocks")
     return out  # type: ignore[return-value]
+
+
+def _count_categories(stats: GuardStats, policy: Any, verdict: Verdict) -> None:
+    """Count what a verdict says about categories: flagged verdicts, codes the policy lacks
+    (kept in the verdict, never dropped), graded answers."""
+    if verdict.flagged:
+        stats.incr("flagged")
+    if verdict.controversial:
+        stats.incr("controversial")
+    if policy is not None and verdict.categories:
+        unknown = policy.unknown(verdict.categories)
+        if unknown:
+            stats.incr("unknown_categories", len(unknown))
+            log.warning("the guard named categories the policy does not have: %s", ", ".join(unknown))
+    elif policy is None and verdict.categories:
+        stats.incr("unknown_categories", len(verdict.categories))
 
 
 def _count_error(stats: GuardStats, error: BaseException) -> None:

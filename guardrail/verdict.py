@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FailurePolicy",
+    "decide_allowed",
     "Verdict",
     "policy_verdict",
     "validate_policy",
@@ -52,6 +53,15 @@ class Verdict(BaseModel):
     ``score`` is the larger of the two that apply, so ``harmful`` is ``score >= threshold``.
     ``path`` says what decided the labels: ``"fast"`` (the scores) or ``"reasoning"`` (a
     generated output; in cascade mode the scores of the fast pass are kept next to it).
+
+    Categories (docs/policies.md): ``categories`` are the codes of the violated categories of
+    the policy in effect, in the model's order (empty when safe or when the guard names none);
+    a code the policy does not have is kept (and counted in ``guard.stats``). ``allowed`` is
+    False when the verdict is harmful and any violated category's action is ``"block"`` (an
+    unknown code blocks), or when it is harmful and names no category (fail closed); a harmful
+    verdict whose categories are all ``"flag"`` is allowed (see :attr:`flagged`).
+    ``controversial`` is True when the guard gave its graded middle answer (Qwen3Guard's
+    "Controversial"); the guard's ``controversial`` option decided whether that counts as harmful.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -76,6 +86,16 @@ class Verdict(BaseModel):
     refusal_score: float | None = Field(
         None, description="P(response is a refusal), for profiles with a refusal task (fast and cascade)."
     )
+    categories: tuple[str, ...] = Field(
+        (), description="Codes of the violated categories, in the model's order (empty when safe)."
+    )
+    category_scores: dict[str, float] | None = Field(
+        None, description="P(category) per code, where the guard gives probabilities."
+    )
+    policy: str | None = Field(None, description="The name of the policy in effect, if it has one.")
+    controversial: bool | None = Field(
+        None, description="The guard's graded middle answer (None for families without one)."
+    )
     path: Literal["fast", "reasoning"] | None = Field(
         None, description='What decided the labels: "fast" (label probabilities) or "reasoning" (generated).'
     )
@@ -94,6 +114,11 @@ class Verdict(BaseModel):
         """The opposite of :attr:`allowed`."""
         return not self.allowed
 
+    @property
+    def flagged(self) -> bool:
+        """Harmful but let through: every violated category's action is ``"flag"``."""
+        return self.harmful and self.allowed and self.decided_by == "model"
+
 
 def validate_policy(name: str, value: str) -> FailurePolicy:
     if value not in _POLICIES:
@@ -110,6 +135,7 @@ def verdict_from_generation(
     on_error: FailurePolicy,
     latency_ms: float,
     model: str | None,
+    controversial: Literal["block", "allow"] = "block",
 ) -> Verdict:
     """Build the verdict for one generation, applying the failure policies.
 
@@ -145,19 +171,27 @@ def verdict_from_generation(
             raise ParseError(reason, raw_output=generation.text, verdict=verdict)
         return verdict
     item = prepared.item
-    labels = parsed.labels
+    labels = dict(parsed.labels)
+    graded = [t for t in parsed.controversial if labels.get(t) == "harmful"]
+    if controversial == "allow":
+        for task in graded:
+            labels[task] = "unharmful"
     request = labels.get("request") == "harmful" if item.has_request else None
     response = labels.get("response") == "harmful" if item.has_response else None
     refusal = None
     if "refusal" in profile.tasks and item.has_response and labels.get("refusal") is not None:
         refusal = labels["refusal"] == "refusal"
-    harmful = bool(request) or bool(response)
+    harmful = bool(response) if item.response_only else bool(request) or bool(response)
+    categories = _categories(item, parsed.categories) if harmful else ()
     return Verdict(
         request_harmful=request,
         response_harmful=response,
         response_refusal=refusal,
         harmful=harmful,
-        allowed=not harmful,
+        allowed=decide_allowed(item, harmful, categories),
+        categories=categories,
+        policy=item.policy.name if item.policy is not None else None,
+        controversial=bool(graded) if profile.graded else None,
         reasoning=parsed.reasoning,
         raw_output=generation.text,
         parsed=True,
@@ -165,6 +199,24 @@ def verdict_from_generation(
         output_tokens=generation.output_tokens,
         **common,
     )
+
+
+def _categories(item: Any, codes: tuple[str, ...]) -> tuple[str, ...]:
+    """``codes`` spelled as the policy in effect spells them (unknown codes kept)."""
+    policy = item.policy
+    return policy.canonical(codes) if policy is not None else tuple(dict.fromkeys(codes))
+
+
+def decide_allowed(item: Any, harmful: bool, categories: tuple[str, ...]) -> bool:
+    """``allowed`` for a model verdict: safe is allowed; harmful is blocked unless it names
+    categories and every one of them is ``"flag"`` under the policy in effect (no category, an
+    unknown code or no policy: blocked)."""
+    if not harmful:
+        return True
+    policy = item.policy
+    if policy is None or not categories:
+        return False
+    return not policy.blocks(categories)
 
 
 def verdict_from_scores(
@@ -188,15 +240,16 @@ def verdict_from_scores(
         "response": None if response is None else ("harmful" if response >= threshold else "unharmful"),
         "refusal": None if refusal is None else ("refusal" if refusal >= 0.5 else "compliance"),
     }
-    scores = [s for s in (request, response) if s is not None]
+    scores = [s for s in ((response,) if item.response_only else (request, response)) if s is not None]
     score = max(scores) if scores else None
-    harmful = labels["request"] == "harmful" or labels["response"] == "harmful"
+    harmful = labels["response"] == "harmful" or (not item.response_only and labels["request"] == "harmful")
     return Verdict(
         request_harmful=None if request is None else labels["request"] == "harmful",
         response_harmful=None if response is None else labels["response"] == "harmful",
         response_refusal=None if refusal is None else labels["refusal"] == "refusal",
         harmful=harmful,
-        allowed=not harmful,
+        allowed=decide_allowed(item, harmful, ()),
+        policy=item.policy.name if item.policy is not None else None,
         reasoning=None,
         raw_output=profile.fast_output(labels),
         parsed=True,

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from guardrail.errors import ConfigurationError
+from guardrail.policies import Policy, PolicyError
 from guardrail.profiles.base import (
     ImageSlot,
     ModerationInput,
@@ -52,6 +53,7 @@ __all__ = [
     "TASKS",
     "TASK_LABELS",
     "answer_labels",
+    "effective_policy",
     "get_profile",
     "gold_label",
     "parse_user_text",
@@ -95,6 +97,35 @@ def get_profile(profile: str | Profile | None = None, **options: Any) -> Profile
         return cls(**options)
     except TypeError as exc:
         raise ConfigurationError(f"bad options for profile {name!r}: {exc}") from exc
+
+
+def effective_policy(profile: Profile, policy: Policy | None) -> Policy | None:
+    """The policy a check with ``profile`` runs under: ``policy`` when the family renders
+    policies (or the guard was trained on this policy: same codes, names and descriptions; the
+    actions may differ), else the profile's default (its taxonomy or trained policy).
+
+    Never ignores a policy silently: a fixed-prompt family given a policy it was not trained on
+    raises :class:`~guardrail.policies.PolicyError` naming the families that take policies.
+    """
+    if policy is None:
+        return profile.default_policy()
+    if profile.takes_policy:
+        return policy
+    trained = profile.trained_policy
+    if trained is not None and trained.same_prompt(policy):
+        return policy
+    takers = sorted(name for name, cls in PROFILES.items() if cls.takes_policy)
+    families = ", ".join(takers) if takers else "none installed"
+    what = (
+        f"was trained on a different policy ({trained.name or ', '.join(trained.codes)}); change only "
+        "the actions of that policy, or train on the new one"
+        if trained is not None
+        else "has a fixed prompt and was not trained on a policy"
+    )
+    raise PolicyError(
+        f"the '{profile.name}' guard {what}. Families that render a policy given at run time: "
+        f"{families}; or train a guard on your policy with guardrail.training (docs/policies.md)"
+    )
 
 
 def profile_for_model_type(model_type: str | None, config: Mapping[str, Any] | None = None) -> str | None:

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 # The label vocabulary lives in labels.py; these names stay importable from here.
+from guardrail.policies.model import Policy
 from guardrail.profiles.labels import ANSWER_KEYS, TASK_LABELS, normalise_label
 
 __all__ = [
+    "ConversationView",
     "ImageSlot",
     "ModerationInput",
     "ParsedOutput",
@@ -37,9 +39,11 @@ __all__ = [
     "RenderedPrompt",
     "Special",
     "TASK_LABELS",
+    "Turn",
     "label_regex",
     "merge_text",
     "normalise_label",
+    "read_categories",
 ]
 
 
@@ -61,15 +65,49 @@ Part = str | Special | ImageSlot
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One turn of a conversation as a profile renders it: ``role`` (``system``, ``user``,
+    ``assistant``, ``tool``), its text (None when it has none), and the indices of its images in
+    :attr:`ModerationInput.images`."""
+
+    role: str
+    text: str | None
+    images: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """What of a conversation a profile shows its model (see :meth:`Profile.conversation_view`):
+    the texts and the image *sources* to decode (only these are decoded and counted against the
+    limits), and, for families with a native conversation format, the turns."""
+
+    prompt: str | None
+    response: str | None
+    images: tuple[Any, ...] = ()
+    turns: tuple[Turn, ...] | None = None
+    response_only: bool = False
+
+
+@dataclass(frozen=True)
 class ModerationInput:
     """One normalised request: validated texts and decoded images (PIL images).
 
     Build these with :func:`guardrail.inputs.normalize_input`, which validates types and limits.
+
+    - ``conversation``: the turns, for families that render a whole conversation (None
+      otherwise: single-turn families get the checked turn in ``prompt``/``response``).
+    - ``policy``: the policy in effect (rendered by families that show one; its actions decide
+      ``Verdict.allowed``).
+    - ``response_only``: the check is of the last assistant turn of a conversation: the verdict's
+      ``harmful`` follows the response task only (the request was checked when it was sent).
     """
 
     prompt: str | None = None
     response: str | None = None
     images: tuple[Any, ...] = ()
+    conversation: tuple[Turn, ...] | None = None
+    policy: Policy | None = None
+    response_only: bool = False
 
     @property
     def has_request(self) -> bool:
@@ -116,6 +154,12 @@ class ParsedOutput:
     reasoning: str | None
     ok: bool
     error: str | None = None
+    #: Codes of the categories the output names (as written, in its order).
+    categories: tuple[str, ...] = ()
+    #: Tasks the output answered with the family's graded middle label (Qwen3Guard's
+    #: "Controversial"); their ``labels`` entry is "harmful" and the guard's ``controversial``
+    #: option decides whether they count as such.
+    controversial: tuple[str, ...] = ()
 
 
 @dataclass
@@ -145,6 +189,13 @@ class Profile(ABC):
     #: ``general.architecture`` values (see :func:`guardrail.profiles.profile_for_model_type`).
     model_types: ClassVar[tuple[str, ...]] = ()
     gguf_architectures: ClassVar[tuple[str, ...]] = ()
+    #: The family renders a policy given at run time (Llama Guard, gpt-oss-safeguard); families
+    #: with a fixed prompt take only the policy they were trained on (:attr:`trained_policy`).
+    takes_policy: ClassVar[bool] = False
+    #: The family has a conversation format of its own (it renders :attr:`ModerationInput.conversation`).
+    native_conversation: ClassVar[bool] = False
+    #: The family answers with a graded middle label (Qwen3Guard's "Controversial").
+    graded: ClassVar[bool] = False
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
@@ -153,6 +204,13 @@ class Profile(ABC):
     fast_prefix: str = field(default="")
     # Stop strings for reasoning mode: generation ends once one is produced (e.g. ``</result>``).
     stop: tuple[str, ...] = field(default=())
+    # A guard trained on a policy (guardrail.training): the policy its prompt shows and whose
+    # codes its answer names. Loaded from the model (guardrail_policy.yaml), never guessed.
+    trained_policy: Policy | None = field(default=None)
+    # Conversations, for single-turn families: how many turns before the checked one are shown
+    # as context, and at most how many characters of them (the end is kept).
+    context_turns: int = field(default=1)
+    context_chars: int = field(default=4000)
 
     @abstractmethod
     def render(self, item: ModerationInput) -> RenderedPrompt:
@@ -178,6 +236,86 @@ class Profile(ABC):
     def answer_complete(self, text: str, prompt: RenderedPrompt | None = None) -> bool:
         """Whether ``text`` (an output so far for ``prompt``) holds the model's complete answer."""
         return self.answer_end(text, prompt) is not None
+
+    # ------------------------------------------------------------------- policies
+    def default_policy(self) -> Policy | None:
+        """The policy when none is given: the family's taxonomy, or the trained policy."""
+        return self.trained_policy
+
+    def policy_section(self, policy: Policy) -> str:
+        """The policy as a guard trained on it reads it (appended to the instruction):
+        one ``CODE: Name. Description`` line per category, then how to answer with codes."""
+        lines = []
+        for c in policy.categories:
+            line = f"{c.code}: {c.name.rstrip('.')}."
+            if c.description:
+                line += " " + " ".join(c.description.split())
+            lines.append(line)
+        return (
+            "Harm categories of the policy:\n" + "\n".join(lines) + "\n"
+            "If the request or the response is harmful, name the categories it violates by code "
+            'on a line "Categories: " in the result, comma-separated; write "Categories: None" '
+            "when nothing is harmful.\n\n"
+        )
+
+    def categories_text(self, categories: Sequence[str] | None) -> str:
+        """The ``Categories:`` line that a guard trained on a policy writes after its labels
+        (empty for guards without a trained policy)."""
+        if self.trained_policy is None:
+            return ""
+        return "\nCategories: " + (", ".join(categories) if categories else "None")
+
+    # ------------------------------------------------------------- conversations
+    def conversation_view(self, turns: Sequence[Any]) -> ConversationView:
+        """What of a conversation (``turns``: :class:`guardrail.conversation.Message` objects,
+        validated, images not yet decoded) this family shows its model.
+
+        Single-turn families (the default, GuardReasoner and GuardReasoner-VL) check the *last*
+        turn that is not a system turn, in their single-turn format:
+
+        - ends with a user (or tool) turn: that turn is the request; its images are the
+          request's images;
+        - ends with an assistant turn: it is the response, the user turn before it the request
+          (with its images); the verdict's ``harmful`` follows the response task only.
+
+        The :attr:`context_turns` turns before the checked request (default 1: usually the
+        assistant turn the user answers) are shown as quoted context above the request text, at
+        most :attr:`context_chars` characters of them (the end kept); their images are not sent
+        (each was checked when it was sent). Earlier turns are not shown: they were checked
+        when they were sent, and a verdict must not be re-litigated on every later turn (a
+        refused request would otherwise block the rest of the chat). System turns are the
+        app's own instructions and are not shown. See docs/conversations.md.
+        """
+        body = [t for t in turns if t.role != "system"]
+        if not body:
+            from guardrail.errors import InputError
+
+            raise InputError("the conversation has no user, assistant or tool turn to check")
+        last = len(body) - 1
+        response_only = body[last].role == "assistant"
+        response = None
+        if response_only:
+            response = body[last].text or ""
+            req = last - 1
+            while req >= 0 and body[req].role == "assistant":
+                req -= 1
+        else:
+            req = last
+        request = body[req] if req >= 0 else None
+        images = tuple(request.images) if request is not None else ()
+        prompt = request.text if request is not None else None
+        context = body[max(0, req - self.context_turns) : max(req, 0)] if self.context_turns > 0 else []
+        if context:
+            prompt = self._with_context(context, prompt)
+        return ConversationView(prompt=prompt, response=response, images=images, response_only=response_only)
+
+    def _with_context(self, context: Sequence[Any], prompt: str | None) -> str:
+        speaker = {"user": "Human user", "assistant": "AI assistant", "tool": "Tool result"}
+        lines = [f"{speaker.get(t.role, t.role)}: {t.text if t.text is not None else '(no text)'}" for t in context]
+        text = "\n".join(lines)
+        if len(text) > self.context_chars:
+            text = "..." + text[len(text) - self.context_chars :]
+        return f"[Earlier in the conversation]\n{text}\n[Current message]\n{prompt or ''}"
 
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
@@ -226,9 +364,12 @@ class Profile(ABC):
         """What comes before the first label line of a complete answer that reasons ``reasoning``."""
         raise NotImplementedError(f"the {self.name} profile does not write answers")
 
-    def answer(self, reasoning: str, labels: Mapping[str, str | None]) -> str:
+    def answer(
+        self, reasoning: str, labels: Mapping[str, str | None], categories: Sequence[str] | None = None
+    ) -> str:
         """A complete answer in the family's format: ``reasoning``, then a line per task of
-        :attr:`tasks` with its label (``None`` where ``labels`` has none).
+        :attr:`tasks` with its label (``None`` where ``labels`` has none), then, for a guard
+        trained on a policy, the ``Categories:`` line with ``categories``.
 
         >>> from guardrail.profiles import GuardReasonerVLProfile
         >>> GuardReasonerVLProfile().answer("It asks for a cake.", {"request": "unharmful"})
@@ -239,17 +380,38 @@ class Profile(ABC):
             self.answer_head(reasoning)
             + first_key
             + self.answer_text(labels, self.tasks)
+            + self.categories_text(categories)
             + self.answer_suffix
         )
 
     # ------------------------------------------------------------------- internals
     def _finish(
-        self, labels: dict[str, str | None], reasoning: str | None, item: ModerationInput
+        self,
+        labels: dict[str, str | None],
+        reasoning: str | None,
+        item: ModerationInput,
+        categories: tuple[str, ...] = (),
     ) -> ParsedOutput:
         missing = [t for t in self.required_tasks(item) if labels.get(t) is None]
         if missing:
             return ParsedOutput(labels, reasoning, ok=False, error="no label for " + ", ".join(missing))
-        return ParsedOutput(labels, reasoning, ok=True)
+        return ParsedOutput(labels, reasoning, ok=True, categories=categories)
+
+
+_CATEGORIES_LINE = re.compile(r"(?im)^[ \t*#>-]*Categories[ \t]*:[ \t]*([^\n]*)")
+
+
+def read_categories(block: str) -> tuple[str, ...]:
+    """The codes of the first ``Categories:`` line of an answer block (``None`` means none).
+
+    >>> read_categories("Request: harmful\\nCategories: S1, s9\\n")
+    ('S1', 's9')
+    """
+    m = _CATEGORIES_LINE.search(block)
+    if not m:
+        return ()
+    codes = [c.strip().strip(".*`'\"") for c in m.group(1).split(",")]
+    return tuple(dict.fromkeys(c for c in codes if c and c.lower() not in ("none", "n/a", "-")))
 
 
 # Label regexes follow the reference evaluation code: case-insensitive, first match wins;

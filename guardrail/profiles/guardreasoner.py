@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from guardrail.errors import InputError
+from guardrail.errors import ConfigurationError, InputError
 from guardrail.profiles.base import (
     ModerationInput,
     ParsedOutput,
@@ -65,6 +65,13 @@ class GuardReasonerProfile(Profile):
 
     instruction: str = GUARDREASONER_INSTRUCTION
     fast_prefix: str = "Answers: \nRequest:"
+
+    def __post_init__(self) -> None:
+        if self.trained_policy is not None:
+            raise ConfigurationError(
+                "guards trained on a policy are GuardReasoner-VL guards (profile 'guardreasoner-vl'); "
+                "the text-only 'guardreasoner' profile has no categories line"
+            )
 
     def input_text(self, item: ModerationInput) -> str:
         prompt = item.prompt if item.prompt is not None else self.none_text

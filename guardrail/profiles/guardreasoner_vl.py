@@ -25,6 +25,7 @@ from guardrail.profiles.base import (
     label_regex,
     merge_text,
     normalise_label,
+    read_categories,
 )
 
 __all__ = ["GUARDREASONER_VL_INSTRUCTION", "GuardReasonerVLProfile", "parse_user_text"]
@@ -78,6 +79,12 @@ class GuardReasonerVLProfile(Profile):
     - ``stop``: reasoning mode stops once the model's own result block is closed: at a
       ``</result>`` that :meth:`answer_end` accepts (one inside ``<think>`` does not stop it);
       pass ``()`` to generate until the end of turn.
+    - ``trained_policy``: for a guard trained on your own policy (``guardrail.training``; loaded
+      from ``guardrail_policy.yaml`` beside the weights): the system turn is the instruction
+      followed by :meth:`~guardrail.profiles.Profile.policy_section`, and the result block
+      ends with a ``Categories: S1, S9`` line (``Categories: None`` when nothing is harmful),
+      which :meth:`parse` reads into the verdict's ``categories``. Without it the prompt is the
+      reference, byte for byte.
     """
 
     name: ClassVar[str] = "guardreasoner-vl"
@@ -112,10 +119,18 @@ class GuardReasonerVLProfile(Profile):
         parts.append("\n\nAI assistant:\n" + response + self.user_suffix)
         return merge_text(parts)
 
+    def system_text(self, item: ModerationInput | None = None) -> str:
+        """The system turn: the instruction, and the policy section of a guard trained on one."""
+        if self.trained_policy is None:
+            return self.system_prompt
+        policy = item.policy if item is not None and item.policy is not None else self.trained_policy
+        return self.system_prompt + self.policy_section(policy)
+
     def render(self, item: ModerationInput) -> RenderedPrompt:
         user = self.user_parts(item)
+        system = self.system_text(item)
         parts: list[Part] = [
-            Special(IM_START), "system\n" + self.system_prompt, Special(IM_END), "\n",
+            Special(IM_START), "system\n" + system, Special(IM_END), "\n",
             Special(IM_START), "user\n", *user, Special(IM_END), "\n",
             Special(IM_START), "assistant\n",
         ]  # fmt: skip
@@ -123,7 +138,7 @@ class GuardReasonerVLProfile(Profile):
             {"type": "text", "text": p} if isinstance(p, str) else {"type": "image", "index": p.index}
             for p in user
         ]
-        messages = ({"role": "system", "content": self.system_prompt}, {"role": "user", "content": content})
+        messages = ({"role": "system", "content": system}, {"role": "user", "content": content})
         return RenderedPrompt(
             parts=tuple(merge_text(parts)),
             images=tuple(item.images),
@@ -168,7 +183,8 @@ class GuardReasonerVLProfile(Profile):
         for task in self.tasks:
             m = label_regex(task).search(block)
             labels[task] = normalise_label(task, m.group(1)) if m else None
-        return self._finish(labels, reasoning, item)
+        categories = read_categories(block) if self.trained_policy is not None else ()
+        return self._finish(labels, reasoning, item, categories)
 
     def answer_end(self, text: str, prompt: RenderedPrompt | None = None) -> int | None:
         """Right after the ``</result>`` that closes the answer block :meth:`parse` reads;
