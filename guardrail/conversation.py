@@ -25,7 +25,7 @@ from typing import Any
 
 from guardrail.errors import InputError, TextTooLongError
 
-__all__ = ["Message", "parse_messages"]
+__all__ = ["IMAGE_PART_TYPES", "Message", "parse_messages"]
 
 ROLES = ("system", "user", "assistant", "tool")
 _ROLE_ALIASES = {
@@ -34,6 +34,8 @@ _ROLE_ALIASES = {
 }  # fmt: skip
 _TEXT_PARTS = ("text", "input_text", "output_text")
 _IMAGE_PARTS = ("image_url", "input_image", "image")
+#: Content part types that carry an image.
+IMAGE_PART_TYPES = _IMAGE_PARTS
 _UNSEEN_PARTS = {
     "input_audio": "audio", "audio": "audio", "audio_url": "audio", "video": "video",
     "video_url": "video", "file": "a file", "input_file": "a file",
@@ -138,7 +140,7 @@ def _image_source(part: Mapping[str, Any], where: str) -> Any:
         value = part.get(key)
         if isinstance(value, Mapping):
             value = value.get("url")
-        if isinstance(value, str) and value:
+        if isinstance(value, (str, bytes, bytearray)) and value:
             return value
     data = part.get("base64") or part.get("data")
     if isinstance(data, str) and data:

@@ -3,7 +3,8 @@
 Endpoints:
 
 - ``POST /v1/moderations``: OpenAI-compatible moderation (strings, lists, content parts).
-- ``POST /v1/guard``: prompt / response / images -> the ``Verdict`` JSON.
+- ``POST /v1/guard``: prompt / response / images, or ``messages`` (a conversation), and
+  optionally ``policy`` -> the ``Verdict`` JSON.
 - ``GET /healthz`` (process alive), ``GET /readyz`` (accepting work), ``GET /metrics``
   (Prometheus text format).
 
@@ -36,7 +37,9 @@ from guardrail._deps import require
 from guardrail._redact import redact
 from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
 from guardrail.observers import RequestInfo, called_by
-from guardrail.server.media import NoRoom, PixelBudget, client_images, request_pixels
+from guardrail.policies import Policy, PolicyError, resolve_policy, to_openai_categories
+from guardrail.profiles import effective_policy
+from guardrail.server.media import NoRoom, PixelBudget, client_images, conversation_images, request_pixels
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
     REQUEST_HARMFUL,
@@ -346,6 +349,11 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             504, f"guard did not answer within {settings.request_timeout_s}s", "server_error", "timeout"
         )
 
+    @app.exception_handler(PolicyError)
+    async def _bad_policy(request: Request, exc: PolicyError) -> Response:
+        metrics.errors.labels("invalid_input").inc()
+        return _error(400, str(exc), "invalid_request_error", "PolicyError")
+
     @app.exception_handler(GuardrailError)
     async def _guard_error(request: Request, exc: GuardrailError) -> Response:
         metrics.errors.labels("guard_error").inc()
@@ -385,6 +393,9 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
         images = data.get("images") if isinstance(data, dict) else None
         if isinstance(images, list) and len(images) > guard.limits.max_images:
             raise InputError(f"{len(images)} images given; the limit is {guard.limits.max_images}")
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if isinstance(messages, list) and len(messages) > guard.limits.max_messages:
+            raise InputError(f"{len(messages)} messages given; the limit is {guard.limits.max_messages}")
 
     fetch_limits = dataclasses.replace(
         guard.limits,
@@ -395,6 +406,18 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
         data = client_images(sources, fetch_limits, allow_remote=settings.allow_remote_images)
         return data, request_pixels(data, guard.limits)
 
+    def load_conversation(item: dict[str, Any]) -> int:
+        """Replace the conversation's images by their bytes (only those the guard will see)
+        and resolve the policy; both raise 400s. Returns the pixels held."""
+        if item.get("policy") is not None:
+            item["policy"] = resolve_policy(item["policy"])
+        if item.get("messages") is None:
+            return 0
+        item["messages"], data = conversation_images(
+            item["messages"], guard.profile, fetch_limits, allow_remote=settings.allow_remote_images
+        )
+        return request_pixels(data, guard.limits)
+
     async def run_guard(items: list[dict[str, Any]]) -> list[Verdict]:
         if not state["ready"]:
             raise Overloaded()
@@ -403,6 +426,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             if item.get("images"):
                 item["images"], n = await asyncio.to_thread(load_images, item["images"])
                 held += n
+            if item.get("messages") is not None or item.get("policy") is not None:
+                held += await asyncio.to_thread(load_conversation, item)
         try:
             async with pixels.hold(held):
                 verdicts = await _checked(items)
@@ -453,10 +478,11 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
         if not items or len(items) > settings.max_inputs:
             raise InputError(f"input must hold 1 to {settings.max_inputs} items")
         verdicts = await run_guard(items)
+        policy = effective_policy(guard.profile, guard.policy)
         return ModerationResponse(
             id=f"modr-{uuid.uuid4().hex}",
             model=model_name,
-            results=[_result(v, k) for v, k in zip(verdicts, kinds, strict=True)],
+            results=[_result(v, k, policy) for v, k in zip(verdicts, kinds, strict=True)],
         )
 
     @app.post(
@@ -468,6 +494,10 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     async def check(request: Request) -> Verdict:
         body = await parse(request, GuardRequest, count_images)
         item = {"prompt": body.prompt, "response": body.response, "images": body.images}
+        if body.messages is not None:
+            item["messages"] = body.messages
+        if body.policy is not None:
+            item["policy"] = body.policy
         return (await run_guard([item]))[0]
 
     @app.get("/healthz", summary="Liveness")
@@ -530,23 +560,35 @@ def _input_types(parts: list[Any]) -> list[str]:
     return kinds
 
 
-def _result(verdict: Verdict, kinds: list[str]) -> ModerationResult:
+def _result(verdict: Verdict, kinds: list[str], policy: Policy | None = None) -> ModerationResult:
+    """One OpenAI moderation result: ``flagged`` when the input is harmful (a category whose
+    action is "flag" included) or blocked by the failure policy; each OpenAI key the verdict's
+    categories map to is true, with the category's probability where the guard gives one."""
     harmful = bool(verdict.request_harmful) if verdict.decided_by == "model" else not verdict.allowed
     score = verdict.score if verdict.score is not None else (1.0 if harmful else 0.0)
     categories = {c: False for c in OPENAI_CATEGORIES}
     scores = {c: 0.0 for c in OPENAI_CATEGORIES}
     applied: dict[str, list[str]] = {c: [] for c in OPENAI_CATEGORIES}
+    for code in verdict.categories:
+        for key in to_openai_categories(policy, [code]):
+            categories[key] = True
+            given = (verdict.category_scores or {}).get(code)
+            scores[key] = max(scores[key], given if given is not None else score)
+            applied[key] = kinds
     categories[REQUEST_HARMFUL] = harmful
     scores[REQUEST_HARMFUL] = score
     applied[REQUEST_HARMFUL] = kinds
     return ModerationResult(
-        flagged=not verdict.allowed,
+        flagged=harmful or not verdict.allowed,
         categories=categories,
         category_scores=scores,
         category_applied_input_types=applied,
         guardrail=GuardExtension(
             request_harmful=verdict.request_harmful,
             allowed=verdict.allowed,
+            categories=list(verdict.categories),
+            policy=verdict.policy,
+            controversial=verdict.controversial,
             decided_by=verdict.decided_by,
             parsed=verdict.parsed,
             reasoning=verdict.reasoning,

@@ -24,7 +24,7 @@ from typing import Any
 from guardrail.errors import ImageError, ImageTooLargeError
 from guardrail.inputs import InputLimits, data_url_bytes, fetch_image, header_pixels
 
-__all__ = ["LOCAL_REFUSED", "NoRoom", "PixelBudget", "client_images", "request_pixels"]
+__all__ = ["LOCAL_REFUSED", "NoRoom", "PixelBudget", "client_images", "conversation_images", "request_pixels"]
 
 #: The one answer to an image source that is neither inline data nor an allowed URL.
 LOCAL_REFUSED = "images must be given inline as data:image/...;base64 URLs"
@@ -51,6 +51,71 @@ def client_images(sources: Sequence[Any], limits: InputLimits, *, allow_remote: 
         else:
             raise ImageError(f"{where}: {LOCAL_REFUSED}")
     return out
+
+
+_SLOT = "guardrail-image-slot:"
+
+
+def conversation_images(
+    messages: Any, profile: Any, limits: InputLimits, *, allow_remote: bool
+) -> tuple[list[Any], list[bytes]]:
+    """A client's conversation with every image part replaced by the image's bytes (blocking).
+
+    Only the images the guard's profile will show its model are loaded (a single-turn family
+    sees the images of the checked turn only: a long chat's earlier images are neither fetched
+    nor counted against the limits); the parts of the others are dropped. Structure errors are
+    :class:`~guardrail.errors.InputError` (HTTP 400), as for the Python API.
+    """
+    from guardrail.conversation import IMAGE_PART_TYPES, parse_messages
+
+    if not isinstance(messages, list):
+        parse_messages(messages)  # raises the InputError that says what is wrong
+    sources: list[Any] = []
+    slotted: list[Any] = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            slotted.append(message)
+            continue
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES:
+                parts.append({"type": "image_url", "image_url": {"url": f"{_SLOT}{len(sources)}"}})
+                sources.append(_part_source(part))
+            else:
+                parts.append(part)
+        slotted.append({**message, "content": parts})
+    turns = parse_messages(slotted, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars)
+    view = profile.conversation_view(turns)
+    used = sorted({int(src[len(_SLOT) :]) for src in view.images})
+    if len(used) > limits.max_images:
+        from guardrail.errors import TooManyImagesError
+
+        raise TooManyImagesError(f"{len(used)} images given; the limit is {limits.max_images}")
+    loaded = dict(zip(used, client_images([sources[i] for i in used], limits, allow_remote=allow_remote), strict=True))
+    out = []
+    for message in slotted:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                url = part.get("image_url", {}).get("url", "") if isinstance(part, dict) else ""
+                if isinstance(url, str) and url.startswith(_SLOT):
+                    index = int(url[len(_SLOT) :])
+                    if index in loaded:
+                        parts.append({"type": "image_url", "image_url": {"url": loaded[index]}})
+                    continue
+                parts.append(part)
+            message = {**message, "content": parts}
+        out.append(message)
+    return out, list(loaded.values())
+
+
+def _part_source(part: dict[str, Any]) -> Any:
+    value = part.get("image_url", part.get("url"))
+    if isinstance(value, dict):
+        value = value.get("url")
+    return value
 
 
 def request_pixels(images: Sequence[bytes], limits: InputLimits) -> int:

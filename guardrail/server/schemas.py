@@ -1,15 +1,18 @@
 """Request and response bodies of the moderation server (pydantic models).
 
-``/v1/moderations`` follows OpenAI's moderation API. The guard has no per-category output, so
-OpenAI's category keys are always present and false/0; what the guard knows is reported under
-our own namespaced keys (``guardrail/request_harmful``), the way other OpenAI-compatible
-servers add custom categories, and the reasoning and decision details go in the ``guardrail``
-extension field of each result.
+``/v1/moderations`` follows OpenAI's moderation API. OpenAI's category keys are always present:
+the verdict's categories (codes of the guard's policy) set the keys they map to
+(:func:`guardrail.policies.to_openai_categories`; MLCommons S1 -> ``violence`` and
+``illicit/violent``...). Whether the request is harmful at all is reported under our own
+namespaced key ``guardrail/request_harmful``, the way other OpenAI-compatible servers add custom
+categories: a guard that names no category (GuardReasoner-VL) sets ``flagged`` and that key only.
+The native codes, the reasoning and the decision details go in the ``guardrail`` extension
+field of each result.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +80,9 @@ class GuardExtension(BaseModel):
 
     request_harmful: bool | None
     allowed: bool
+    categories: list[str] = Field(default_factory=list, description="the policy's codes of the violated categories")
+    policy: str | None = None
+    controversial: bool | None = None
     decided_by: str
     parsed: bool
     reasoning: str | None = None
@@ -101,9 +107,17 @@ class ModerationResponse(BaseModel):
 
 
 class GuardRequest(BaseModel):
-    """Our native request: a prompt and/or images, optionally with the AI response."""
+    """Our native request: a prompt and/or images, optionally with the AI response; or a whole
+    conversation (``messages``, OpenAI chat format: the last turn is checked); optionally the
+    policy to check against (a built-in name or an inline policy)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt: str | None = None
     response: str | None = None
     images: list[str] | None = Field(None, description="data:image/...;base64 URLs")
+    messages: list[dict[str, Any]] | None = Field(
+        None, description="a conversation: [{role: system|user|assistant|tool, content: str | parts}]"
+    )
+    policy: str | dict[str, Any] | None = Field(
+        None, description='a built-in policy name ("mlcommons", "openai-moderation") or {categories: [...]}'
+    )
