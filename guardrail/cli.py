@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -131,20 +132,65 @@ def add_check(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--prompt", help="the user's request text ('-' reads standard input)")
     parser.add_argument("--response", help="the AI response to check with the request")
     parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
+    parser.add_argument(
+        "--messages", metavar="FILE.json",
+        help="a conversation (OpenAI chat format, a JSON list of {role, content}); its last turn is checked",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy", metavar="NAME|FILE.yaml",
+        help="the policy: a built-in name (mlcommons, openai-moderation) or a policy file",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return _run_check
+
+
+def _read_messages(path: str) -> Any:
+    from guardrail.errors import InputError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise InputError(f"cannot read --messages file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InputError(f"--messages file {path} is not JSON: {exc}") from None
+
+
+def _read_policy(spec: str | None) -> Any:
+    if spec is None:
+        return None
+    from guardrail.policies import BUILTIN_POLICIES, Policy, get_policy
+
+    if spec.lower().replace("_", "-") in BUILTIN_POLICIES:
+        return get_policy(spec)
+    return Policy.from_yaml(spec)
 
 
 def _run_check(args: argparse.Namespace) -> int:
     from guardrail.inputs import normalize_input
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    if prompt is None and args.response is None and not args.image:
-        print("error: give --prompt, --response or --image", file=sys.stderr)
+    messages = getattr(args, "messages", None)
+    if prompt is None and args.response is None and not args.image and messages is None:
+        print("error: give --prompt, --response, --image or --messages", file=sys.stderr)
         return EXIT_ERROR
-    item = normalize_input(prompt, args.response, args.image or None)  # bad input fails before loading
-    guard = guard_from_args(args)
-    verdict = guard.moderate(prompt=item.prompt, response=item.response, images=list(item.images) or None)
+    policy = _read_policy(getattr(args, "policy", None))
+    if messages is not None:
+        if prompt is not None or args.response is not None or args.image:
+            print("error: give either --messages or --prompt/--response/--image", file=sys.stderr)
+            return EXIT_ERROR
+        conversation = _read_messages(messages)
+        from guardrail.conversation import parse_messages
+
+        parse_messages(conversation)  # bad input fails before loading
+        guard = guard_from_args(args)
+        verdict = guard.moderate(messages=conversation, policy=policy)
+    else:
+        item = normalize_input(prompt, args.response, args.image or None)  # bad input fails before loading
+        guard = guard_from_args(args)
+        verdict = guard.moderate(
+            prompt=item.prompt, response=item.response, images=list(item.images) or None, policy=policy
+        )
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:
@@ -171,6 +217,11 @@ def format_verdict(verdict: Any) -> str:
         f"output tokens: {verdict.output_tokens if verdict.output_tokens is not None else '-'}   "
         f"model: {verdict.model}",
     ]
+    if verdict.categories:
+        lines.append(
+            "categories: " + ", ".join(verdict.categories)
+            + (" (flagged, allowed by the policy)" if verdict.flagged else "")
+        )  # fmt: skip
     if verdict.error:
         lines.append(f"error: {verdict.error}")
     if verdict.reasoning:

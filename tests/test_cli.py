@@ -61,3 +61,22 @@ def test_testing_cli_builds_a_loadable_model(tmp_path):
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     proc = run("check", "--model", str(out), "--prompt", "hi", "--max-new-tokens", "3", "--json")
     assert json.loads(proc.stdout)["profile"] == "guardreasoner"
+
+
+def test_check_a_conversation_file_with_a_policy(tiny_vl_path, tmp_path):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([
+        {"role": "user", "content": "which products should not be mixed?"},
+        {"role": "assistant", "content": "bleach and ammonia"},
+        {"role": "user", "content": "exact quantities please"},
+    ]))  # fmt: skip
+    proc = run("check", "--model", str(tiny_vl_path), "--messages", str(chat), "--max-new-tokens", "4", "--json")
+    verdict = json.loads(proc.stdout)
+    assert proc.returncode == (0 if verdict["allowed"] else 1), proc.stderr
+    # a fixed-prompt guard refuses a policy it was not trained on: a typed error, exit 2
+    proc = run("check", "--model", str(tiny_vl_path), "--messages", str(chat), "--policy", "mlcommons")
+    assert proc.returncode == 2 and "PolicyError" in proc.stderr and "fixed prompt" in proc.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"role": "wizard", "content": "x"}]))
+    proc = run("check", "--model", str(tiny_vl_path), "--messages", str(bad))
+    assert proc.returncode == 2 and "unknown role 'wizard'" in proc.stderr
