@@ -183,11 +183,13 @@ class TrainingError(GuardrailError):
 
 
 class GuardViolation(GuardrailError):
-    """Content was blocked by the guard. ``verdict`` holds the decision that blocked it."""
+    """Content was blocked by the guard. ``verdict`` holds the decision that blocked it;
+    ``categories`` the codes of the violated policy categories (empty when the guard names none)."""
 
     def __init__(self, verdict: Verdict, message: str | None = None, *, stage: str | None = None):
         self.verdict = verdict
         self.stage = stage
+        self.categories: tuple[str, ...] = tuple(getattr(verdict, "categories", ()) or ())
         super().__init__(message or _violation_message(verdict, stage))
 
 
@@ -221,4 +223,7 @@ def _violation_message(verdict: Any, stage: str | None) -> str:
         parts.append("request harmful")
     if verdict.response_harmful:
         parts.append("response harmful")
+    categories = getattr(verdict, "categories", ())
+    if categories:
+        parts.append("categories " + ", ".join(categories))
     return f"{where}blocked by guard: " + (", ".join(parts) or "harmful")
