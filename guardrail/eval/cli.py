@@ -131,6 +131,29 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_compare(parser: argparse.ArgumentParser) -> Handler:
+    """Compare guards side by side: F1 per benchmark, tokens and latency per check, agreement."""
+    parser.description = (
+        "Score several guards' predictions (one `run` folder each: any family, fast or reasoning) and "
+        "print them side by side; --out also writes .md, .json or .png reports."
+    )
+    parser.add_argument("--predictions", nargs="+", required=True, metavar="FILE_OR_DIR")
+    parser.add_argument("--names", nargs="+", default=None, help="a name per --predictions (default: the model)")
+    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict")
+    parser.add_argument("--out", nargs="*", default=[], metavar="FILE", help="report files: .md, .json, .png")
+    return _compare
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from guardrail.eval.report import to_markdown, write_report
+
+    reports = _load_reports(args.predictions, args.names, args.protocol)
+    for out in args.out:
+        print(f"wrote {write_report(reports, out)}", file=sys.stderr)
+    print(to_markdown(reports))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------- threshold
 def add_threshold(parser: argparse.ArgumentParser) -> Handler:
     """Pick a fast-mode threshold for a target false-positive rate from scored predictions."""
@@ -223,6 +246,7 @@ EVAL_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], Handler]] = {
     "run": add_run,
     "score": add_score,
     "report": add_report,
+    "compare": add_compare,
     "list": add_list,
     "threshold": add_threshold,
 }

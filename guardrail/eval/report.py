@@ -105,6 +105,21 @@ def _agreement_lines(reports: Sequence[ScoreReport]) -> list[str]:
     ]
 
 
+def _cost_lines(reports: Sequence[ScoreReport]) -> list[str]:
+    """Tokens and latency per check, side by side (what each guard's F1 costs)."""
+    header = ["benchmark", "task", *(f"{r.guard} {what}" for r in reports for what in ("tokens", "ms"))]
+    rows = []
+    for bench, task, _modality, _n in _rows(reports):
+        cells = []
+        for report in reports:
+            s = report.get(bench, task)
+            cells += [_fmt(s.mean_output_tokens, 1) if s else "-", _fmt(s.mean_latency_ms, 1) if s else "-"]
+        rows.append([bench, task, *cells])
+    return ["## Cost per check side by side", "",
+            "Mean output tokens and mean latency per check (a batch's wall time over its size); fast "
+            "mode writes no tokens.", "", *_table(header, rows), ""]  # fmt: skip
+
+
 def to_markdown(reports: Sequence[ScoreReport]) -> str:
     """One table per guard (gold class balance, F1, precision, recall, failures, tokens, latency)
     with the sample-weighted averages; with several guards, an F1 comparison table and the
@@ -131,6 +146,7 @@ def to_markdown(reports: Sequence[ScoreReport]) -> str:
                         [f"average ({scope})", task, "", "", *(_fmt(a.f1) if a else "-" for a in avgs)]
                     )
         lines += ["## F1 side by side", "", *_table(header, rows), ""]
+        lines += _cost_lines(reports)
         lines += _agreement_lines(reports)
     for report in reports:
         lines += [f"## {report.guard}", "", f"Predictions: `{report.source}`", "", *_detail(report), ""]

@@ -47,3 +47,15 @@ def test_report_shows_class_balance_and_where_two_guards_disagree(tmp_path, caps
                       "agree": 3, "both_right": 2, "only_a_right": 2, "only_b_right": 0,
                       "disagreeing": ["poison", "cake"], "rate": 60.0}]  # fmt: skip
     assert json.loads(js.read_text())["guards"][0]["results"][0]["positives"] == 3
+
+
+def test_compare_puts_f1_and_cost_side_by_side(tmp_path, capsys):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    bench = [load_benchmark(str(path))]
+    run_benchmarks(guard(lambda t: "bomb" in t or "poison" in t or "lock" in t), bench, tmp_path / "a")
+    run_benchmarks(guard(lambda t: "cake" in t), bench, tmp_path / "b")
+    assert main(["compare", "--predictions", str(tmp_path / "a"), str(tmp_path / "b"), "--names", "A", "B"]) == 0
+    out = capsys.readouterr().out
+    assert "## F1 side by side" in out and "| mine | request | text | 5 | 100.00 | 0.00 |" in out
+    assert "## Cost per check side by side" in out and "| benchmark | task | A tokens | A ms | B tokens | B ms |" in out
