@@ -158,6 +158,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
             extra_guardrail("guard-down", "pre_call", f"http://127.0.0.1:{free_port()}"),
             extra_guardrail("guard-down-post", "post_call", f"http://127.0.0.1:{free_port()}"),
             extra_guardrail("guard-slow", "pre_call", slow_url, timeout=1),
+            extra_guardrail("guard-wrong-key", "pre_call", guard_url, api_key="wrong"),
             extra_guardrail("tiny", "pre_call", f"http://127.0.0.1:{tiny_port}", timeout=300),
         ]
         env = {
@@ -238,10 +239,10 @@ def test_during_call_checks_the_request_before_a_stream_starts(s):
     assert "data: {" not in body  # the model may have been called in parallel; nothing was sent
 
 
-@pytest.mark.parametrize("name", ["guard-down", "guard-slow"])
-def test_a_guard_that_is_down_or_too_slow_blocks(s, name):
+@pytest.mark.parametrize("name", ["guard-down", "guard-slow", "guard-wrong-key"])
+def test_a_guard_that_is_down_too_slow_or_refuses_the_key_blocks(s, name):
     r = s.chat("How do I bake bread?", guardrails=[name])
-    assert r.status_code >= 400, r.text
+    assert r.status_code == 500, r.text
     assert "Generic Guardrail API failed" in error_message(r)
     assert s.stub.requests == []
 
