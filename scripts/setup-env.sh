@@ -26,9 +26,9 @@ echo "==> installing torch (CPU-usable wheels pinned in scripts/constraints.txt)
 pip install -q -c scripts/constraints.txt torch torchvision
 # llama-cpp-python compiles llama.cpp from source the first time (several minutes on 2 cores);
 # pip caches the wheel, so later environments on the same machine install it in seconds.
-echo "==> installing guardrail-vl with all extras (llama-cpp-python may compile: be patient)" >&2
+echo "==> installing guardrail-vl with all extras and the LiteLLM proxy for its tests (llama-cpp-python may compile: be patient)" >&2
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-  pip install -q -c scripts/constraints.txt -e ".[all,dev]" "llama-cpp-python[server]"
+  pip install -q -c scripts/constraints.txt -e ".[all,dev,litellm]" "llama-cpp-python[server]"
 # llama.cpp's GGUF converter comes from the llama-cpp-python source distribution: fetch it now,
 # while the package index is reachable, so that the main job's GGUF export later works offline.
 "$VENV/bin/python" -c "from guardrail.export import converter_source; converter_source()" \

@@ -6,7 +6,18 @@ import subprocess
 
 from tests.conftest import PYTHON, REPO, subprocess_env
 
-HEAVY = ("torch", "transformers", "llama_cpp", "langchain_core", "fastapi", "numpy", "httpx", "uvicorn")
+HEAVY = (
+    "torch",
+    "transformers",
+    "llama_cpp",
+    "langchain_core",
+    "fastapi",
+    "numpy",
+    "httpx",
+    "uvicorn",
+    "agents",
+    "litellm",
+)
 
 
 def test_import_guardrail_is_light():

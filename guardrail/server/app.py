@@ -5,6 +5,8 @@ Endpoints:
 - ``POST /v1/moderations``: OpenAI-compatible moderation (strings, lists, content parts).
 - ``POST /v1/guard``: prompt / response / images, or ``messages`` (a conversation), and
   optionally ``policy`` -> the ``Verdict`` JSON.
+- ``POST /beta/litellm_basic_guardrail_api``: LiteLLM's Generic Guardrail API
+  (:mod:`guardrail.server.litellm_api`; content it cannot check is answered ``BLOCKED``).
 - ``GET /healthz`` (process alive), ``GET /readyz`` (accepting work), ``GET /metrics``
   (Prometheus text format).
 
@@ -39,6 +41,12 @@ from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, Pa
 from guardrail.observers import RequestInfo, called_by
 from guardrail.policies import Policy, PolicyError, resolve_policy, to_openai_categories
 from guardrail.profiles import effective_policy
+from guardrail.server.litellm_api import (
+    LITELLM_PATH,
+    LiteLLMGuardrailRequest,
+    add_litellm_route,
+    blocked_answer,
+)
 from guardrail.server.media import NoRoom, PixelBudget, client_images, conversation_images, request_pixels
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
@@ -210,12 +218,18 @@ class _Edge:
                     408, f"request body not received within {self.settings.body_timeout_s}s",
                     "invalid_request_error", "body_timeout", headers={"Connection": "close"},
                 )  # fmt: skip
+                if path == LITELLM_PATH:
+                    response = _litellm_refusal(
+                        f"the request body was not received within {self.settings.body_timeout_s}s"
+                    )
                 await response(scope, receive, send_wrapper)
                 return
             if messages is None:
                 response = _error(
                     413, f"request body over {self.limit} bytes", "invalid_request_error", "body_too_large"
                 )
+                if path == LITELLM_PATH:
+                    response = _litellm_refusal(f"the request body is over {self.limit} bytes")
                 self.metrics.errors.labels("body_too_large").inc()
                 await response(scope, receive, send_wrapper)
                 return
@@ -237,9 +251,13 @@ class _Edge:
         key = self.settings.api_key
         if key is None:
             return True
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode())
+        headers = dict(scope.get("headers") or [])
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode()):
+            return True
+        # LiteLLM's generic guardrail sends its api_key as x-api-key (accepted on its route only)
+        other = headers.get(b"x-api-key") if scope.get("path") == LITELLM_PATH else None
+        return other is not None and hmac.compare_digest(other.strip(), key.encode())
 
     async def _read_body(self, scope: dict, receive: Callable[[], Awaitable[dict]]) -> list[dict] | None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -260,7 +278,7 @@ class _Edge:
                 return messages
 
 
-_KNOWN_PATHS = frozenset({"/v1/moderations", "/v1/guard", "/healthz", "/readyz", "/metrics"})
+_KNOWN_PATHS = frozenset({"/v1/moderations", "/v1/guard", "/healthz", "/readyz", "/metrics", LITELLM_PATH})
 # Answer without the API key (probes); they report nothing about the deployment.
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -270,6 +288,12 @@ _PUBLIC_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (ParseError, "the guard's output could not be read"),
     (GuardrailError, "the guard backend failed"),
 )
+
+
+def _litellm_refusal(why: str) -> Any:
+    """The edge's refusal on LiteLLM's route: a ``BLOCKED`` answer, not an HTTP error, since
+    LiteLLM's fail-open settings would let content through on an error."""
+    return JSONResponse(blocked_answer(f"the content cannot be checked: {why}"))
 
 
 def public_model_name(name: Any) -> str:
@@ -500,6 +524,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             item["policy"] = body.policy
         return (await run_guard([item]))[0]
 
+    add_litellm_route(app, run_guard=run_guard, max_images=guard.limits.max_images)
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -515,7 +541,7 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 
-    _documented(app, (ModerationRequest, GuardRequest))
+    _documented(app, (ModerationRequest, GuardRequest, LiteLLMGuardrailRequest))
     app.add_middleware(_Edge, settings=settings, metrics=metrics)
     return app
 
