@@ -10,6 +10,7 @@ name                   models                                     output
 =====================  =========================================  ==============================
 ``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
+``qwen3guard``         Qwen3Guard-Gen 0.6B/4B/8B (Qwen3, text)    ``Safety:`` + ``Categories:``
 =====================  =========================================  ==============================
 """
 
@@ -34,6 +35,7 @@ from guardrail.profiles.guardreasoner_vl import (
     GuardReasonerVLProfile,
     parse_user_text,
 )
+from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "GUARDREASONER_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
     "PROFILES",
+    "QWEN3GUARD_POLICY",
+    "Qwen3GuardProfile",
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
     "ImageSlot",
@@ -64,6 +68,7 @@ __all__ = [
 PROFILES: dict[str, type[Profile]] = {
     GuardReasonerVLProfile.name: GuardReasonerVLProfile,
     GuardReasonerProfile.name: GuardReasonerProfile,
+    Qwen3GuardProfile.name: Qwen3GuardProfile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
