@@ -119,6 +119,9 @@ def effective_policy(profile: Profile, policy: Policy | None) -> Policy | None:
     trained = profile.trained_policy
     if trained is not None and trained.same_prompt(policy):
         return policy
+    default = profile.default_policy()
+    if default is not None and default.same_prompt(policy):  # the family's taxonomy, other actions
+        return policy
     takers = sorted(name for name, cls in PROFILES.items() if cls.takes_policy)
     families = ", ".join(takers) if takers else "none installed"
     what = (
