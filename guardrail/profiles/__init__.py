@@ -11,6 +11,7 @@ name                   models                                     output
 ``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
 ``qwen3guard``         Qwen3Guard-Gen 0.6B/4B/8B (Qwen3, text)    ``Safety:`` + ``Categories:``
+``gpt-oss-safeguard``  gpt-oss-safeguard 20b/120b (gpt-oss)       harmony: analysis + final JSON
 =====================  =========================================  ==============================
 """
 
@@ -35,6 +36,7 @@ from guardrail.profiles.guardreasoner_vl import (
     GuardReasonerVLProfile,
     parse_user_text,
 )
+from guardrail.profiles.gpt_oss_safeguard import GptOssSafeguardProfile
 from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 
@@ -42,6 +44,7 @@ __all__ = [
     "END_TOKENS",
     "GUARDREASONER_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
+    "GptOssSafeguardProfile",
     "PROFILES",
     "QWEN3GUARD_POLICY",
     "Qwen3GuardProfile",
@@ -69,6 +72,7 @@ PROFILES: dict[str, type[Profile]] = {
     GuardReasonerVLProfile.name: GuardReasonerVLProfile,
     GuardReasonerProfile.name: GuardReasonerProfile,
     Qwen3GuardProfile.name: Qwen3GuardProfile,
+    GptOssSafeguardProfile.name: GptOssSafeguardProfile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile

@@ -62,6 +62,7 @@ _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
 #: returning ``(model, tokenizer_or_processor)`` (scaled and saved by build_tiny_model).
 FAMILY_BUILDERS: dict[str, str] = {
     "qwen3guard": "guardrail.testing.tiny_qwen3guard:build",
+    "gpt-oss-safeguard": "guardrail.testing.tiny_gpt_oss:build",
 }
 
 
