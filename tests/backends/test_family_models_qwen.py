@@ -106,3 +106,33 @@ def test_llamacpp_runs_the_exported_model_like_transformers(qwen3guard_gguf, qwe
             assert guard.moderate(**item).raw_output == qwen3guard_hf.moderate(**item).raw_output
     finally:
         guard.close()
+
+
+# ------------------------------------------------------------------------ gpt-oss-safeguard
+@pytest.fixture(scope="module")
+def gpt_oss_hf(tiny_cache):
+    from guardrail.testing import cached_tiny_model
+
+    path = cached_tiny_model("gpt-oss-safeguard", tiny_cache)
+    guard = Guard.from_pretrained(path, device="cpu", max_new_tokens=8, profile_options={"reasoning_effort": "low"})
+    yield guard
+    guard.close()
+
+
+def test_gpt_oss_runs_on_transformers_with_the_templates_token_ids(gpt_oss_hf):
+    from guardrail.policies import MLCOMMONS
+
+    assert gpt_oss_hf.profile.name == "gpt-oss-safeguard"
+    backend, profile = gpt_oss_hf.backend, gpt_oss_hf.profile
+    prepared = prepare(profile, {"prompt": "q", "response": "r", "policy": MLCOMMONS}, InputLimits())
+    messages = [
+        {"role": "system", "content": profile.policy_text(MLCOMMONS)},
+        {"role": "user", "content": profile.content_text(prepared.item)},
+    ]
+    text = backend.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, reasoning_effort="low"
+    )
+    ids, _, _ = backend.encode(prepared.prompt)
+    assert ids == backend.tokenizer(text, add_special_tokens=False).input_ids
+    v = gpt_oss_hf.moderate(prompt="How do I bake bread?", policy=MLCOMMONS)
+    assert v.raw_output and v.decided_by == "policy" and not v.allowed  # random weights: no answer
