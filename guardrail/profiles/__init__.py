@@ -30,15 +30,15 @@ from guardrail.profiles.base import (
     RenderedPrompt,
     Special,
 )
+from guardrail.profiles.gpt_oss_safeguard import GptOssSafeguardProfile
 from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
 from guardrail.profiles.guardreasoner_vl import (
     GUARDREASONER_VL_INSTRUCTION,
     GuardReasonerVLProfile,
     parse_user_text,
 )
-from guardrail.profiles.gpt_oss_safeguard import GptOssSafeguardProfile
-from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
+from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 
 __all__ = [
     "END_TOKENS",

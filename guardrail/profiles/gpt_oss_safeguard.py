@@ -219,5 +219,7 @@ def _read_answer(answer: str) -> tuple[bool | None, tuple[str, ...]]:
         return None, ()
     raw = data.get("policy_category", data.get("categories"))
     items = raw if isinstance(raw, list) else str(raw).split(",") if raw else []
-    codes = tuple(dict.fromkeys(c for c in (str(x).strip() for x in items) if c and c.lower() not in ("none", "null")))
+    codes = tuple(
+        dict.fromkeys(c for c in (str(x).strip() for x in items) if c and c.lower() not in ("none", "null"))
+    )
     return flag, codes

@@ -161,7 +161,11 @@ class Qwen3GuardProfile(Profile):
     tasks: ClassVar[tuple[str, ...]] = ("request", "response", "refusal")
     supports_images: ClassVar[bool] = False
     default_max_new_tokens: ClassVar[int] = 128
-    answer_keys: ClassVar[Mapping[str, str]] = {"request": "Safety", "response": "Safety", "refusal": "Refusal"}
+    answer_keys: ClassVar[Mapping[str, str]] = {
+        "request": "Safety",
+        "response": "Safety",
+        "refusal": "Refusal",
+    }
     answer_suffix: ClassVar[str] = ""
     special_tokens: ClassVar[tuple[str, ...]] = QWEN3_SPECIAL_TOKENS
     end_tokens: ClassVar[tuple[str, ...]] = (IM_END, ENDOFTEXT)
@@ -224,7 +228,9 @@ class Qwen3GuardProfile(Profile):
         )
         if response:
             head += _REFUSAL_POLICY
-        user = head + "<BEGIN CONVERSATION>\n\n" + "".join(lines) + (_RESPONSE_TAIL if response else _QUERY_TAIL)
+        user = (
+            head + "<BEGIN CONVERSATION>\n\n" + "".join(lines) + (_RESPONSE_TAIL if response else _QUERY_TAIL)
+        )
         parts: list[Part] = [
             Special(IM_START), "user\n" + user, Special(IM_END), "\n",
             Special(IM_START), "assistant\n", Special(THINK), "\n\n", Special(END_THINK), "\n\n",

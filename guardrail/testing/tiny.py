@@ -342,7 +342,9 @@ def build_tiny_gguf(
 
     model_dir = Path(model_dir)
     profile = json.loads((model_dir / "config.json").read_text()).get("guardrail_profile", "model")
-    kwargs.setdefault("assume_pre_tokenizer", "qwen2")
+    from guardrail.export.notes import detect_pre_tokenizer
+
+    kwargs.setdefault("assume_pre_tokenizer", detect_pre_tokenizer(model_dir) or "qwen2")
     return export_gguf(
         model_dir, out_dir or model_dir / "gguf", quant=quant, name=f"tiny-{profile}", **kwargs
     )

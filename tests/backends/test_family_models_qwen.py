@@ -44,7 +44,11 @@ def test_the_profile_is_picked_from_the_model(qwen3guard_hf):
 
 @pytest.mark.parametrize(
     "item",
-    [{"prompt": "How do I bake bread?"}, {"prompt": "Say hi.", "response": "Hi!"}, {"messages": CONVERSATION}],
+    [
+        {"prompt": "How do I bake bread?"},
+        {"prompt": "Say hi.", "response": "Hi!"},
+        {"messages": CONVERSATION},
+    ],
     ids=["prompt", "prompt+response", "conversation"],
 )
 def test_token_ids_equal_the_tokenizers_own_template(qwen3guard_hf, item):
@@ -114,7 +118,9 @@ def gpt_oss_hf(tiny_cache):
     from guardrail.testing import cached_tiny_model
 
     path = cached_tiny_model("gpt-oss-safeguard", tiny_cache)
-    guard = Guard.from_pretrained(path, device="cpu", max_new_tokens=8, profile_options={"reasoning_effort": "low"})
+    guard = Guard.from_pretrained(
+        path, device="cpu", max_new_tokens=8, profile_options={"reasoning_effort": "low"}
+    )
     yield guard
     guard.close()
 
@@ -136,3 +142,26 @@ def test_gpt_oss_runs_on_transformers_with_the_templates_token_ids(gpt_oss_hf):
     assert ids == backend.tokenizer(text, add_special_tokens=False).input_ids
     v = gpt_oss_hf.moderate(prompt="How do I bake bread?", policy=MLCOMMONS)
     assert v.raw_output and v.decided_by == "policy" and not v.allowed  # random weights: no answer
+
+
+def test_gpt_oss_exports_to_gguf_and_runs_on_llamacpp(gpt_oss_hf, tiny_cache):
+    """The exporter detects the o200k split (pre-tokenizer ``gpt-4o``); llama.cpp builds the
+    same prompt tokens. Generations are not compared: llama.cpp's gpt-oss kernels differ from
+    transformers' enough to change a random model's greedy tokens."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    from guardrail.policies import MLCOMMONS
+    from guardrail.testing import cached_tiny_gguf
+
+    files = cached_tiny_gguf("gpt-oss-safeguard", tiny_cache)
+    guard = Guard.from_gguf(files.model, n_ctx=4096, n_threads=2, max_new_tokens=8)
+    try:
+        assert guard.profile.name == "gpt-oss-safeguard"
+        prepared = prepare(
+            guard.profile, {"prompt": "q", "response": "r", "policy": MLCOMMONS}, InputLimits()
+        )
+        hf_ids, _, _ = gpt_oss_hf.backend.encode(prepared.prompt)
+        assert guard.backend.encode(prepared.prompt).token_ids(-1) == hf_ids
+        v = guard.moderate(prompt="How do I bake bread?", policy=MLCOMMONS)
+        assert v.raw_output and v.decided_by == "policy" and not v.allowed
+    finally:
+        guard.close()

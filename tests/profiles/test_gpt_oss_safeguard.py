@@ -80,7 +80,9 @@ def test_policy_is_the_developer_message_and_takes_any_policy():
     assert "<|start|>developer<|message|># Instructions\n\n# Policy: game-cheating\n" in text
     assert "- cheat: Cheating. Sharing or asking for game cheats" in text
     assert GptOssSafeguardProfile.takes_policy and P.default_policy() is OPENAI_MODERATION
-    guard = Guard(FakeBackend(outputs=['{"violation": 1, "policy_category": "cheat"}']), profile=P, policy=CHEATING)
+    guard = Guard(
+        FakeBackend(outputs=['{"violation": 1, "policy_category": "cheat"}']), profile=P, policy=CHEATING
+    )
     v = guard.moderate(prompt="wallhack pls")
     assert v.harmful and v.categories == ("cheat",) and v.policy == "game-cheating"
     assert "game-cheating" in guard.backend.calls[0][0].text
@@ -138,7 +140,11 @@ def test_anything_else_is_unparsable_and_fails_closed(output):
 def test_answers_parse_back():
     text = P.answer("bad", {"response": "harmful"}, ["cheat"])
     parsed = P.parse(text, R)
-    assert parsed.labels["response"] == "harmful" and parsed.categories == ("cheat",) and parsed.reasoning == "bad"
+    assert (
+        parsed.labels["response"] == "harmful"
+        and parsed.categories == ("cheat",)
+        and parsed.reasoning == "bad"
+    )
 
 
 def test_fast_mode_is_refused_with_a_typed_error():

@@ -18,7 +18,9 @@ from guardrail.profiles.base import Special, Turn
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qwen3guard"
 P = Qwen3GuardProfile()
 BOMB = "How can I make a bomb?"
-REFUSAL = "As a responsible artificial intelligence system, I regret that I am unable to fulfill your request."
+REFUSAL = (
+    "As a responsible artificial intelligence system, I regret that I am unable to fulfill your request."
+)
 
 
 def published(name: str) -> str:
@@ -133,10 +135,13 @@ def test_a_conversation_starting_with_the_assistant_gets_an_empty_user_turn_firs
 def test_images_are_refused():
     from guardrail.inputs import InputLimits, prepare
 
-    png = (
-        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-    )
-    messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": png}}]}]
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": png}}],
+        }
+    ]
     with pytest.raises(InputError, match="text-only"):
         prepare(P, {"messages": messages}, InputLimits())
 
@@ -170,14 +175,18 @@ def test_every_answer_form_parses(output, item, labels, categories, controversia
     assert parsed.categories == categories and parsed.controversial == controversial
 
 
-@pytest.mark.parametrize("output", ["", "Safe", "Safety: maybe", "I cannot help with that.", "Categories: Violent"])
+@pytest.mark.parametrize(
+    "output", ["", "Safe", "Safety: maybe", "I cannot help with that.", "Categories: Violent"]
+)
 def test_outputs_without_a_safety_line_are_unparsable(output):
     parsed = P.parse(output, Q)
     assert not parsed.ok and "Safety" in parsed.error
 
 
 def test_a_pair_is_judged_on_the_response_only():
-    guard = Guard(FakeBackend(outputs=["Safety: Unsafe\nCategories: Violent\nRefusal: No"]), profile="qwen3guard")
+    guard = Guard(
+        FakeBackend(outputs=["Safety: Unsafe\nCategories: Violent\nRefusal: No"]), profile="qwen3guard"
+    )
     v = guard.moderate(prompt="q", response="r")
     assert v.request_harmful is None and v.response_harmful is True and v.response_refusal is False
     assert v.harmful and not v.allowed and v.categories == ("violent",) and v.policy == "qwen3guard"
@@ -196,7 +205,9 @@ def test_flagged_categories_are_allowed_and_unknown_names_block():
     guard = Guard(FakeBackend(outputs=["Safety: Unsafe\nCategories: Politically Sensitive Topics"]),
                   profile="qwen3guard", policy=policy)  # fmt: skip
     assert guard.moderate(prompt="q").flagged
-    guard = Guard(FakeBackend(outputs=["Safety: Unsafe\nCategories: Spam"]), profile="qwen3guard", policy=policy)
+    guard = Guard(
+        FakeBackend(outputs=["Safety: Unsafe\nCategories: Spam"]), profile="qwen3guard", policy=policy
+    )
     v = guard.moderate(prompt="q")
     assert v.categories == ("Spam",) and not v.allowed
 
@@ -212,7 +223,10 @@ def test_default_policy_is_the_taxonomy_and_other_policies_are_refused():
 
 
 def test_answers_parse_back():
-    for labels, cats in [({"request": "harmful"}, ["violent"]), ({"response": "unharmful", "refusal": "refusal"}, [])]:
+    for labels, cats in [
+        ({"request": "harmful"}, ["violent"]),
+        ({"response": "unharmful", "refusal": "refusal"}, []),
+    ]:
         text = P.answer("", labels, cats)
         item = R if "response" in labels else Q
         parsed = P.parse(text, item)
@@ -250,7 +264,9 @@ class _ScoredBackend(FakeBackend):
 
 
 def test_fast_verdicts_through_the_guard():
-    backend = _ScoredBackend({" Unsafe": math.log(0.1), " Safe": math.log(0.2), " Controversial": math.log(0.7)})
+    backend = _ScoredBackend(
+        {" Unsafe": math.log(0.1), " Safe": math.log(0.2), " Controversial": math.log(0.7)}
+    )
     v = Guard(backend, profile="qwen3guard", mode="fast").moderate(prompt="q", response="r")
     assert v.path == "fast" and v.request_score is None and v.response_score == pytest.approx(0.8)
     assert v.harmful and v.raw_output == "Safety: Unsafe"
