@@ -96,7 +96,7 @@ def plan(profile: Profile, item: ModerationInput) -> FastPlan:
         raise ConfigurationError(
             f"profile {profile.name!r} cannot run fast mode: its fast_prefix must end with {key!r}"
         )
-    assignments = tuple(itertools.product(*(TASK_LABELS[t] for t in tasks)))
+    assignments = tuple(itertools.product(*(profile.fast_labels(t) for t in tasks)))
     continuations = tuple(profile.answer_text(dict(zip(tasks, a, strict=True)), tasks) for a in assignments)
     return FastPlan(tasks, assignments, continuations)
 
@@ -107,8 +107,9 @@ def score_request(profile: Profile, prepared: Prepared, fast_plan: FastPlan) -> 
     )
 
 
-def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float]:
-    """P(positive label) per task from the candidates' log-probabilities.
+def marginals(fast_plan: FastPlan, logprobs: Sequence[float], *, controversial: str = "block") -> dict[str, float]:
+    """P(positive label) per task from the candidates' log-probabilities. A graded family's
+    ``"controversial"`` candidates count as positive unless ``controversial="allow"``.
 
     >>> p = FastPlan(("request",), (("harmful",), ("unharmful",)), (" harmful", " unharmful"))
     >>> round(marginals(p, [math.log(0.3), math.log(0.1)])["request"], 4)
@@ -128,9 +129,9 @@ def marginals(fast_plan: FastPlan, logprobs: Sequence[float]) -> dict[str, float
     total = sum(weights)
     out = {}
     for i, task in enumerate(fast_plan.tasks):
-        positive = TASK_LABELS[task][0]
+        positive = {TASK_LABELS[task][0]} | ({"controversial"} if controversial != "allow" else set())
         out[task] = (
-            sum(w for w, a in zip(weights, fast_plan.assignments, strict=True) if a[i] == positive) / total
+            sum(w for w, a in zip(weights, fast_plan.assignments, strict=True) if a[i] in positive) / total
         )
     return out
 

@@ -140,7 +140,7 @@ def moderation_pass(
                     out[i] = _error_verdict(s, result.error, latency, path="fast")
                     continue
                 try:
-                    scores = fast.marginals(plans[i], result.logprobs)
+                    scores = fast.marginals(plans[i], result.logprobs, controversial=s.controversial)
                 except ValueError as exc:
                     out[i] = _error_verdict(s, RuntimeError(f"unusable label probabilities: {exc}"), latency,
                                             path="fast")  # fmt: skip

@@ -10,6 +10,8 @@ name                   models                                     output
 =====================  =========================================  ==============================
 ``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
+``qwen3guard``         Qwen3Guard-Gen 0.6B/4B/8B (Qwen3, text)    ``Safety:`` + ``Categories:``
+``gpt-oss-safeguard``  gpt-oss-safeguard 20b/120b (gpt-oss)       harmony: analysis + final JSON
 =====================  =========================================  ==============================
 """
 
@@ -28,6 +30,7 @@ from guardrail.profiles.base import (
     RenderedPrompt,
     Special,
 )
+from guardrail.profiles.gpt_oss_safeguard import GptOssSafeguardProfile
 from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
 from guardrail.profiles.guardreasoner_vl import (
     GUARDREASONER_VL_INSTRUCTION,
@@ -35,12 +38,16 @@ from guardrail.profiles.guardreasoner_vl import (
     parse_user_text,
 )
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
+from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 
 __all__ = [
     "END_TOKENS",
     "GUARDREASONER_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
+    "GptOssSafeguardProfile",
     "PROFILES",
+    "QWEN3GUARD_POLICY",
+    "Qwen3GuardProfile",
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
     "ImageSlot",
@@ -64,6 +71,8 @@ __all__ = [
 PROFILES: dict[str, type[Profile]] = {
     GuardReasonerVLProfile.name: GuardReasonerVLProfile,
     GuardReasonerProfile.name: GuardReasonerProfile,
+    Qwen3GuardProfile.name: Qwen3GuardProfile,
+    GptOssSafeguardProfile.name: GptOssSafeguardProfile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
@@ -113,6 +122,9 @@ def effective_policy(profile: Profile, policy: Policy | None) -> Policy | None:
         return policy
     trained = profile.trained_policy
     if trained is not None and trained.same_prompt(policy):
+        return policy
+    default = profile.default_policy()
+    if default is not None and default.same_prompt(policy):  # the family's taxonomy, other actions
         return policy
     takers = sorted(name for name, cls in PROFILES.items() if cls.takes_policy)
     families = ", ".join(takers) if takers else "none installed"

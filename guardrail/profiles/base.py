@@ -338,6 +338,12 @@ class Profile(ABC):
         last = max((i for i, t in enumerate(self.tasks) if t in needed), default=0)
         return self.tasks[: last + 1]
 
+    def fast_labels(self, task: str) -> tuple[str, ...]:
+        """The labels the fast pass enumerates for ``task`` (default: the task's two labels;
+        a graded family adds ``"controversial"``, counted as harmful unless the guard allows
+        controversial answers)."""
+        return TASK_LABELS[task]
+
     def answer_text(self, labels: Mapping[str, str | None], tasks: Sequence[str]) -> str:
         """The label lines that follow :attr:`fast_prefix` for ``labels`` over ``tasks``.
 

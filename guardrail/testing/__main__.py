@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from guardrail.testing.tiny import FAMILY_BUILDERS
+
     parser = argparse.ArgumentParser(prog="python -m guardrail.testing", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tiny = sub.add_parser("tiny-model", help="build a tiny random guard model offline")
     tiny.add_argument("out_dir", help="directory to write the model to")
-    tiny.add_argument("--profile", default="guardreasoner-vl", choices=["guardreasoner-vl", "guardreasoner"])
+    tiny.add_argument("--profile", default="guardreasoner-vl", choices=["guardreasoner-vl", "guardreasoner", *FAMILY_BUILDERS])
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(
         "--gguf", action="store_true",

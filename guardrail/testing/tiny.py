@@ -58,6 +58,20 @@ _CORPUS = [
 
 _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
 
+#: Tiny builders of the other families, each in its own module: profile -> "module:function"
+#: returning ``(model, tokenizer_or_processor)`` (scaled and saved by build_tiny_model).
+FAMILY_BUILDERS: dict[str, str] = {
+    "qwen3guard": "guardrail.testing.tiny_qwen3guard:build",
+    "gpt-oss-safeguard": "guardrail.testing.tiny_gpt_oss:build",
+}
+
+
+def _family_builder(profile: str) -> Any:
+    import importlib
+
+    module, func = FAMILY_BUILDERS[profile].split(":")
+    return getattr(importlib.import_module(module), func)
+
 
 def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     tokenizers = require("tokenizers", extra="transformers")
@@ -227,6 +241,9 @@ def build_tiny_model(
         )
         model = transformers.LlamaForCausalLM(config)
         saver = tokenizer
+    elif profile in FAMILY_BUILDERS:
+        model, saver = _family_builder(profile)(vocab_size)
+        config, vocab = model.config, saver.get_vocab()
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
@@ -325,7 +342,9 @@ def build_tiny_gguf(
 
     model_dir = Path(model_dir)
     profile = json.loads((model_dir / "config.json").read_text()).get("guardrail_profile", "model")
-    kwargs.setdefault("assume_pre_tokenizer", "qwen2")
+    from guardrail.export.notes import detect_pre_tokenizer
+
+    kwargs.setdefault("assume_pre_tokenizer", detect_pre_tokenizer(model_dir) or "qwen2")
     return export_gguf(
         model_dir, out_dir or model_dir / "gguf", quant=quant, name=f"tiny-{profile}", **kwargs
     )
