@@ -254,8 +254,10 @@ def resolve_gguf(
     listing = list_repo(repo_id, revision, cache_dir, token)
     ggufs = tuple(f for f in listing.files if f.lower().endswith(".gguf"))
     models = tuple(f for f in ggufs if "mmproj" not in f.rsplit("/", 1)[-1].lower())
-    if filename is not None:
-        model_file = match_one(listing, filename, "filename")
+    if filename is not None:  # a pattern that does not name the mmproj looks among the models only
+        model_file = match_one(
+            listing, filename, "filename", None if "mmproj" in filename.lower() else models
+        )
     else:
         model_file = match_one(listing, "*.gguf", "the model GGUF (give filename=)", candidates=models)
     mmproj_file: str | None = None

@@ -185,9 +185,11 @@ def render_card(
         "cannot be parsed (no label for a task the request needs, `None` included) follows "
         "`on_parse_error` (default **block**); a backend failure follows `on_error` (default "
         "block). Export to GGUF for llama.cpp with `python -m guardrail export gguf --model "
-        f"{where} --out gguf/`."
-        if repo_id is None
-        else "DIR --out gguf/` (DIR: this repo, downloaded).",
+        + (
+            f"{out} --out gguf/`."
+            if repo_id is None
+            else f"DIR --out gguf/` (`hf download {repo_id} --local-dir DIR` first)."
+        ),
         "",
         *_policy_lines(out),
         "## Training",
