@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail._deps import require
+from guardrail._redact import redact
 from guardrail.errors import ConfigurationError, HubError, MissingDependencyError
 
 __all__ = [
@@ -331,7 +332,16 @@ def pretrained_problem(
 
 # ------------------------------------------------------------------------------ errors
 def translate(exc: BaseException, repo_id: str, revision: str | None, action: str) -> HubError:
-    """A huggingface_hub / HTTP exception as a :class:`HubError` saying what failed and why."""
+    """A huggingface_hub / HTTP exception as a :class:`HubError` saying what failed and why
+    (secrets in it masked: the environment's token, ``Bearer ...``, URL credentials)."""
+    error = _translate(exc, repo_id, revision, action)
+    cleaned = redact(str(error), [os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")])
+    if cleaned != str(error):
+        error = HubError(cleaned, reason=error.reason, repo_id=repo_id, candidates=error.candidates)
+    return error
+
+
+def _translate(exc: BaseException, repo_id: str, revision: str | None, action: str) -> HubError:
     from huggingface_hub import errors as hf_errors
 
     what = f"cannot {action} {repo_id}" + (f" (revision {revision})" if revision else "")

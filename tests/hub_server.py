@@ -72,7 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None, head: bool = False) -> None:
+    def _send(
+        self, status: int, body: Any = None, headers: dict[str, str] | None = None, head: bool = False
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
         self.send_response(status)
         if not isinstance(body, bytes):
@@ -118,7 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_id = f"{payload['organization']}/{payload['name']}"
             if repo_id in self.state.repos:
                 return self._send(409, {"error": "You already created this model repo"})
-            self.state.repos[repo_id] = Repo(private=payload.get("visibility") == "private" or bool(payload.get("private")))
+            self.state.repos[repo_id] = Repo(
+                private=payload.get("visibility") == "private" or bool(payload.get("private"))
+            )
             return self._send(200, {"url": f"{self.base}/{repo_id}", "name": repo_id})
         if path.endswith(".git/info/lfs/objects/batch"):
             payload = json.loads(body)
@@ -126,7 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             for obj in payload["objects"]:
                 entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
                 if obj["oid"] not in self.state.blobs:
-                    entry["actions"] = {"upload": {"href": f"{self.base}/lfs-upload/{obj['oid']}/{obj['size']}"}}
+                    entry["actions"] = {
+                        "upload": {"href": f"{self.base}/lfs-upload/{obj['oid']}/{obj['size']}"}
+                    }
                 objects.append(entry)
             return self._send(200, {"transfer": "basic", "objects": objects})
         if parts[:2] == ["api", "models"] and len(parts) >= 6:
@@ -173,7 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
         repo.commits[revision] = oid
         self.state.commits.append({"repo": repo_id, "revision": revision, "header": header, "files": files,
                                    "kinds": kinds, "oid": oid})  # fmt: skip
-        return self._send(200, {"success": True, "commitOid": oid, "commitUrl": f"{self.base}/{repo_id}/commit/{oid}"})
+        return self._send(
+            200, {"success": True, "commitOid": oid, "commitUrl": f"{self.base}/{repo_id}/commit/{oid}"}
+        )
 
     def do_PUT(self) -> None:  # noqa: N802
         body = self._body()
@@ -209,7 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
             branch = next((b for b, c in repo.commits.items() if c == revision), revision)
             data = repo.branches.get(branch, {}).get(filename)
             if data is None:
-                return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, head=head)
+                return self._send(
+                    404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, head=head
+                )
             etag = hashlib.sha256(data).hexdigest()
             headers = {"X-Repo-Commit": repo.commits.get(branch, "0" * 40), "ETag": f'"{etag}"'}
             return self._send(200, data, headers, head=head)

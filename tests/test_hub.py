@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 
 from guardrail import BackendError, ConfigurationError, Guard, HubError
 from guardrail.hub import resolve_gguf
+from guardrail.testing import fill_hub_cache
 from tests.conftest import PYTHON, subprocess_env
 from tests.hub_server import TOKEN, HubStub
 
@@ -33,22 +33,8 @@ MAIN = "a" * 40
 OLD = "b" * 40
 
 
-def fill_cache(root: Path, repo_id: str, commit: str, files: dict[str, bytes | Path], refs: tuple[str, ...] = ("main",)) -> Path:
-    """Put ``files`` in a Hugging Face cache as ``hf_hub_download`` leaves them: content in
-    ``blobs/<sha256>``, ``snapshots/<commit>/<path>`` a relative link to it, ``refs/<ref>`` the commit."""
-    folder = root / ("models--" + repo_id.replace("/", "--"))
-    for name, data in files.items():
-        content = data.read_bytes() if isinstance(data, Path) else data
-        blob = folder / "blobs" / hashlib.sha256(content).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(content)
-        link = folder / "snapshots" / commit / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    for ref in refs:
-        (folder / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
-        (folder / "refs" / ref).write_text(commit)
-    return folder / "snapshots" / commit
+def fill_cache(root: Path, repo_id: str, commit: str, files: dict, refs: tuple[str, ...] = ("main",)) -> Path:
+    return fill_hub_cache(root, repo_id, files, commit=commit, refs=refs)
 
 
 @pytest.fixture
@@ -71,7 +57,9 @@ def test_globs_pick_one_file_of_the_cached_snapshot(cache):
     # case-insensitive globs, exact names, sub-folders; the only mmproj is found without asking
     assert resolve_gguf("org/guard-GGUF", filename="*q8_0.gguf", cache_dir=cache) == (
         snapshot / "guard-Q8_0.gguf", snapshot / "mmproj-guard-f16.gguf")  # fmt: skip
-    assert resolve_gguf("org/guard-GGUF", False, filename="extra/guard-IQ2_XS.gguf", cache_dir=cache)[1] is None
+    assert (
+        resolve_gguf("org/guard-GGUF", False, filename="extra/guard-IQ2_XS.gguf", cache_dir=cache)[1] is None
+    )
     # "*f16.gguf" would also match the mmproj: a model pattern looks among the models only
     with pytest.raises(HubError, match="no file") as info:
         resolve_gguf("org/guard-GGUF", filename="*f16.gguf", cache_dir=cache)
@@ -168,7 +156,7 @@ def test_the_tiny_guard_runs_from_a_cached_hub_repo(tiny_gguf, tmp_path):
     guard = Guard.from_gguf("org/tiny-GGUF", filename="*f32.gguf", mmproj="*mmproj*", cache_dir=root,
                             n_ctx=4096, n_threads=2, max_new_tokens=8)  # fmt: skip
     try:
-        assert guard.backend.mmproj == snapshot / tiny_gguf.mmproj.name
+        assert Path(guard.backend.mmproj) == snapshot / tiny_gguf.mmproj.name
         assert str(snapshot) in guard.backend.model_name
         verdict = guard.moderate(prompt="What is this?", images=[Image.new("RGB", (56, 56), (200, 30, 30))])
         assert verdict.raw_output is not None
@@ -213,7 +201,12 @@ def trained(tmp_path) -> Path:
     (d / "training_args.bin").write_bytes(b"pickle")
     (d / "guardrail_policy.yaml").write_text("on_parse_error: block\non_error: block\n")
     (d / "eval").mkdir()
-    outcomes = [("harmful", "harmful"), ("unharmful", "unharmful"), ("harmful", None), ("unharmful", "unharmful")]
+    outcomes = [
+        ("harmful", "harmful"),
+        ("unharmful", "unharmful"),
+        ("harmful", None),
+        ("unharmful", "unharmful"),
+    ]
     rows = [{"benchmark": "ToyBench", "id": str(i), "labels": {"request": gold}, "raw_output": "",
              "predicted": {"request": pred}, "modality": "text"} for i, (gold, pred) in enumerate(outcomes)]  # fmt: skip
     (d / "eval" / "ToyBench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -231,7 +224,10 @@ def test_push_uploads_the_guard_with_its_card_and_model_index(trained, tmp_path)
     assert "pushed 7 files to acme/guard-1" in proc.stdout and "/acme/guard-1/commit/" in proc.stdout
     assert state.repos["acme/guard-1"].private
     (commit,) = state.commits
-    assert commit["revision"] == "main" and commit["header"]["summary"] == "Upload guard trained with guardrail (rl)"
+    assert (
+        commit["revision"] == "main"
+        and commit["header"]["summary"] == "Upload guard trained with guardrail (rl)"
+    )
     assert sorted(commit["files"]) == [
         "README.md", "config.json", "guardrail-training.json", "guardrail_policy.yaml", "model.safetensors",
         "tokenizer.json", "training_config.yaml",
@@ -239,7 +235,9 @@ def test_push_uploads_the_guard_with_its_card_and_model_index(trained, tmp_path)
     # weights went through Git LFS, byte for byte; the rest inline
     assert commit["kinds"]["model.safetensors"] == "lfs" and commit["kinds"]["README.md"] == "regular"
     assert commit["files"]["model.safetensors"] == (trained / "model.safetensors").read_bytes()
-    writes = [r for r in state.requests if r["method"] in ("POST", "PUT") and "validate-yaml" not in r["path"]]
+    writes = [
+        r for r in state.requests if r["method"] in ("POST", "PUT") and "validate-yaml" not in r["path"]
+    ]
     assert writes and all(r["auth"] == f"Bearer {TOKEN}" for r in writes if "lfs-upload" not in r["path"])
 
     card_text = commit["files"]["README.md"].decode()
@@ -248,7 +246,11 @@ def test_push_uploads_the_guard_with_its_card_and_model_index(trained, tmp_path)
     assert card.data.base_model == "Qwen/Qwen2.5-VL-3B-Instruct" and "guardreasoner-vl" in card.data.tags
     results = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
     # 4 samples: tp, tn, a parse failure on a harmful one (strict: wrong), tn -> P 100, R 50
-    assert results == {("ToyBench", "f1"): 66.67, ("ToyBench", "precision"): 100.0, ("ToyBench", "recall"): 50.0}
+    assert results == {
+        ("ToyBench", "f1"): 66.67,
+        ("ToyBench", "precision"): 100.0,
+        ("ToyBench", "recall"): 50.0,
+    }
     assert card.data.eval_results[0].task_type == "text-classification"
     assert card.data.model_name == "guard-1"
     body = card.text
@@ -297,14 +299,18 @@ def test_recipe_push_to_hub_uploads_the_final_model(tiny_vl_path, tmp_path):
         "save_steps: 1, logging_steps: 1}\n"
     )
     with HubStub() as hub:
-        proc = run(["-m", "guardrail.training", "run", "--config", str(recipe)], hub_env(hub, tmp_path), timeout=600)
+        proc = run(
+            ["-m", "guardrail.training", "run", "--config", str(recipe)], hub_env(hub, tmp_path), timeout=600
+        )
         state = hub.state
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pushed to acme/tiny-guard:" in proc.stdout
     (commit,) = state.commits
     files = commit["files"]
     assert {"README.md", "config.json", "model.safetensors", "guardrail-training.json"} <= set(files)
-    assert not any(name.startswith(("checkpoint-", ".")) for name in files) and "training_args.bin" not in files
+    assert (
+        not any(name.startswith(("checkpoint-", ".")) for name in files) and "training_args.bin" not in files
+    )
     assert files["model.safetensors"] == (tmp_path / "runs" / "sft" / "model.safetensors").read_bytes()
     card = files["README.md"].decode()
     # the tiny base is a local directory: no base_model metadata (the Hub takes repo ids only)
@@ -338,7 +344,9 @@ def test_export_push_then_from_gguf_downloads_it(tiny_vl_path, tmp_path):
         loaded = run(["-c", script], env)
         paths = hub.state.paths()
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert "OUTPUT True" in loaded.stdout and str(tmp_path / "dl" / "models--acme--tiny-GGUF") in loaded.stdout
+    assert (
+        "OUTPUT True" in loaded.stdout and str(tmp_path / "dl" / "models--acme--tiny-GGUF") in loaded.stdout
+    )
     assert "GET /api/models/acme/tiny-GGUF/revision/main" in paths
     assert any(p.startswith("GET /acme/tiny-GGUF/resolve/") and p.endswith("tiny-f32.gguf") for p in paths)
     downloaded = next((tmp_path / "dl").rglob("snapshots/*/tiny-f32.gguf"))
