@@ -171,7 +171,7 @@ class Guard:
     def from_gguf(
         cls,
         model_path: str | os.PathLike[str],
-        mmproj: str | os.PathLike[str] | None = None,
+        mmproj: str | os.PathLike[str] | bool | None = None,
         *,
         filename: str | None = None,
         revision: str | None = None,

@@ -57,6 +57,13 @@ def _hf() -> Any:
     return require("huggingface_hub", extra=EXTRA, package="huggingface-hub", feature="the Hugging Face Hub")
 
 
+def _constants() -> Any:
+    _hf()
+    import huggingface_hub.constants as constants  # a submodule: not an attribute until imported
+
+    return constants
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -77,7 +84,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The Hugging Face cache directory used: ``cache_dir``, else ``HF_HUB_CACHE`` / ``HF_HOME``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    return Path(_hf().constants.HF_HUB_CACHE).expanduser()
+    return Path(_constants().HF_HUB_CACHE).expanduser()
 
 
 def looks_like_repo_id(value: Any) -> bool:
@@ -122,7 +129,7 @@ class RepoListing:
 
 def _endpoint() -> str:
     try:
-        return str(_hf().constants.ENDPOINT)
+        return str(_constants().ENDPOINT)
     except MissingDependencyError:
         return "the Hub"
 
@@ -412,10 +419,11 @@ def upload(
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
     except HubError:
         raise
-    except ValueError as exc:  # huggingface_hub's own checks (e.g. README metadata) raise ValueError
-        if type(exc).__module__.startswith("huggingface_hub") or "metadata" in str(exc):
-            raise HubError(f"cannot {step} {repo_id}: {exc}", reason="http", repo_id=repo_id) from exc
-        raise
     except Exception as exc:
+        if isinstance(exc, ValueError) and getattr(exc, "response", None) is None:
+            if "metadata" not in str(exc):
+                raise  # a bad argument, not the Hub's answer
+            # the Hub's check of the card's metadata (validate-yaml) refused it
+            raise HubError(redact(f"cannot {step} {repo_id}: {exc}"), reason="http", repo_id=repo_id) from exc
         raise translate(exc, repo_id, revision, step) from exc
     return str(getattr(info, "commit_url", info))

@@ -104,6 +104,29 @@ def test_offline_with_nothing_cached_says_where_it_looked(tmp_path):
     assert "nothing of it is cached" in message
 
 
+def test_the_command_line_takes_repo_ids(tmp_path):
+    """A fresh process, the default cache (``HF_HUB_CACHE``), the llama.cpp backend by name."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    env = subprocess_env(HF_HUB_CACHE=str(tmp_path / "hub"))
+    args = [
+        "-m",
+        "guardrail",
+        "check",
+        "--backend",
+        "llamacpp",
+        "--model",
+        "org/absent-GGUF",
+        "--prompt",
+        "hi",
+    ]
+    proc = run(args, env)
+    assert proc.returncode == 2 and "HubError" in proc.stderr
+    assert (
+        f"org/absent-GGUF (revision main) is not in the Hugging Face cache at {tmp_path / 'hub'}"
+        in proc.stderr
+    )
+
+
 def test_an_interrupted_download_is_not_a_file(cache):
     snapshot = cache / "models--org--guard-GGUF" / "snapshots" / MAIN
     (snapshot / "guard-Q2_K.gguf").symlink_to("../../blobs/never-finished")

@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Hub request (push) is noise
     from guardrail.cli import run_handler
 
     interrupted = "interrupted: rerun the same command to continue from the last checkpoint"
