@@ -184,7 +184,7 @@ class Guard:
         ``mmproj`` the vision projector, needed for images. Or ``model_path`` is a Hugging Face
         repo ``"org/name"``: ``filename`` and ``mmproj`` are then paths or globs in it
         (``filename="*Q4_K_M.gguf"``, ``mmproj="*mmproj*"``; each must match exactly one file),
-        ``revision`` a branch, tag or commit, ``cache_dir`` the Hugging Face cache; offline
+        ``mmproj=False`` for none; ``revision`` a branch, tag or commit, ``cache_dir`` the Hugging Face cache; offline
         (``HF_HUB_OFFLINE=1``) the cached snapshot is used (docs/hub.md). ``options``: the guard's own (see
         :class:`Guard`), the others go to the llama.cpp backend: ``n_threads`` (default:
         llama-cpp-python's), ``n_ctx`` (context tokens, default 8192), ``n_batch``,
