@@ -6,8 +6,11 @@ The hierarchy::
     ├── ConfigurationError (ValueError) a mistake in how the guard was set up
     │   ├── MissingDependencyError (ImportError)
     │   │                               an optional extra is not installed; names the extra
-    │   └── UnsupportedError            the backend cannot do what was asked (fast mode on a
-    │                                   backend or endpoint that gives no log-probabilities)
+    │   ├── UnsupportedError            the backend cannot do what was asked (fast mode on a
+    │   │                               backend or endpoint that gives no log-probabilities)
+    │   └── HubError                    a Hugging Face Hub repo, file or upload failed: no match or
+    │                                   several for a glob, offline and not cached, not found, auth;
+    │                                   `reason`, `repo_id` and `candidates` say which
     ├── DataError (ValueError)          a data file cannot be used; training loaders list the bad rows
     │   ├── FormatError                 a text is not in the guard's format (``Human user:`` text,
     │   │                               answer block) or has a label outside a task's vocabulary;
@@ -52,6 +55,7 @@ __all__ = [
     "FormatError",
     "GuardViolation",
     "GuardrailError",
+    "HubError",
     "ImageError",
     "ImageTooLargeError",
     "InputError",
@@ -90,6 +94,27 @@ class UnsupportedError(ConfigurationError):
     """The backend cannot do what was asked, e.g. ``mode="fast"`` on a backend (or an endpoint)
     that returns no token log-probabilities. Raised whatever the failure policy: it is a setup
     mistake, not a failure of one check."""
+
+
+class HubError(ConfigurationError):
+    """A model repository on the Hugging Face Hub (or its local cache) could not be used, or an
+    upload to it failed.
+
+    ``reason`` is one of ``"no_match"`` (a file pattern matched nothing), ``"ambiguous"`` (it
+    matched several files), ``"not_cached"`` (offline, and the repo or revision is not in the
+    cache), ``"not_found"`` (no such repo, revision or file), ``"auth"`` (missing or rejected
+    token, gated repo), ``"unreachable"`` (the Hub could not be reached) or ``"http"`` (another
+    error from the Hub). ``candidates`` lists the files a pattern was matched against (the
+    nearest ones, for ``no_match``; the matches, for ``ambiguous``).
+    """
+
+    def __init__(
+        self, message: str, *, reason: str, repo_id: str | None = None, candidates: tuple[str, ...] = ()
+    ):
+        super().__init__(message)
+        self.reason = reason
+        self.repo_id = repo_id
+        self.candidates = tuple(candidates)
 
 
 class DataError(GuardrailError, ValueError):

@@ -194,12 +194,23 @@ class Guard:
 
     @classmethod
     def from_gguf(
-        cls, model_path: str | os.PathLike[str], mmproj: str | os.PathLike[str] | None = None, **options: Any
+        cls,
+        model_path: str | os.PathLike[str],
+        mmproj: str | os.PathLike[str] | bool | None = None,
+        *,
+        filename: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **options: Any,
     ) -> Guard:
         """Load a GGUF guard for on-device CPU moderation with llama.cpp (``llamacpp`` extra).
 
         ``model_path`` is the model ``.gguf`` (or a directory with one, and its ``mmproj*.gguf``);
-        ``mmproj`` the vision projector, needed for images. ``options``: the guard's own (see
+        ``mmproj`` the vision projector, needed for images. Or ``model_path`` is a Hugging Face
+        repo ``"org/name"``: ``filename`` and ``mmproj`` are then paths or globs in it
+        (``filename="*Q4_K_M.gguf"``, ``mmproj="*mmproj*"``; each must match exactly one file),
+        ``mmproj=False`` for none; ``revision`` a branch, tag or commit, ``cache_dir`` the Hugging Face cache; offline
+        (``HF_HUB_OFFLINE=1``) the cached snapshot is used (docs/hub.md). ``options``: the guard's own (see
         :class:`Guard`), the others go to the llama.cpp backend: ``n_threads`` (default:
         llama-cpp-python's), ``n_ctx`` (context tokens, default 8192), ``n_batch``,
         ``image_min_pixels``/``image_max_pixels``, ``verbose`` and llama-cpp-python's ``Llama``
@@ -207,6 +218,8 @@ class Guard:
         """
         from guardrail.backends.llamacpp import LlamaCppBackend
 
+        hub = {"filename": filename, "revision": revision, "cache_dir": cache_dir}
+        options.update({k: v for k, v in hub.items() if v is not None})
         return cls._build(lambda opts: LlamaCppBackend._load(model_path, mmproj, **opts), options)
 
     @classmethod

@@ -7,7 +7,9 @@ names the docs use resolve offline:
   test guards (transformers reads a local directory of that name before it would ask the hub);
   ``my-guard`` is the tiny VL guard;
 - ``gguf/`` holds what ``python -m guardrail export gguf --quant q8_0`` writes for a model named
-  ``GuardReasoner-VL-Eco-3B`` (made by the real exporter from the tiny VL guard);
+  ``GuardReasoner-VL-Eco-3B`` (made by the real exporter from the tiny VL guard), and the
+  Hugging Face cache (``HF_HUB_CACHE``) holds the same files as the repo
+  ``your-org/GuardReasoner-VL-Eco-3B-GGUF``;
 - ``photo.png``, ``image.png``, ``scan.png`` are pictures, ``prompt.txt`` a request,
   ``my_data.jsonl`` (with ``img/``) the labelled set the evaluation page describes;
 - ``bench``, ``examples`` and ``training`` link to the checkout's folders, as for a user who
@@ -73,6 +75,10 @@ def docs_workdir(tmp_path_factory, tiny_vl_path, tiny_text_path) -> Path:
         tiny_vl_path, work / "gguf", quant="q8_0", name="GuardReasoner-VL-Eco-3B",
         assume_pre_tokenizer="qwen2",  # the tiny tokenizer uses qwen2's split regex
     )  # fmt: skip
+    from guardrail.testing import fill_hub_cache
+
+    fill_hub_cache(work / "hf-cache", "your-org/GuardReasoner-VL-Eco-3B-GGUF",  # docs/hub.md, offline
+                   {p.name: p for p in (work / "gguf").glob("*.gguf")})  # fmt: skip
     for name, color in (
         ("photo.png", (200, 40, 40)),
         ("image.png", (40, 200, 40)),
@@ -109,6 +115,7 @@ def test_page_code_runs(page, docs_workdir):
         TRANSFORMERS_OFFLINE="1",
         PATH=os.pathsep.join([str(Path(PYTHON).parent), os.environ.get("PATH", "")]),
         OMP_NUM_THREADS="1",
+        HF_HUB_CACHE=str(docs_workdir / "hf-cache"),
     )
     proc = subprocess.run(
         [PYTHON, str(REPO / "tests" / "docs_runner.py"), str(page), str(docs_workdir)],

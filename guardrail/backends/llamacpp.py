@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from guardrail import _deprecated
@@ -165,10 +165,16 @@ class LlamaCppBackend(Backend):
         image_min_pixels: int | None = None,
         image_max_pixels: int | None = None,
         verbose: bool = False,
+        filename: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         **llama_kwargs: Any,
     ) -> LlamaCppBackend:
         """Load a GGUF guard (a ``.gguf`` file, or a directory holding one model GGUF and at
-        most one ``mmproj*.gguf``, as ``guardrail export gguf`` writes them).
+        most one ``mmproj*.gguf``, as ``guardrail export gguf`` writes them), or the files of a
+        Hugging Face repo ``org/name``: ``filename`` and ``mmproj`` are then paths or glob
+        patterns in the repo, ``revision`` and ``cache_dir`` as for ``hf_hub_download``
+        (:func:`guardrail.hub.resolve_gguf`; offline, the cache is searched).
 
         ``n_threads``: CPU threads (default: llama-cpp-python's, half the cores). ``n_ctx``:
         context size in tokens: prompt (images included) plus the output must fit.
@@ -177,8 +183,14 @@ class LlamaCppBackend(Backend):
         """
         llama_cpp = require("llama_cpp", extra=_EXTRA, package="llama-cpp-python")
         from guardrail.export.gguf import find_gguf_files
+        from guardrail.hub import resolve_gguf
 
-        files = find_gguf_files(model_path, mmproj)
+        model_path, mmproj = resolve_gguf(
+            model_path, mmproj, filename=filename, revision=revision, cache_dir=cache_dir
+        )
+        files = find_gguf_files(model_path, mmproj or None)
+        if mmproj is False:
+            files = replace(files, mmproj=None)
         if n_ctx < 256:
             raise ConfigurationError(f"n_ctx={n_ctx} is too small for a guard prompt")
         if n_threads is not None and n_threads < 1:

@@ -111,6 +111,11 @@ class TransformersBackend(Backend):
         ``device_map``: passed to transformers (e.g. ``"auto"`` to spread a large model over
         several GPUs); when given, ``device`` is ignored.
         """
+        from guardrail.hub import pretrained_problem
+
+        problem = pretrained_problem(path, revision, model_kwargs.get("cache_dir"))
+        if problem is not None:
+            raise BackendError(f"cannot load model {os.fspath(path)!r}: {problem}", retryable=False)
         torch = require("torch", extra=_EXTRA)
         transformers = require("transformers", extra=_EXTRA)
         path = os.fspath(path)

@@ -1,4 +1,4 @@
-"""``python -m guardrail export gguf --model DIR --out DIR [--quant q8_0]``.
+"""``python -m guardrail export gguf --model DIR --out DIR [--quant q8_0] [--push ORG/NAME]``.
 
 Exit codes: 0 written, 2 error (bad arguments, converter or quantiser failure).
 """
@@ -54,6 +54,18 @@ def add_export(parser: argparse.ArgumentParser):  # noqa: ANN201 - returns the C
         help="allow a model directory that ships its own Python code (auto_map, *.py): llama.cpp's "
         "converter runs it. Off by default: such a directory is refused",
     )  # fmt: skip
+    hub = gguf.add_argument_group("Hugging Face Hub (after the export)")
+    hub.add_argument(
+        "--push", default=None, metavar="ORG/NAME",
+        help="upload the GGUF files with a model card to this Hugging Face repo (created if missing; "
+        "files of other quantisations already there are kept). Token: HF_TOKEN or `hf auth login`",
+    )  # fmt: skip
+    hub.add_argument("--private", action="store_true", help="--push: create the repo private")
+    hub.add_argument("--revision", default=None, metavar="BRANCH", help="--push: branch (created if missing)")
+    hub.add_argument(
+        "--base-model", default=None, metavar="ORG/NAME",
+        help="--push: the Hugging Face repo of the model exported, for the card's base_model",
+    )  # fmt: skip
     return _run_export
 
 
@@ -80,4 +92,12 @@ def _run_export(args: argparse.Namespace) -> int:
         run += f" --mmproj {files.mmproj}"
     print(f"try it: {run} --prompt 'How do I bake bread?'")
     print(f"caveat: {parity_note(args.quant)}")
+    if args.push:
+        from guardrail.export.push import push_gguf
+
+        pushed = push_gguf(
+            files, args.push, source_model=args.model, base_model=args.base_model,
+            private=args.private, revision=args.revision,
+        )  # fmt: skip
+        print(f"pushed {', '.join(pushed.files)} to {pushed.repo_id}: {pushed.commit_url}")
     return 0

@@ -508,7 +508,7 @@ def find_gguf_files(path: str | os.PathLike[str], mmproj: str | os.PathLike[str]
             mmproj = projs[0] if projs else None
         path = models[0]
     elif not path.is_file():
-        raise ConfigurationError(f"no GGUF model at {path}")
+        raise ConfigurationError(f"no GGUF model at {path}: no such file or directory")
     if mmproj is not None:
         mmproj = Path(mmproj).expanduser()
         if not mmproj.is_file():

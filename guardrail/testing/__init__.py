@@ -6,6 +6,8 @@
 - :func:`serve_app`: run an ASGI app (e.g. the moderation server) on 127.0.0.1 in a thread.
 - :func:`build_tiny_gguf`: its GGUF files for the llama.cpp backend
   (``python -m guardrail.testing tiny-model OUT_DIR --gguf``).
+- :func:`fill_hub_cache`: files laid out in a Hugging Face cache as ``hf_hub_download`` leaves
+  them, so hub ids resolve offline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "build_tiny_model",
     "cached_tiny_gguf",
     "cached_tiny_model",
+    "fill_hub_cache",
     "result_output",
     "serve_app",
 ]
@@ -53,3 +56,9 @@ def cached_tiny_gguf(*args: Any, **kwargs: Any):  # noqa: ANN201
     from guardrail.testing.tiny import cached_tiny_gguf as cached
 
     return cached(*args, **kwargs)
+
+
+def fill_hub_cache(*args: Any, **kwargs: Any):  # noqa: ANN201
+    from guardrail.testing.hub import fill_hub_cache as fill
+
+    return fill(*args, **kwargs)

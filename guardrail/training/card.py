@@ -23,7 +23,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGE_FILE", "finish_model_dir", "lineage", "render_card", "write_card"]
+__all__ = [
+    "POLICY_FILE",
+    "STAGE_FILE",
+    "find_evaluation",
+    "finish_model_dir",
+    "lineage",
+    "model_index",
+    "render_card",
+    "write_card",
+]
 
 log = logging.getLogger("guardrail.training")
 
@@ -31,6 +40,16 @@ log = logging.getLogger("guardrail.training")
 STAGE_FILE = "guardrail-training.json"
 CONFIG_FILE = "training_config.yaml"
 CARD_FILE = "README.md"
+#: A guard's policy, when its directory ships one: shown on the card and uploaded with the model.
+POLICY_FILE = "guardrail_policy.yaml"
+#: Where an evaluation beside the model is looked for (:func:`find_evaluation`), in this order.
+EVAL_REPORTS = ("eval_report.json", "eval.json")
+EVAL_DIRS = ("eval",)
+_TASK_NAMES = {
+    "request": "request harmfulness",
+    "response": "response harmfulness",
+    "refusal": "response refusal",
+}
 
 # Settings worth a line in the card (the rest is in training_config.yaml).
 _CARD_FIELDS = {
@@ -99,7 +118,9 @@ def write_config(out: Path, chain: Sequence[Mapping[str, Any]]) -> Path:
     return path
 
 
-def write_card(out: str | Path, evaluation: Sequence[Mapping[str, Any]] | None = None) -> Path:
+def write_card(
+    out: str | Path, evaluation: Sequence[Mapping[str, Any]] | None = None, *, repo_id: str | None = None
+) -> Path:
     """(Re)write ``README.md`` of a trained guard directory; ``evaluation`` rows (``benchmark``,
     ``task``, ``n``, ``f1``, ``precision``, ``recall``, ``parse_failures``) fill its table."""
     out = Path(out)
@@ -109,25 +130,42 @@ def write_card(out: str | Path, evaluation: Sequence[Mapping[str, Any]] | None =
 
         raise ConfigurationError(f"{out} has no {STAGE_FILE}: not a model trained by guardrail.training")
     path = out / CARD_FILE
-    path.write_text(render_card(out, chain, evaluation), encoding="utf-8")
+    path.write_text(render_card(out, chain, evaluation, repo_id=repo_id), encoding="utf-8")
     return path
 
 
 def render_card(
-    out: Path, chain: Sequence[Mapping[str, Any]], evaluation: Sequence[Mapping[str, Any]] | None = None
+    out: Path,
+    chain: Sequence[Mapping[str, Any]],
+    evaluation: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    repo_id: str | None = None,
 ) -> str:
+    """The card's text. ``repo_id``: the card is for that Hub repo (snippets load it by id; a
+    base model that is a local path is left out of the metadata, which takes hub ids only).
+    Evaluation rows also become ``model-index`` metadata (:func:`model_index`); a
+    ``guardrail_policy.yaml`` beside the model is shown."""
     last = chain[-1]
     base = chain[0].get("base_model") or "unknown"
     profile = last.get("profile", "guardreasoner-vl")
     stages = " -> ".join(str(i.get("stage")) for i in chain)
+    name = repo_id.rsplit("/", 1)[-1] if repo_id else out.name
+    where = repo_id or str(out)
+    header = ["---", "library_name: transformers"]
+    if repo_id is None or _is_hub_id(str(base)):
+        header.append(f"base_model: {json.dumps(str(base))}")
+    header.append("tags: [guardrail, guard-model, content-moderation, " + profile + "]")
+    if evaluation:
+        import yaml
+
+        header.append(
+            yaml.safe_dump({"model-index": model_index(name, evaluation)}, sort_keys=False).rstrip()
+        )
     lines = [
-        "---",
-        "library_name: transformers",
-        f"base_model: {json.dumps(str(base))}",
-        "tags: [guardrail, guard-model, content-moderation, " + profile + "]",
+        *header,
         "---",
         "",
-        f"# {out.name}: a guard model trained with guardrail",
+        f"# {name}: a guard model trained with guardrail",
         "",
         f"A `{profile}` guard fine-tuned from `{base}` by `python -m guardrail.training` "
         f"({stages}). It reasons, then answers whether the user's request is harmful and, when an "
@@ -138,17 +176,22 @@ def render_card(
         "```python",
         "from guardrail import Guard",
         "",
-        f'guard = Guard.from_pretrained("{out}")   # profile {profile}, read from the config',
+        f'guard = Guard.from_pretrained("{where}")   # profile {profile}, read from the config',
         'verdict = guard.moderate(prompt="How do I bake bread?", response="Mix flour and water.")',
         "print(verdict.allowed, verdict.request_harmful, verdict.response_harmful, verdict.reasoning)",
         "```",
         "",
-        f'or `python -m guardrail check --model {out} --prompt "..."`. Policy: a check whose output '
+        f'or `python -m guardrail check --model {where} --prompt "..."`. Policy: a check whose output '
         "cannot be parsed (no label for a task the request needs, `None` included) follows "
         "`on_parse_error` (default **block**); a backend failure follows `on_error` (default "
         "block). Export to GGUF for llama.cpp with `python -m guardrail export gguf --model "
-        f"{out} --out gguf/`.",
+        + (
+            f"{out} --out gguf/`."
+            if repo_id is None
+            else f"DIR --out gguf/` (`hf download {repo_id} --local-dir DIR` first)."
+        ),
         "",
+        *_policy_lines(out),
         "## Training",
         "",
         f"- base model: `{base}`",
@@ -176,7 +219,12 @@ def render_card(
                 f"| {row['benchmark']} | {row['task']} | {row['n']} | {row['f1']:.2f} | "
                 f"{row['precision']:.2f} | {row['recall']:.2f} | {row['parse_failures']} |"
             )
-        lines += ["", "Scores in percent (`strict` protocol: a parse failure counts as a wrong answer)."]
+        protocol = evaluation[0].get("protocol", "strict")
+        lines += [
+            "",
+            f"Scores in percent (`{protocol}` protocol"
+            + (": a parse failure counts as a wrong answer)." if protocol == "strict" else ")."),
+        ]
     else:
         lines.append(
             "Not evaluated yet. Run `python -m guardrail eval run --model DIR --benchmarks ... --out "
@@ -185,6 +233,79 @@ def render_card(
         )
     lines += ["", "The full settings of every stage are in `training_config.yaml`.", ""]
     return "\n".join(lines)
+
+
+def _is_hub_id(value: str) -> bool:
+    from guardrail.hub import looks_like_repo_id
+
+    return looks_like_repo_id(value) and not Path(value).exists()
+
+
+def _policy_lines(out: Path) -> list[str]:
+    path = out / POLICY_FILE
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8").strip()
+    return ["## Policy", "", f"This guard ships its policy, `{POLICY_FILE}`:", "", "```yaml", text, "```", ""]
+
+
+def model_index(name: str, evaluation: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluation rows as the Hub's ``model-index`` metadata: one result per benchmark and task,
+    with F1, precision and recall in percent (the positive class: harmful, or refusal)."""
+    results = []
+    for row in evaluation:
+        task = str(row["task"])
+        protocol = row.get("protocol", "strict")
+        positive = row.get("positive") or ("refusal" if task == "refusal" else "harmful")
+        modality = row.get("modality")
+        task_name = _TASK_NAMES.get(task, task) + (
+            f" ({modality})" if modality and modality != "text" else ""
+        )
+        metrics = [
+            {
+                "type": key,
+                "value": round(float(row[key]), 2),
+                "name": f"{label} ({positive}, {protocol} protocol)",
+            }
+            for key, label in (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall"))
+            if row.get(key) is not None
+        ]
+        results.append({
+            "task": {"type": "text-classification", "name": task_name},
+            "dataset": {"type": str(row["benchmark"]), "name": str(row["benchmark"]), "split": "test"},
+            "metrics": metrics,
+        })  # fmt: skip
+    return [{"name": name, "results": results}]
+
+
+def find_evaluation(model_dir: str | Path) -> tuple[list[dict[str, Any]] | None, Path | None]:
+    """The evaluation saved beside a model: ``eval_report.json`` (``python -m guardrail eval
+    report ... --out DIR/eval_report.json``) or ``eval/`` (``python -m guardrail eval run ...
+    --out DIR/eval``). Returns its rows and where they came from, or ``(None, None)``."""
+    model_dir = Path(model_dir)
+    for name in EVAL_REPORTS:
+        if (model_dir / name).is_file():
+            return report_rows(model_dir / name), model_dir / name
+    for name in EVAL_DIRS:
+        if (model_dir / name).is_dir():
+            return evaluation_rows(model_dir / name), model_dir / name
+    return None, None
+
+
+def report_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSON report of ``python -m guardrail eval report`` (its first guard)."""
+    from guardrail.errors import PredictionsError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        guard = data["guards"][0]
+        return [
+            dict(r, protocol=guard.get("protocol", data.get("protocol", "strict"))) for r in guard["results"]
+        ]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise PredictionsError(
+            f"not a JSON report of `guardrail eval report`: {exc}", path=str(path)
+        ) from exc
 
 
 def _stage_lines(info: Mapping[str, Any]) -> str:
@@ -235,6 +356,9 @@ def evaluation_rows(predictions: str | Path) -> list[dict[str, Any]]:
             "precision": r.precision,
             "recall": r.recall,
             "parse_failures": r.parse_failures,
+            "positive": r.positive,
+            "modality": r.modality,
+            "protocol": "strict",
         }  # fmt: skip
         for r in report.results
     ]

@@ -1,4 +1,4 @@
-"""``python -m guardrail.training {sft,sample,augment,rl,run,validate,card} --config recipe.yaml [flags]``.
+"""``python -m guardrail.training {sft,sample,augment,rl,run,validate,card,push} --config recipe.yaml [flags]``.
 
 Like TRL's ``TrlParser``: settings come from the YAML recipe, and command-line flags override
 them (flags win). Every field of a command's config is a flag, spelled ``--max_steps`` or
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "the whole pipeline from one recipe (sft -> sample -> augment -> rl)"),
     "validate": ("run", "check the recipe's data without training: rows, labels, images, bad rows"),
     "card": ("card", "(re)write a trained guard's model card, with evaluation scores"),
+    "push": ("push", "upload a trained guard to the Hugging Face Hub with its model card"),
 }
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     classes = _config_classes()
     for command, (stage, help_text) in COMMANDS.items():
         p = sub.add_parser(command, help=help_text, description=help_text)
+        if command == "push":
+            _push_arguments(p)
+            continue
         if command != "card":
             p.add_argument("--config", help="YAML recipe (training/*.yaml); flags override it")
             p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
@@ -94,6 +98,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _push_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="DIR", help="a model directory written by sft or rl")
+    p.add_argument(
+        "--repo", required=True, metavar="ORG/NAME", help="Hugging Face model repo (created if missing)"
+    )
+    p.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repo private (an existing repo keeps its visibility)",
+    )
+    p.add_argument(
+        "--revision",
+        default=None,
+        metavar="BRANCH",
+        help="branch to push to (created if missing; default main)",
+    )
+    p.add_argument(
+        "--eval", default=None, metavar="PREDICTIONS_OR_REPORT",
+        help="evaluation for the card: `guardrail eval run` output or a JSON report (default: DIR/eval_report.json or DIR/eval/)",
+    )  # fmt: skip
+    p.add_argument("--exclude", nargs="+", default=[], metavar="GLOB", help="files of DIR not to upload")
+    p.add_argument("--message", default=None, help="commit message")
+
+
+def _push(args: argparse.Namespace) -> int:
+    from guardrail.training.push import push_model
+
+    result = push_model(
+        args.model, args.repo, private=args.private, revision=args.revision, evaluation=args.eval,
+        exclude=args.exclude, commit_message=args.message,
+    )  # fmt: skip
+    print(f"pushed {len(result.files)} files to {result.repo_id}: {result.commit_url}")
+    if result.evaluation:
+        print(f"model card evaluation: {result.evaluation}")
+    return EXIT_OK
+
+
 def _split(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("command", "config", "print_config")}
 
@@ -102,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Hub request (push) is noise
     from guardrail.cli import run_handler
 
     interrupted = "interrupted: rerun the same command to continue from the last checkpoint"
@@ -118,10 +160,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         stage_config,
     )
 
+    if args.command == "push":
+        return _push(args)
     if args.command == "card":
-        from guardrail.training.card import evaluation_rows, write_card
+        from guardrail.training.card import evaluation_rows, find_evaluation, write_card
 
-        rows = evaluation_rows(args.eval) if args.eval else None
+        rows = evaluation_rows(args.eval) if args.eval else find_evaluation(args.model)[0]
         print(f"model card written: {write_card(args.model, rows)}")
         return EXIT_OK
     recipe = load_recipe(args.config) if args.config else {}
@@ -148,6 +192,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{stage}: {_describe(res)}" + (" (already done)" if stage in result.skipped else ""))
         if result.final_model:
             print(f"final guard model: {result.final_model}")
+        if result.pushed:
+            print(f"pushed to {cfg.push_to_hub}: {result.pushed}")
         return EXIT_OK
     stage = COMMANDS[args.command][0]
     config = stage_config(recipe, stage, flags)

@@ -8,7 +8,8 @@ says otherwise (:func:`resolve_stage`). A finished stage leaves ``.stage-done.js
 directory with the fingerprint of its settings and inputs (:mod:`~guardrail.training.fingerprint`);
 :func:`run_pipeline` skips it on a rerun only when the fingerprint is the same, and refuses,
 naming the differences, when it is not (``redo`` redoes named stages and the ones after them,
-``force`` every stage). The recipe format and the stages' outputs are described in
+``force`` every stage). ``push_to_hub: org/name`` uploads the final model with its card after
+the last stage (:mod:`~guardrail.training.push`). The recipe format and the stages' outputs are described in
 ``docs/training.md`` (*Recipes*).
 """
 
@@ -79,6 +80,14 @@ class RecipeConfig(Config):
     )
     force: bool = option(False, "redo every stage from scratch, even those already done")
     redo: list[str] = option(factory=list, help="redo these stages from scratch, and every stage after them")
+    push_to_hub: str | None = option(
+        None,
+        "after the last stage, upload the final guard with its model card to this Hugging Face repo (org/name)",
+    )
+    hub_private: bool = option(False, "push_to_hub: create the repo private")
+    hub_revision: str | None = option(
+        None, "push_to_hub: branch to push to (created if missing; default main)"
+    )
     sft: dict = option(factory=dict, help="SFT settings (SFTConfig fields)")
     sample: dict = option(factory=dict, help="rejection sampling settings (RejectionConfig fields)")
     augment: dict = option(factory=dict, help="augmentation settings (AugmentConfig fields)")
@@ -92,6 +101,17 @@ class RecipeConfig(Config):
             )
         if not self.stages:
             raise ConfigurationError("recipe.stages: give at least one stage")
+        if self.push_to_hub is not None:
+            from guardrail.hub import looks_like_repo_id
+
+            if not looks_like_repo_id(self.push_to_hub):
+                raise ConfigurationError(
+                    f"recipe.push_to_hub must be a Hugging Face repo id (org/name); got {self.push_to_hub!r}"
+                )
+            if not any(s in ("sft", "rl") for s in self.stages):
+                raise ConfigurationError(
+                    "recipe.push_to_hub: no stage of this recipe trains a model (sft or rl)"
+                )
         unknown = [s for s in self.redo if s not in STAGES]
         if unknown:
             raise ConfigurationError(
@@ -188,6 +208,8 @@ class PipelineResult:
     stages: dict[str, Any] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     final_model: str | None = None
+    #: the commit URL when the recipe pushed the final model (``push_to_hub``)
+    pushed: str | None = None
 
 
 #: Stage name -> "module:function" running it with its config object.
@@ -259,7 +281,15 @@ def run_pipeline(
             )
         if stage in ("sft", "rl"):
             final = str(out)
-    return PipelineResult(results, tuple(skipped), final)
+    pushed = None
+    if cfg.push_to_hub and final and _is_main_process():
+        from guardrail.training.push import push_model
+
+        log.info("pushing %s to %s", final, cfg.push_to_hub)
+        pushed = push_model(
+            final, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision
+        ).commit_url
+    return PipelineResult(results, tuple(skipped), final, pushed)
 
 
 def check_data(raw: Mapping[str, Any], stages: list[str], configs: Mapping[str, Config]) -> list[Any]:
