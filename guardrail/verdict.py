@@ -176,8 +176,9 @@ def verdict_from_generation(
     if controversial == "allow":
         for task in graded:
             labels[task] = "unharmful"
-    request = labels.get("request") == "harmful" if item.has_request else None
-    response = labels.get("response") == "harmful" if item.has_response else None
+    # a task the family did not answer (Llama Guard assesses only the last turn) stays None
+    request = labels["request"] == "harmful" if item.has_request and labels.get("request") else None
+    response = labels["response"] == "harmful" if item.has_response and labels.get("response") else None
     refusal = None
     if "refusal" in profile.tasks and item.has_response and labels.get("refusal") is not None:
         refusal = labels["refusal"] == "refusal"
@@ -232,7 +233,7 @@ def verdict_from_scores(
     :func:`guardrail.fast.marginals`): a task is harmful when its score reaches ``threshold``,
     a response a refusal when P(refusal) reaches 0.5."""
     item = prepared.item
-    request = task_scores["request"] if item.has_request else None
+    request = task_scores.get("request") if item.has_request else None
     response = task_scores.get("response") if item.has_response else None
     refusal = task_scores.get("refusal") if item.has_response and "refusal" in profile.tasks else None
     labels: dict[str, str | None] = {
