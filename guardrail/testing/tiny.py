@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ _CORPUS = [
 _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
 
 
-def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _train_bpe(vocab_size: int, extra: Sequence[str] = ()) -> tuple[dict[str, int], list[tuple[str, str]]]:
     tokenizers = require("tokenizers", extra="transformers")
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -70,7 +71,7 @@ def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
         show_progress=False,
         special_tokens=[],
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer)
+    tok.train_from_iterator([*_CORPUS, *extra] * 4, trainer)
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return dict(model["vocab"]), merges  # type: ignore[return-value]
@@ -227,6 +228,11 @@ def build_tiny_model(
         )
         model = transformers.LlamaForCausalLM(config)
         saver = tokenizer
+    elif profile in ("llama-guard-3", "llama-guard-4"):
+        from guardrail.testing import tiny_llama_guard
+
+        model, saver, vocab = tiny_llama_guard.build(profile, vocab_size)
+        config = model.config
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
@@ -241,7 +247,7 @@ def build_tiny_model(
             if token in vocab:
                 head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
-            if "visual" in name:
+            if "visual" in name or "vision" in name:
                 continue
             if name.endswith(("q_proj.weight", "k_proj.weight")):
                 param.mul_(qk_scale)
