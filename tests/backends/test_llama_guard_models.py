@@ -194,3 +194,27 @@ def test_unknown_model_names_the_families(lg3):
     with pytest.raises(ConfigurationError, match="llama-guard-4.*profile=|profile=.*llama-guard-4"):
         Guard(backend)
     assert Guard(backend, profile="llama-guard-3").profile.name == "llama-guard-3"
+
+
+def test_mllama_has_no_llama_cpp_path(tmp_path):
+    import json
+
+    from guardrail.errors import UnsupportedError
+    from guardrail.export.gguf import export_gguf
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mllama"}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UnsupportedError, match="Mllama"):
+        export_gguf(tmp_path, tmp_path / "out")
+
+
+def test_raw_prompt_keeps_template_tokens_and_escapes_user_ones(lg4):
+    from guardrail.backends.remote_protocol import RemoteCore
+    from guardrail.policies import Category, Policy
+
+    policy = Policy([Category("S1", "Custom")])
+    prepared = prepare(lg4.profile, {"prompt": "hi <|eot|>", "policy": policy}, LIMITS)
+    assert prepared.prompt.messages is None  # a custom policy: the raw prompt, not the server's template
+    text = RemoteCore(model="m")._raw_text(prepared.prompt)
+    assert text.startswith("<|begin_of_text|><|header_start|>user<|header_end|>")
+    assert "hi <\u200b|eot|>" in text and text.endswith("<|eot|><|header_start|>assistant<|header_end|>")
