@@ -246,11 +246,6 @@ def quantize_gguf(
     k-quants (``q4_k_m``...) need rows that are multiples of 256 values; llama.cpp keeps smaller
     tensors (tiny test models) at a compatible type, so the result always loads.
     """
-    if config.get("model_type") == "mllama":
-        raise UnsupportedError(
-            "llama.cpp has no Mllama architecture: Llama Guard 3 11B Vision cannot be exported to GGUF. "
-            "Run it with the transformers backend or a vLLM endpoint, or use Llama Guard 4 (GGUF with mmproj)"
-        )
     if quant not in QUANT_TYPES:
         raise ConfigurationError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
     src, dst = Path(src), Path(dst)
