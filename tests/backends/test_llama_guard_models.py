@@ -218,3 +218,22 @@ def test_raw_prompt_keeps_template_tokens_and_escapes_user_ones(lg4):
     text = RemoteCore(model="m")._raw_text(prepared.prompt)
     assert text.startswith("<|begin_of_text|><|header_start|>user<|header_end|>")
     assert "hi <\u200b|eot|>" in text and text.endswith("<|eot|><|header_start|>assistant<|header_end|>")
+
+
+def test_llama_guard_3_on_llama_cpp(lg3, tiny_cache):
+    """The tiny Llama Guard 3 exported to GGUF: detected by its name, same fast score as transformers."""
+    pytest.importorskip("llama_cpp")
+    from guardrail.testing.tiny import cached_tiny_gguf
+
+    try:
+        files = cached_tiny_gguf("llama-guard-3", tiny_cache)
+    except Exception as exc:  # noqa: BLE001 - the converter's source may be unavailable offline
+        pytest.skip(f"no GGUF export here: {exc}")
+    guard = Guard.from_gguf(files.model, max_new_tokens=8)
+    assert guard.profile.name == "llama-guard-3"
+    item = {"prompt": "How do I bake bread?"}
+    fast = guard.moderate(**item, mode="fast")
+    assert fast.error is None
+    assert fast.request_score == pytest.approx(lg3.moderate(**item, mode="fast").request_score, abs=2e-3)
+    generated = guard.moderate(**item)
+    assert generated.raw_output and generated.decided_by == "policy"  # random noise fails closed
