@@ -92,7 +92,8 @@ def plan(profile: Profile, item: ModerationInput) -> FastPlan:
     """The candidate label lines for ``item`` (every combination of the tasks' labels)."""
     tasks = profile.fast_tasks(item)
     key = profile.answer_keys[tasks[0]] + ":"
-    if not profile.fast_prefix.rstrip(" ").endswith(key):
+    # a family whose answer starts with the label itself (Llama Guard's safe/unsafe) has no key
+    if key != ":" and not profile.fast_prefix.rstrip(" ").endswith(key):
         raise ConfigurationError(
             f"profile {profile.name!r} cannot run fast mode: its fast_prefix must end with {key!r}"
         )

@@ -118,7 +118,11 @@ class Guard:
         trained = getattr(backend, "trained_policy", None)
         if trained is not None and not isinstance(profile, Profile):
             profile_options.setdefault("trained_policy", trained)
-        self.profile = get_profile(profile or backend.default_profile(), **profile_options)
+        if profile is None:  # detected from the model: with the options the model calls for
+            profile = backend.default_profile()
+            for key, value in backend.default_profile_options().items():
+                profile_options.setdefault(key, value)
+        self.profile = get_profile(profile, **profile_options)
         self.policy: Policy | None = resolve_policy(policy)
         effective_policy(self.profile, self.policy)  # a policy the family cannot take fails here
         if controversial not in ("block", "allow"):

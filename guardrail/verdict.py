@@ -176,9 +176,9 @@ def verdict_from_generation(
     if controversial == "allow":
         for task in graded:
             labels[task] = "unharmful"
-    # None when the output judges no request (Qwen3Guard judges only the response of a pair).
-    request = labels["request"] == "harmful" if item.has_request and labels.get("request") is not None else None
-    response = labels.get("response") == "harmful" if item.has_response else None
+    # a task the family did not answer (Llama Guard assesses only the last turn) stays None
+    request = labels["request"] == "harmful" if item.has_request and labels.get("request") else None
+    response = labels["response"] == "harmful" if item.has_response and labels.get("response") else None
     refusal = None
     if "refusal" in profile.tasks and item.has_response and labels.get("refusal") is not None:
         refusal = labels["refusal"] == "refusal"

@@ -156,6 +156,11 @@ class Backend(ABC):
         """The profile name the loaded model calls for, when the backend can tell."""
         return None
 
+    def default_profile_options(self) -> dict[str, Any]:
+        """Options of :meth:`default_profile`'s profile the loaded model calls for (Llama Guard 3
+        8B's template variant); used only when the profile is detected, not given."""
+        return {}
+
     def identity(self) -> dict[str, Any] | None:
         """What decides this backend's outputs (model file or endpoint, decoding-relevant
         options), as JSON-able values without secrets; ``None`` when the backend cannot tell,

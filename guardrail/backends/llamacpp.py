@@ -226,7 +226,9 @@ class LlamaCppBackend(Backend):
         return self._loaded_from
 
     def default_profile(self) -> str | None:
-        return profile_for_gguf_architecture(architecture(getattr(self.llama, "metadata", None)))
+        metadata = getattr(self.llama, "metadata", None) or {}
+        # general.name tells Llama Guard 3 from GuardReasoner (both "llama")
+        return profile_for_gguf_architecture(architecture(metadata), metadata.get("general.name"))
 
     @property
     def n_ctx(self) -> int:

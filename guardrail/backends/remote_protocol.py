@@ -134,12 +134,10 @@ class RemoteCore:
     def _raw_text(self, prompt: RenderedPrompt) -> str:
         if prompt.images:
             raise ConfigurationError("images need a chat profile (the completions API takes text only)")
-        text = "".join(p if isinstance(p, str) else p.token for p in prompt.parts)  # type: ignore[union-attr]
-        if self.escape_special_tokens:
-            # Only user text can hold forged tokens, but a raw prompt has no boundaries;
-            # templates without a chat format (GuardReasoner) contain no special tokens.
-            text = escape_special(text)
-        return text
+        # Text parts can hold forged tokens (a user's typed <|eot|>); the template's own special
+        # tokens (Llama Guard's raw prompt has them) are sent as they are.
+        escape = escape_special if self.escape_special_tokens else str
+        return "".join(escape(p) if isinstance(p, str) else p.token for p in prompt.parts)  # type: ignore[union-attr]
 
     def _messages(self, prompt: RenderedPrompt) -> list[dict[str, Any]]:
         return [self._message(m, prompt) for m in prompt.messages or ()]

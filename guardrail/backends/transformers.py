@@ -27,6 +27,7 @@ from typing import Any
 
 from guardrail import _deprecated
 from guardrail._deps import require
+from guardrail.backends import transformers_vision
 from guardrail.backends.base import (
     Backend,
     Generation,
@@ -37,7 +38,13 @@ from guardrail.backends.base import (
 )
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
-from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_model_type
+from guardrail.profiles import (
+    END_TOKENS,
+    NEVER_GENERATED,
+    profile_for_model_type,
+    profile_options_for_model,
+    unknown_model_error,
+)
 from guardrail.profiles.base import ImageSlot, RenderedPrompt
 from guardrail.profiles.guardreasoner_vl import IMAGE_PAD, VISION_END, VISION_START
 
@@ -59,6 +66,8 @@ class TransformersBackend(Backend):
     def __init__(self, model: Any, processor: Any, *, model_name: str | None = None):
         self.model = model
         self.processor = processor
+        transformers_vision.prepare_model(model)  # Llama 4 workarounds, for that model only
+        self._processor_images = transformers_vision.uses_processor_images(model)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.image_processor = getattr(processor, "image_processor", None)
         self.model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -158,8 +167,19 @@ class TransformersBackend(Backend):
         return self._loaded_from
 
     def default_profile(self) -> str | None:
+        """The family the model's config (``guardrail_profile``, model type) and name call for;
+        :class:`~guardrail.errors.ConfigurationError` naming the families when none does."""
         config = self.model.config
-        return profile_for_model_type(getattr(config, "model_type", None), config.to_dict())
+        name = profile_for_model_type(getattr(config, "model_type", None), config.to_dict())
+        if name is None:
+            raise unknown_model_error(f"{self.model_name or 'this model'} (model type {config.model_type!r})")
+        return name
+
+    def default_profile_options(self) -> dict[str, Any]:
+        name = profile_for_model_type(
+            getattr(self.model.config, "model_type", None), self.model.config.to_dict()
+        )
+        return profile_options_for_model(name, self.model_name)
 
     # ------------------------------------------------------------------------ encoding
     def _token_ids(self, names: Sequence[str]) -> list[int]:
@@ -184,6 +204,8 @@ class TransformersBackend(Backend):
 
     def encode(self, prompt: RenderedPrompt) -> tuple[list[int], Any, Any]:
         """Token ids, ``pixel_values`` and ``image_grid_thw`` for one prompt (no padding)."""
+        if prompt.images and self._processor_images:
+            return transformers_vision.encode(self, prompt)
         tok = self.tokenizer
         pixel_values = grid = None
         if prompt.images:
@@ -219,9 +241,11 @@ class TransformersBackend(Backend):
         pixels = [pv for _, pv, _ in encoded if pv is not None]
         if pixels and self._wants_mm_types and self._image_pad_id:
             batch["mm_token_type_ids"] = (input_ids == self._image_pad_id[0]).long()
+        grids = [g for _, _, g in encoded if g is not None]
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
-            batch["image_grid_thw"] = torch.cat([g for _, _, g in encoded if g is not None], dim=0)
+        if grids:
+            batch["image_grid_thw"] = torch.cat(grids, dim=0)
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
 
@@ -402,9 +426,11 @@ class TransformersBackend(Backend):
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
         pixels = [pv for (_, pv, _), _ in rows if pv is not None]
+        grids = [g for (_, _, g), _ in rows if g is not None]
         if pixels:
-            grid = torch.cat([g for (_, _, g), _ in rows if g is not None], dim=0)
             inputs["pixel_values"] = torch.cat(pixels, dim=0)
+        if grids:  # Qwen2-VL style: 3D rotary positions from the image grids
+            grid = torch.cat(grids, dim=0)
             inputs["image_grid_thw"] = grid
             positions = self._rope_positions(input_ids, prompt_mask, grid, rows, lengths, width)
         inputs["position_ids"] = positions

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.errors import ConfigurationError, ExportError, MissingDependencyError
+from guardrail.errors import ConfigurationError, ExportError, MissingDependencyError, UnsupportedError
 from guardrail.export.notes import PARITY, detect_pre_tokenizer, fallback_note, model_name
 from guardrail.gguf_metadata import read_gguf_metadata  # re-exported: its home is guardrail.gguf_metadata
 
@@ -157,6 +157,11 @@ def export_gguf(
     config = _read_model_config(model_dir)
     if not trust_remote_code:
         refuse_custom_code(model_dir)
+    if config.get("model_type") == "mllama":
+        raise UnsupportedError(
+            "llama.cpp has no Mllama architecture: Llama Guard 3 11B Vision cannot be exported to GGUF. "
+            "Run it with the transformers backend or a vLLM endpoint, or use Llama Guard 4 (GGUF with mmproj)"
+        )
     if quant not in QUANT_TYPES:
         raise ConfigurationError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
     if out_dir.exists() and not out_dir.is_dir():

@@ -12,6 +12,8 @@ name                   models                                     output
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
 ``qwen3guard``         Qwen3Guard-Gen 0.6B/4B/8B (Qwen3, text)    ``Safety:`` + ``Categories:``
 ``gpt-oss-safeguard``  gpt-oss-safeguard 20b/120b (gpt-oss)       harmony: analysis + final JSON
+``llama-guard-4``      Llama-Guard-4-12B (Llama 4, images)        ``safe`` / ``unsafe`` + codes
+``llama-guard-3``      Llama-Guard-3-1B/-8B/-11B-Vision           ``safe`` / ``unsafe`` + codes
 =====================  =========================================  ==============================
 """
 
@@ -39,6 +41,7 @@ from guardrail.profiles.guardreasoner_vl import (
 )
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
+from guardrail.profiles.llama_guard import LlamaGuard3Profile, LlamaGuard4Profile
 
 __all__ = [
     "END_TOKENS",
@@ -51,6 +54,8 @@ __all__ = [
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
     "ImageSlot",
+    "LlamaGuard3Profile",
+    "LlamaGuard4Profile",
     "ModerationInput",
     "NEVER_GENERATED",
     "ParsedOutput",
@@ -66,6 +71,8 @@ __all__ = [
     "parse_user_text",
     "profile_for_gguf_architecture",
     "profile_for_model_type",
+    "profile_options_for_model",
+    "unknown_model_error",
 ]
 
 PROFILES: dict[str, type[Profile]] = {
@@ -73,6 +80,8 @@ PROFILES: dict[str, type[Profile]] = {
     GuardReasonerProfile.name: GuardReasonerProfile,
     Qwen3GuardProfile.name: Qwen3GuardProfile,
     GptOssSafeguardProfile.name: GptOssSafeguardProfile,
+    LlamaGuard4Profile.name: LlamaGuard4Profile,
+    LlamaGuard3Profile.name: LlamaGuard3Profile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
@@ -140,13 +149,39 @@ def effective_policy(profile: Profile, policy: Policy | None) -> Policy | None:
     )
 
 
+def _by_name(name: Any) -> str | None:
+    """A family named in a model's name or path (``meta-llama/Llama-Guard-3-1B``): Llama Guard 3
+    shares the ``llama`` architecture with GuardReasoner, so only its name tells them apart."""
+    text = str(name or "").lower().replace("_", "-").replace(" ", "-")
+    for family in ("llama-guard-4", "llama-guard-3"):
+        if family in text or family.replace("-guard-", "guard-") in text:
+            return family
+    return None
+
+
 def profile_for_model_type(model_type: str | None, config: Mapping[str, Any] | None = None) -> str | None:
-    """The profile name for a Hugging Face ``model_type`` (None when unknown)."""
+    """The profile name for a Hugging Face ``model_type`` and config (None when unknown): the
+    config's ``guardrail_profile``, a family named in ``_name_or_path``, else the model type."""
     if config and isinstance(config.get("guardrail_profile"), str):
         return config["guardrail_profile"]
-    return _MODEL_TYPES.get(model_type or "")
+    return _by_name((config or {}).get("_name_or_path")) or _MODEL_TYPES.get(model_type or "")
 
 
-def profile_for_gguf_architecture(architecture: str | None) -> str | None:
-    """The profile name for a GGUF ``general.architecture`` (None when unknown)."""
-    return _GGUF_ARCHITECTURES.get(architecture or "")
+def profile_for_gguf_architecture(architecture: str | None, name: str | None = None) -> str | None:
+    """The profile name for a GGUF ``general.architecture`` (and ``general.name``; None when unknown)."""
+    return _by_name(name) or _GGUF_ARCHITECTURES.get(architecture or "")
+
+
+def profile_options_for_model(profile: str | None, name: Any) -> dict[str, Any]:
+    """Profile options a model's name calls for (Llama Guard 3 8B has its own template)."""
+    text = str(name or "").lower().replace("_", "-")
+    if profile == LlamaGuard3Profile.name and ("guard-3-8b" in text or "guard3-8b" in text):
+        return {"variant": "8b"}
+    return {}
+
+
+def unknown_model_error(what: str) -> ConfigurationError:
+    """The error for a model no family serves: names the families and the ``profile=`` override."""
+    return ConfigurationError(
+        f"cannot tell which guard family {what} is; pass profile= (known: {', '.join(sorted(PROFILES))})"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def _family_builder(profile: str) -> Any:
     return getattr(importlib.import_module(module), func)
 
 
-def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _train_bpe(vocab_size: int, extra: Sequence[str] = ()) -> tuple[dict[str, int], list[tuple[str, str]]]:
     tokenizers = require("tokenizers", extra="transformers")
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -84,7 +85,7 @@ def _train_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
         show_progress=False,
         special_tokens=[],
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer)
+    tok.train_from_iterator([*_CORPUS, *extra] * 4, trainer)
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return dict(model["vocab"]), merges  # type: ignore[return-value]
@@ -244,6 +245,11 @@ def build_tiny_model(
     elif profile in FAMILY_BUILDERS:
         model, saver = _family_builder(profile)(vocab_size)
         config, vocab = model.config, saver.get_vocab()
+    elif profile in ("llama-guard-3", "llama-guard-4"):
+        from guardrail.testing import tiny_llama_guard
+
+        model, saver, vocab = tiny_llama_guard.build(profile, vocab_size)
+        config = model.config
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
@@ -258,7 +264,7 @@ def build_tiny_model(
             if token in vocab:
                 head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
-            if "visual" in name:
+            if "visual" in name or "vision" in name:
                 continue
             if name.endswith(("q_proj.weight", "k_proj.weight")):
                 param.mul_(qk_scale)
