@@ -4,8 +4,8 @@ After a training stage saves its model (:func:`~guardrail.training.model.save_gu
 :func:`finish_model_dir` writes
 
 - ``README.md``: the model card - base model, the stages that made it and their
-  hyper-parameters, the data (samples, label balance, modalities), the guard profile and the
-  policy ``Guard`` applies, the training metrics, an evaluation table (from
+  hyper-parameters, the data (samples, label balance, modalities, categories), the guard profile,
+  the harm policy it was trained on (``guardrail_policy.yaml``) and the failure policy ``Guard`` applies, the training metrics, an evaluation table (from
   ``python -m guardrail.training card --model DIR --eval PREDICTIONS``), and how to load it;
 - ``training_config.yaml``: the resolved settings of every stage that made the model (the
   same as ``guardrail-training.json``, readable);
@@ -157,6 +157,7 @@ def render_card(
     ]
     for info in chain:
         lines.append(_stage_lines(info))
+    lines += _policy_lines(out)
     lines += ["", "## Data", ""]
     for info in chain:
         lines.append(_data_lines(info))
@@ -187,6 +188,32 @@ def render_card(
     return "\n".join(lines)
 
 
+def _policy_lines(out: Path) -> list[str]:
+    """The policy section of a guard trained on a policy (``guardrail_policy.yaml``)."""
+    from guardrail.policies.trained import POLICY_FILE, read_trained_policy
+
+    policy = read_trained_policy(out)
+    if policy is None:
+        return []
+    lines = [
+        "",
+        "## Policy",
+        "",
+        f"Trained on the policy {('`' + policy.name + '` ') if policy.name else ''}in `{POLICY_FILE}` "
+        "(beside the weights; `Guard.from_pretrained` reads it). The prompt lists these categories "
+        "and the answer ends its result block with `Categories: CODE, ...` (`None` when safe); "
+        "`verdict.categories` holds the codes. Only the actions may be changed at run time "
+        "(`Guard(..., policy=policy.with_actions(...))`).",
+        "",
+        "| code | name | action | description |",
+        "|---|---|---|---|",
+    ]
+    for c in policy.categories:
+        description = " ".join(c.description.split()).replace("|", "\\|")
+        lines.append(f"| `{c.code}` | {c.name} | {c.action} | {description} |")
+    return lines
+
+
 def _stage_lines(info: Mapping[str, Any]) -> str:
     stage = str(info.get("stage"))
     config = info.get("config") or {}
@@ -209,6 +236,9 @@ def _data_lines(info: Mapping[str, Any]) -> str:
     modalities = data.get("modalities") or {}
     if modalities:
         text += "; modality " + ", ".join(f"{k} {v}" for k, v in modalities.items())
+    categories = data.get("categories") or {}
+    if categories:
+        text += "; categories " + ", ".join(f"{k} {v}" for k, v in categories.items())
     return text
 
 
