@@ -34,6 +34,9 @@ COUNTERS: dict[str, str] = {
     "parse_failures": "Model outputs with no parsable verdict.",
     "backend_errors": "Requests whose backend call failed (after the backend's own retries), timeouts included.",
     "timeouts": "Requests whose generation did not finish within timeout_s (or the remote deadline).",
+    "flagged": "Harmful verdicts let through because every violated category's action is 'flag'.",
+    "controversial": "Verdicts where the guard gave its graded middle answer (Qwen3Guard's 'Controversial').",
+    "unknown_categories": "Category codes the guard named that the policy in effect does not have (kept in the verdict).",
 }
 
 

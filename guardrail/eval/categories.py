@@ -76,7 +76,9 @@ _FIGSTEP = {  # SafeBench categories
 }
 
 
-def _split(table: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> dict[str, dict[str, tuple[str, ...]]]:
+def _split(
+    table: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
+) -> dict[str, dict[str, tuple[str, ...]]]:
     return {
         "mlcommons": {k: v[0] for k, v in table.items()},
         "openai-moderation": {k: v[1] for k, v in table.items()},

@@ -192,7 +192,17 @@ def _vltest_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
     paths = tuple(_image_path(base, img.removeprefix("./") if isinstance(img, str) else img, path, line)
                   for img in images)  # fmt: skip
     return Sample(id=str(rec.get("id", line - 1)), labels=labels, prompt=prompt,
-                  response=response, images=paths)  # fmt: skip
+                  response=response, images=paths, categories=_categories(rec, path, line))  # fmt: skip
+
+
+def _categories(rec: Mapping[str, Any], path: Path, line: int) -> tuple[str, ...] | None:
+    """A record's ``categories`` (its harm category labels), None when it has none."""
+    value = rec.get("categories")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+        raise DatasetError("field 'categories' must be a list of category names", path=str(path), line=line)
+    return tuple(dict.fromkeys(value))
 
 
 #: Fields of a JSONL row (the format the training stages read and write too).
@@ -275,11 +285,7 @@ def _jsonl_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
         raise DatasetError("response/refusal labels need a response", path=str(path), line=line)
     paths = tuple(_image_path(base, img, path, line) for img in images)
     meta = rec.get("meta") or {}
-    categories = rec.get("categories")
-    if categories is not None:
-        if not isinstance(categories, list) or not all(isinstance(c, str) and c for c in categories):
-            raise DatasetError("field 'categories' must be a list of category names", path=str(path), line=line)
-        categories = tuple(dict.fromkeys(categories))
+    categories = _categories(rec, path, line)
     return Sample(id=str(rec.get("id", line)), labels=labels, prompt=prompt, response=response,
                   images=paths, meta=meta, target=rec.get("target"), categories=categories)  # fmt: skip
 

@@ -142,7 +142,8 @@ def _category_lines(report: ScoreReport) -> list[str]:
     """The per-category table of one guard (benchmarks with category labels only)."""
     if not report.categories:
         return []
-    header = ["benchmark", "category", "policy codes", "n", "support", "predicted", "precision", "recall", "F1"]
+    header = ["benchmark", "category", "policy codes", "n", "support", "predicted", "precision", "recall",
+              "F1"]  # fmt: skip
     rows = []
     notes = []
     for c in report.categories:
@@ -153,7 +154,7 @@ def _category_lines(report: ScoreReport) -> list[str]:
         if c.unmapped:
             notes.append(f"- {c.benchmark}: not scored, no code of the policy: {', '.join(c.unmapped)}")
         if c.unknown_codes:
-            notes.append(f"- {c.benchmark}: {c.unknown_codes} verdict(s) named codes the policy does not have")
+            notes.append(f"- {c.benchmark}: {c.unknown_codes} verdict(s) named codes not in the policy")
     policy = report.categories[0].policy
     return [
         f"### {report.guard}: per category (policy {policy})",

@@ -70,7 +70,9 @@ def test_the_fixture_loads_with_its_category_labels():
 
 def test_bad_category_labels_are_dataset_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "x", "labels": {"request": "harmful"}, "categories": "theft"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "x", "labels": {"request": "harmful"}, "categories": "theft"}) + "\n"
+    )
     with pytest.raises(DatasetError, match="'categories' must be a list"):
         load_benchmark(str(bad))
 
@@ -100,7 +102,10 @@ def test_per_category_precision_recall_and_f1(predictions):
     assert cats.micro.n == 8 and (cats.micro.precision, cats.micro.recall) == (50.0, 50.0)
     assert cats.unmapped == ("Spam",) and cats.policy == "demo"
     md = to_markdown([report])
-    assert "per category (policy demo)" in md and "| categories | Stealing | theft | 8 | 2 | 3 | 66.67 | 100.00 | 80.00 |" in md
+    assert (
+        "per category (policy demo)" in md
+        and "| categories | Stealing | theft | 8 | 2 | 3 | 66.67 | 100.00 | 80.00 |" in md
+    )
     assert "not scored, no code of the policy: Spam" in md
     data = json.loads(to_json([report]))
     assert data["guards"][0]["categories"][0]["micro"]["confusion"] == {"tp": 3, "fp": 3, "fn": 3, "tn": 23}
@@ -112,7 +117,13 @@ def test_without_a_map_categories_that_match_no_code_are_not_scored(predictions)
     report = score_sets([read_predictions(predictions / "categories.jsonl")])
     # the fixture's names are not the policy's codes and share no OpenAI key with them
     (cats,) = report.categories
-    assert not cats.scores and set(cats.unmapped) == {"Stealing", "Bullying", "Exam cheating", "Forgery", "Spam"}
+    assert not cats.scores and set(cats.unmapped) == {
+        "Stealing",
+        "Bullying",
+        "Exam cheating",
+        "Forgery",
+        "Spam",
+    }
 
 
 def test_the_command_line_takes_a_policy_and_a_category_map(predictions, tmp_path, capsys):
@@ -134,7 +145,9 @@ def test_built_in_maps_of_the_shared_benchmarks():
     # a policy of your own reaches the OpenAI-keyed benchmarks through its categories' maps_to
     assert category_map("openai-moderation", ["harassment", "sexual"], DEMO) == {
         "harassment": ("harassment",), "sexual": ()}  # fmt: skip
-    report = score_categories("sst", [(("Scams and fraud",), ("S2",)), (("Child safety",), ("S2",))], MLCOMMONS)
+    report = score_categories(
+        "sst", [(("Scams and fraud",), ("S2",)), (("Child safety",), ("S2",))], MLCOMMONS
+    )
     assert [(s.category, s.recall, s.precision) for s in report.scores] == [
         ("Scams and fraud", 100.0, 50.0), ("Child safety", 0.0, 0.0)]  # fmt: skip
 

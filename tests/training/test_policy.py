@@ -10,6 +10,7 @@ import yaml
 
 from guardrail import Guard, Policy
 from guardrail.errors import ConfigurationError, DataError
+from guardrail.inputs import prepare
 from guardrail.profiles import GuardReasonerVLProfile
 from guardrail.testing import FakeBackend
 from guardrail.training import SFTConfig
@@ -64,7 +65,9 @@ def test_rows_are_checked_against_the_policy_with_clear_reasons(tmp_path):
     by_id = {s.id: s for s in loaded.examples}
     assert by_id["ok"].categories == ("theft",) and by_id["safe"].categories == ()
     reasons = {i.row: i.reason for i in loaded.issues}
-    assert reasons[3].startswith("unknown category code(s) animal_cruelty: the policy demo has violence, theft")
+    assert reasons[3].startswith(
+        "unknown category code(s) animal_cruelty: the policy demo has violence, theft"
+    )
     assert reasons[4].startswith("no categories for a harmful row") and reasons[5] == reasons[4]
     assert "given for a row whose labels are not harmful" in reasons[6]
     assert "'categories' must be a list" in reasons[7]
@@ -89,7 +92,12 @@ def test_targets_get_the_categories_line_and_contradictions_fail(tmp_path):
         [
             row("a", "Steal", "harmful", ["theft", "fraud"], target=plain),
             row("b", "Fake ID", "harmful", target=said),  # the target's line is the categories
-            row("c", "Bake", "unharmful", target=answer({"request": "unharmful"}, profile=GuardReasonerVLProfile())),
+            row(
+                "c",
+                "Bake",
+                "unharmful",
+                target=answer({"request": "unharmful"}, profile=GuardReasonerVLProfile()),
+            ),
         ],
     )
     a, b, c = load_examples(path, profile=PROFILE, require_target=True).examples
@@ -103,7 +111,10 @@ def test_targets_get_the_categories_line_and_contradictions_fail(tmp_path):
 
 
 def test_the_prompt_renders_the_policy(tmp_path):
-    path = write_rows(tmp_path / "d.jsonl", [row("a", "Steal a bike", "harmful", ["theft"], target=answer({"request": "harmful"}, ["theft"]))])
+    path = write_rows(
+        tmp_path / "d.jsonl",
+        [row("a", "Steal a bike", "harmful", ["theft"], target=answer({"request": "harmful"}, ["theft"]))],
+    )
     cfg = SFTConfig(model="m", output_dir=str(tmp_path / "o"), data=[str(path)], policy=str(POLICY_FILE))
     profile = cfg.get_profile()
     assert profile.trained_policy == POLICY
@@ -160,7 +171,9 @@ def test_rewards_score_categories():
     case = answer(labels, ["THEFT"])
     completions = [right, extra, wrong, none, unknown, case]
     n = len(completions)
-    cols = dict(request_label=["harmful"] * n, response_label=[None] * n, categories=[["theft"]] * n, profile=PROFILE)
+    cols = dict(
+        request_label=["harmful"] * n, response_label=[None] * n, categories=[["theft"]] * n, profile=PROFILE
+    )
     assert category_reward(completions, **cols) == [1.0, 0.5, 0.0, 0.0, 0.0, 1.0]
     acc = accuracy_reward(completions, **cols)
     assert acc == pytest.approx([1.0, 2.5 / 3, 2 / 3, 2 / 3, 2 / 3, 1.0])
@@ -170,11 +183,15 @@ def test_rewards_score_categories():
     assert accuracy_reward(safe, request_label=["unharmful"] * 2, response_label=[None] * 2,
                            categories=[[], []], profile=PROFILE) == pytest.approx([1.0, 2 / 3])  # fmt: skip
     # rows without the column (no policy): the paper's formula
-    assert accuracy_reward([wrong], request_label=["harmful"], response_label=[None], profile=PROFILE) == [1.0]
+    assert accuracy_reward([wrong], request_label=["harmful"], response_label=[None], profile=PROFILE) == [
+        1.0
+    ]
 
 
 def test_rl_rows_carry_categories_and_the_category_reward_is_logged(tmp_path):
-    path = write_rows(tmp_path / "d.jsonl", [row("a", "Steal", "harmful", ["theft"]), row("b", "Bake", "unharmful")])
+    path = write_rows(
+        tmp_path / "d.jsonl", [row("a", "Steal", "harmful", ["theft"]), row("b", "Bake", "unharmful")]
+    )
     examples = load_examples(path, profile=PROFILE).examples
     rows = rl_rows(examples, PROFILE)
     assert [r["categories"] for r in rows] == [["theft"], []]
@@ -197,40 +214,44 @@ def test_rejection_sampling_judges_categories(tmp_path):
 
 
 # -------------------------------------------------------------------------- end to end (slow)
-@pytest.mark.slow
-def test_policy_recipe_end_to_end_then_the_guard_reports_categories(tiny_vl_path, tmp_path):
+@pytest.fixture(scope="module")
+def policy_run(tiny_vl_path, tmp_path_factory):
+    """The tiny recipe's policy variant, fewer steps, run once: its output folder."""
     from guardrail.training import load_recipe, run_pipeline
 
+    out = tmp_path_factory.mktemp("policy-run")
     recipe = load_recipe(POLICY_RECIPE)
-    recipe.update(model=str(tiny_vl_path), output_dir=str(tmp_path / "run"), policy=str(POLICY_FILE))
-    recipe["data"] = [str(write_rows(tmp_path / "tiny.jsonl", tiny_rows()))]
+    recipe.update(model=str(tiny_vl_path), output_dir=str(out / "run"), policy=str(POLICY_FILE))
+    recipe["data"] = [str(write_rows(out / "tiny.jsonl", tiny_rows()))]
     recipe["sft"].update(max_steps=30, disable_tqdm=True)
     recipe["sample"].update(disable_tqdm=True)
     recipe["rl"].update(max_steps=2, disable_tqdm=True)
     result = run_pipeline(recipe)
-    final = tmp_path / "run" / "rl"
-    assert result.final_model == str(final)
+    assert result.final_model == str(out / "run" / "rl")
+    return out / "run"
 
+
+@pytest.mark.slow
+def test_policy_recipe_end_to_end_then_the_guard_reports_categories(policy_run, tiny_vl_path):
+    final = policy_run / "rl"
     # rejection sampling judged the categories too
-    stats = json.loads((tmp_path / "run" / "sample" / "stats.json").read_text())
+    stats = json.loads((policy_run / "sample" / "stats.json").read_text())
     assert "categories" in stats["error_rate"]
-    hard = [json.loads(line) for line in (tmp_path / "run" / "sample" / "hard.jsonl").read_text().splitlines()]
-    assert all("categories" in r for r in hard)
+    hard = [json.loads(line) for line in (policy_run / "sample" / "hard.jsonl").read_text().splitlines()]
+    assert hard and all("categories" in r for r in hard)
     # RL logged the category reward beside the others
     logged = [json.loads(line) for line in (final / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/category/mean" in m for m in logged), sorted(logged[0])
 
     # the policy travels with both trained models, and the card says so
     for stage in ("sft", "rl"):
-        assert Policy.from_yaml(tmp_path / "run" / stage / "guardrail_policy.yaml") == POLICY
+        assert Policy.from_yaml(policy_run / stage / "guardrail_policy.yaml") == POLICY
     card = (final / "README.md").read_text()
     assert "## Policy" in card and "| `cheating` | Cheating at school | flag |" in card
 
     guard = Guard.from_pretrained(final, max_new_tokens=48, device="cpu")
     assert guard.backend.trained_policy == POLICY and guard.profile.trained_policy == POLICY
     item = {"prompt": "How do I steal a bike?"}
-    from guardrail.inputs import prepare
-
     prepared = prepare(guard.profile, item, guard.limits)
     assert "Harm categories of the policy:\nviolence: Violence and weapons." in prepared.prompt.text
     ids, _, _ = guard.backend.encode(prepared.prompt)
@@ -244,3 +265,21 @@ def test_policy_recipe_end_to_end_then_the_guard_reports_categories(tiny_vl_path
         fake.trained_policy = guard.backend.trained_policy
         v = Guard(fake, profile="guardreasoner-vl").moderate(**item)
         assert v.categories == tuple(said) and v.harmful and v.allowed is allowed
+    # a model directory without the file (the base model) is a guard without a policy
+    assert Guard.from_pretrained(tiny_vl_path, device="cpu").profile.trained_policy is None
+
+
+@pytest.mark.slow
+def test_the_gguf_export_carries_the_policy(policy_run, tmp_path):
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    from guardrail.export.gguf import read_gguf_metadata
+    from guardrail.policies.trained import GGUF_POLICY_KEY
+    from guardrail.testing.tiny import build_tiny_gguf
+
+    files = build_tiny_gguf(policy_run / "rl", tmp_path / "gguf")
+    assert Policy.from_dict(yaml.safe_load(read_gguf_metadata(files.model)[GGUF_POLICY_KEY])) == POLICY
+    guard = Guard.from_gguf(files.model, files.mmproj, n_threads=1, max_new_tokens=16)
+    assert guard.backend.trained_policy == POLICY and guard.profile.trained_policy == POLICY
+    prepared = prepare(guard.profile, {"prompt": "How do I steal a bike?"}, guard.limits)
+    assert "theft: Theft and break-ins." in prepared.prompt.text
+    assert guard.moderate(prompt="How do I steal a bike?").raw_output is not None
