@@ -163,6 +163,21 @@ def test_shipped_corpora_name_categories_of_the_demo_policy():
         assert harmful and all(s.categories for s in harmful), path
 
 
+def test_a_trained_policy_file_reads_back_and_a_broken_one_fails(tmp_path):
+    from guardrail.policies import PolicyError
+    from guardrail.policies.trained import policy_from_text, read_trained_policy, write_trained_policy
+
+    assert read_trained_policy(tmp_path) is None  # no file: a guard without a policy
+    write_trained_policy(tmp_path, POLICY)
+    assert read_trained_policy(tmp_path) == POLICY
+    assert policy_from_text(POLICY.to_yaml()) == POLICY and policy_from_text("") is None
+    (tmp_path / "guardrail_policy.yaml").write_text("categories: []\n")
+    with pytest.raises(PolicyError, match="at least one category"):
+        read_trained_policy(tmp_path)
+    with pytest.raises(PolicyError, match="guardrail.policy: not valid YAML"):
+        policy_from_text("categories: [")
+
+
 # --------------------------------------------------------------------------------- rewards
 def test_rewards_score_categories():
     labels = {"request": "harmful"}
