@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +31,6 @@ from guardrail.profiles import (
 from guardrail.profiles import (
     parse_user_text as _parse_user_text,
 )
-from guardrail.profiles.base import read_categories
 from guardrail.profiles.guardreasoner_vl import IMAGE_PLACEHOLDER
 from guardrail.samples import Sample, task_labels
 
@@ -45,8 +43,6 @@ __all__ = [
     "load_examples",
     "parse_user_text",
     "read_rows",
-    "target_categories",
-    "with_policy",
     "write_examples",
 ]
 
@@ -246,7 +242,9 @@ def parse_row(
     else:
         ex = _from_guardrail(raw, prof)
     images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
-    ex = replace(ex, images=images, categories=_row_categories(raw))
+    from guardrail.training.categories import row_categories, with_policy  # uses _BadRow: no cycle
+
+    ex = replace(ex, images=images, categories=row_categories(raw))
     _check_texts(ex)
     if prof.trained_policy is not None:
         ex = with_policy(ex, prof)
@@ -378,88 +376,6 @@ def _user_texts(text: str) -> tuple[str | None, str | None]:
         # missing prompt stays that text (it renders the same and round-trips through our rows).
         prompt = "None"
     return prompt, response
-
-
-# ------------------------------------------------------------------------------- policies
-def _row_categories(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The row's ``categories`` (codes of the harm categories it violates); None when absent."""
-    value = raw.get("categories")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
-        raise _BadRow('\'categories\' must be a list of category codes, e.g. ["S1", "S9"]')
-    return tuple(dict.fromkeys(c.strip() for c in value))
-
-
-def target_categories(target: str) -> tuple[str, ...] | None:
-    """The codes of a target's ``Categories:`` line (in its result block); None without one."""
-    block = target.rsplit("<result>", 1)[-1]
-    if not _CATEGORIES_LINE.search(block):
-        return None
-    return read_categories(block)
-
-
-_CATEGORIES_LINE = re.compile(r"(?im)^[ \t*#>-]*categories\s*:")
-
-
-def with_policy(ex: Sample, prof: Profile) -> Sample:
-    """A sample for a guard trained on ``prof.trained_policy``: its categories checked against
-    the policy (spelled as the policy spells them) and its target given the ``Categories:`` line.
-
-    The categories come from the row's ``categories`` field, or from a ``Categories:`` line the
-    target already has (both: they must agree). A row whose labels say harmful must name at
-    least one category; a row with no harmful label names none (``Categories: None``); a code
-    the policy does not have makes the row bad.
-    """
-    policy = prof.trained_policy
-    assert policy is not None
-    gold = ex.categories
-    said = target_categories(ex.target) if ex.target is not None else None
-    if said is not None:
-        if gold is not None and set(policy.canonical(said)) != set(policy.canonical(gold)):
-            raise _Contradiction(
-                f"contradiction: the answer text says 'Categories: {', '.join(said) or 'None'}' "
-                f"but the row's categories are {list(gold)}"
-            )
-        gold = said if gold is None else gold
-    harmful = any(v == "harmful" for t, v in ex.labels.items() if t in ("request", "response"))
-    unknown = policy.unknown(gold or ())
-    if unknown:
-        named = f"policy {policy.name}" if policy.name else "policy"
-        raise _BadRow(
-            f"unknown category code(s) {', '.join(unknown)}: the {named} has {', '.join(policy.codes)}"
-        )
-    if harmful and not gold:
-        raise _BadRow(
-            "no categories for a harmful row: training on a policy needs the codes it violates "
-            "('categories': [...])"
-        )
-    if gold and not harmful:
-        raise _BadRow(
-            f"categories {list(gold)} given for a row whose labels are not harmful (a safe row names none)"
-        )
-    codes = policy.canonical(gold or ())
-    target = ex.target
-    if target is not None:
-        target = _set_categories_line(target, prof.categories_text(codes))
-    return replace(ex, categories=codes, target=target)
-
-
-def _set_categories_line(target: str, line: str) -> str:
-    """``target`` with its result block's ``Categories:`` line replaced by ``line`` (which starts
-    with a newline), or ``line`` added after the last label line (before ``</result>``)."""
-    close = target.lower().rfind("</result>")
-    if close < 0:
-        return target  # not in the guard's format: reported as a bad target where one is needed
-    start = target.lower().rfind("<result>", 0, close)
-    start = start + len("<result>") if start >= 0 else 0
-    head, block, tail = target[:start], target[start:close], target[close:]
-    block = _CATEGORIES_LINE_FULL.sub("", block)
-    stripped = block.rstrip()
-    return head + stripped + line + block[len(stripped) :] + tail
-
-
-_CATEGORIES_LINE_FULL = re.compile(r"(?im)\n?^[ \t*#>-]*categories\s*:[^\n]*")
 
 
 # ------------------------------------------------------------------------------- checking
