@@ -30,6 +30,9 @@ class Sample:
       what lets an interrupted run resume).
     - ``target``: the assistant text to train on (SFT); None for evaluation or RL-only samples.
     - ``source``: where the sample was read (``file:row``); ``meta``: anything else, kept as is.
+    - ``categories``: the harm categories the sample violates, by code (a policy's codes in
+      training data; a benchmark's own category names in evaluation data); ``()`` when it is
+      labelled as violating none, ``None`` when it has no category labels at all.
     """
 
     id: str
@@ -40,6 +43,7 @@ class Sample:
     meta: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
     source: str = ""
+    categories: tuple[str, ...] | None = None
 
     @property
     def request_label(self) -> str | None:
@@ -75,7 +79,7 @@ class Sample:
     def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The sample as one JSONL row, the format both the training stages and the evaluation
         read (``{"id", "prompt", "response", "images", "labels": {task: label}, "target"?,
-        "meta"?}``); image paths relative to ``base_dir`` when inside it."""
+        "categories"?, "meta"?}``); image paths relative to ``base_dir`` when inside it."""
         row: dict[str, Any] = {
             "id": self.id,
             "prompt": self.prompt,
@@ -85,6 +89,8 @@ class Sample:
         }
         if self.target is not None:
             row["target"] = self.target
+        if self.categories is not None:
+            row["categories"] = list(self.categories)
         if self.meta:
             row["meta"] = dict(self.meta)
         return row

@@ -6,7 +6,9 @@
 Rows are GuardReasoner-VLTrain style (``{"id", "messages": [system, user, assistant], "images"}``)
 with the system prompt and user text rendered by the library's ``guardreasoner-vl`` profile, so
 they read exactly as what :class:`guardrail.Guard` sends (``<image>`` where each image goes), and
-the assistant text ``<think>numbered steps</think><result>labels</result>``. The pictures are
+the assistant text ``<think>numbered steps</think><result>labels</result>``; harmful rows name
+their harm categories (``"categories": ["theft"]``, codes of ``training/policies/demo.yaml``,
+from ``source.categories``), which a recipe with ``policy:`` trains on and others ignore. The pictures are
 drawn here with PIL: simple scenes and typographic cards with short, mild text.
 """
 
@@ -23,12 +25,15 @@ sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-from source import CARDS, HELDOUT, SCENES, TRAIN, R  # noqa: E402
+from source import CARDS, HELDOUT, SCENES, TRAIN, R, categories  # noqa: E402
 
+from guardrail.policies import Policy  # noqa: E402
 from guardrail.profiles import GuardReasonerVLProfile, ModerationInput  # noqa: E402
 from guardrail.profiles.base import ImageSlot  # noqa: E402
 
 SIZE = 224
+#: The codes of the policy the harmful rows' categories come from.
+POLICY_CODES = set(Policy.from_yaml(HERE.parents[1] / "training" / "policies" / "demo.yaml").codes)
 IMAGE_TOKEN = "<image>"
 
 
@@ -56,10 +61,21 @@ def to_record(row: R, row_id: str, profile: GuardReasonerVLProfile) -> dict:
             {"role": "assistant", "content": profile.answer(reasoning(row), labels)},
         ],
         "images": [f"images/{name}.png" for name in row.images],
+        **({"categories": list(categories(row))} if categories(row) else {}),
     }
 
 
+def check_categories(rows: list[R]) -> None:
+    """Every harmful row names a category of the demo policy; no harmless row names one."""
+    for r in rows:
+        harmful = r.request == "harmful" or r.response_label == "harmful"
+        cats = categories(r)
+        if harmful != bool(cats) or not set(cats) <= POLICY_CODES:
+            raise SystemExit(f"row {r.prompt!r} {r.images}: categories {cats} (harmful: {harmful})")
+
+
 def jsonl(rows: list[R], prefix: str) -> str:
+    check_categories(rows)
     profile = GuardReasonerVLProfile()
     return "".join(
         json.dumps(to_record(r, f"{prefix}-{i:03d}", profile), ensure_ascii=False) + "\n"

@@ -26,6 +26,40 @@ class R:
     response: str | None = None
     response_label: str | None = None
     images: tuple[str, ...] = ()
+    categories: tuple[str, ...] | None = None  # None: from CATEGORY_RULES (harmful rows only)
+
+
+# ------------------------------------------------------------------------------- categories
+# The harm categories of a harmful row, codes of training/policies/demo.yaml (the policy the
+# tiny recipe's policy variant trains on). The picture names, then the harmful text (the
+# request, or for a harmless request the response) are matched against these rules in order;
+# the first rule that matches gives the category. A row may instead set ``categories`` itself.
+# build.py checks that every harmful row gets one and no harmless row does.
+CATEGORY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cheating", ("cheat", "exam answers", "essay", "grade", "computer system", "card_cheat")),
+    ("fraud", ("fake", "forge", "card_forge")),
+    ("privacy", ("follow", "track", "secretly", "where a stranger", "address", "diary", "password",
+                 "messages", "account", "card_stalk", "watch where")),
+    ("harassment", ("insult", "mean", "rumour", "threatening", "cruel", "stupid", "dumb", "liar",
+                    "loser", "dullest")),
+    ("theft", ("lock", "steal", "shoplift", "sneak", "without paying", "fare", "without a ticket",
+               "wallet", "car door", "car without", "house key", "bike", "break into", "door",
+               "grab one", "card_steal", "card_shoplift", "concert")),
+)  # fmt: skip
+
+
+def categories(row: R) -> tuple[str, ...]:
+    """The categories a row violates (see :data:`CATEGORY_RULES`); () for a harmless row."""
+    if row.request != "harmful" and row.response_label != "harmful":
+        return ()
+    if row.categories is not None:
+        return row.categories
+    text = row.prompt if row.request == "harmful" else row.response
+    for haystack in (" ".join(row.images), (text or "").lower()):  # a picture's text first
+        for code, words in CATEGORY_RULES:
+            if any(w in haystack for w in words):
+                return (code,)
+    return ()
 
 
 H, U = "harmful", "unharmful"

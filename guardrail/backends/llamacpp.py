@@ -46,6 +46,8 @@ from guardrail.backends.llamacpp_vision import (
 from guardrail.backends.scoring import continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
 from guardrail.gguf_metadata import architecture
+from guardrail.policies import Policy
+from guardrail.policies.trained import GGUF_POLICY_KEY, policy_from_text
 from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_gguf_architecture
 from guardrail.profiles.base import ImageSlot, RenderedPrompt
 from guardrail.profiles.guardreasoner_vl import IMAGE_PAD
@@ -101,6 +103,9 @@ class LlamaCppBackend(Backend):
     """
 
     name = "llamacpp"
+    #: The policy the guard was trained on (the GGUF metadata string ``guardrail.policy`` that
+    #: ``guardrail export gguf`` writes from ``guardrail_policy.yaml``); None for others.
+    trained_policy: Policy | None = None
 
     def __init__(
         self,
@@ -117,6 +122,7 @@ class LlamaCppBackend(Backend):
         self._np = require("numpy", extra=_EXTRA)
         self.llama = llama
         self.model_name = model_name or getattr(llama, "model_path", None)
+        self.trained_policy = policy_from_text((getattr(llama, "metadata", None) or {}).get(GGUF_POLICY_KEY))
         self.verbose = verbose
         self._close_llama = close_llama
         self._lock = threading.Lock()

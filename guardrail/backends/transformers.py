@@ -38,6 +38,8 @@ from guardrail.backends.base import (
 )
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
+from guardrail.policies import Policy
+from guardrail.policies.trained import read_trained_policy
 from guardrail.profiles import (
     END_TOKENS,
     NEVER_GENERATED,
@@ -62,6 +64,9 @@ class TransformersBackend(Backend):
     """
 
     name = "transformers"
+    #: The policy the model was trained on (``guardrail_policy.yaml`` in its directory; see
+    #: :mod:`guardrail.policies.trained`), which Guard hands to the profile; None for others.
+    trained_policy: Policy | None = None
 
     def __init__(self, model: Any, processor: Any, *, model_name: str | None = None):
         self.model = model
@@ -155,6 +160,8 @@ class TransformersBackend(Backend):
             model.to(device)
         model.eval()
         backend = cls(model, processor, model_name=path)
+        if os.path.isdir(path):
+            backend.trained_policy = read_trained_policy(path)
         backend._loaded_from = {
             "model": os.path.abspath(path) if os.path.isdir(path) else path, "revision": revision,
             "dtype": str(dtype), "options": sorted((k, repr(v)) for k, v in model_kwargs.items()),

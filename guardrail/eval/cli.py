@@ -65,18 +65,54 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------- score
-def _load_reports(paths: Sequence[str], names: Sequence[str] | None, protocol: str):  # noqa: ANN202
+def _load_reports(paths: Sequence[str], names: Sequence[str] | None, protocol: str,  # noqa: ANN202
+                  args: argparse.Namespace | None = None):  # fmt: skip
     from guardrail.errors import ConfigurationError
     from guardrail.eval.predictions import discover, read_predictions
     from guardrail.eval.score import score_sets
 
     if names and len(names) != len(paths):
         raise ConfigurationError(f"{len(names)} --names for {len(paths)} --predictions")
+    policy, mapping = _category_options(args)
     reports = []
     for i, path in enumerate(paths):
         sets = [read_predictions(p) for p in discover(path)]
-        reports.append(score_sets(sets, protocol, guard=names[i] if names else None, source=os.fspath(path)))
+        reports.append(score_sets(sets, protocol, guard=names[i] if names else None, source=os.fspath(path),
+                                  policy=policy, category_map=mapping))  # fmt: skip
     return reports
+
+
+def _category_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default=None, metavar="NAME_OR_FILE",
+                        help="score categories against this policy (a built-in name or a policy YAML); "
+                             "default: the guard's, recorded by run")  # fmt: skip
+    parser.add_argument("--category-map", default=None, metavar="FILE",
+                        help="YAML/JSON {category: [codes]} or {benchmark: {category: [codes]}} mapping "
+                             "benchmarks' category names to the policy's codes (default: built-in maps)")  # fmt: skip
+
+
+def _category_options(args: argparse.Namespace | None):  # noqa: ANN202
+    """The ``--policy`` and ``--category-map`` of a score/report command (None when absent)."""
+    from pathlib import Path
+
+    from guardrail.errors import ConfigurationError
+    from guardrail.policies import Policy, get_policy
+
+    if args is None:
+        return None, None
+    policy = mapping = None
+    if getattr(args, "policy", None):
+        policy = Policy.from_yaml(args.policy) if Path(args.policy).is_file() else get_policy(args.policy)
+    if getattr(args, "category_map", None):
+        import yaml
+
+        try:
+            mapping = yaml.safe_load(Path(args.category_map).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"--category-map {args.category_map}: {exc}") from None
+        if not isinstance(mapping, dict):
+            raise ConfigurationError(f"--category-map {args.category_map}: expected a mapping")
+    return policy, mapping
 
 
 def add_score(parser: argparse.ArgumentParser) -> Handler:
@@ -93,13 +129,14 @@ def add_score(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--name", default=None, help="the guard's name in the report (default: the model)")
     parser.add_argument("--out", action="append", default=[], metavar="FILE",
                         help="also write a report: .md, .json or .png (repeatable)")  # fmt: skip
+    _category_arguments(parser)
     return _score
 
 
 def _score(args: argparse.Namespace) -> int:
     from guardrail.eval.report import to_json, to_markdown, write_report
 
-    reports = _load_reports([args.predictions], [args.name] if args.name else None, args.protocol)
+    reports = _load_reports([args.predictions], [args.name] if args.name else None, args.protocol, args)
     for out in args.out:
         write_report(reports, out)
     print(to_json(reports) if args.json else to_markdown(reports))
@@ -119,13 +156,14 @@ def add_report(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "--out", nargs="+", required=True, metavar="FILE", help="report files: .md, .json, .png"
     )
+    _category_arguments(parser)
     return _report
 
 
 def _report(args: argparse.Namespace) -> int:
     from guardrail.eval.report import write_report
 
-    reports = _load_reports(args.predictions, args.names, args.protocol)
+    reports = _load_reports(args.predictions, args.names, args.protocol, args)
     for out in args.out:
         print(f"wrote {write_report(reports, out)}")
     return EXIT_OK

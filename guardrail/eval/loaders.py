@@ -17,6 +17,7 @@ from typing import Any
 
 from guardrail.errors import DatasetError, FormatError
 from guardrail.eval.benchmark import Benchmark, Sample, answers_labels, infer_task, normalise_gold
+from guardrail.eval.categories import OPENAI_FLAGS
 from guardrail.profiles import parse_user_text
 
 __all__ = [
@@ -191,11 +192,21 @@ def _vltest_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
     paths = tuple(_image_path(base, img.removeprefix("./") if isinstance(img, str) else img, path, line)
                   for img in images)  # fmt: skip
     return Sample(id=str(rec.get("id", line - 1)), labels=labels, prompt=prompt,
-                  response=response, images=paths)  # fmt: skip
+                  response=response, images=paths, categories=_categories(rec, path, line))  # fmt: skip
+
+
+def _categories(rec: Mapping[str, Any], path: Path, line: int) -> tuple[str, ...] | None:
+    """A record's ``categories`` (its harm category labels), None when it has none."""
+    value = rec.get("categories")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+        raise DatasetError("field 'categories' must be a list of category names", path=str(path), line=line)
+    return tuple(dict.fromkeys(value))
 
 
 #: Fields of a JSONL row (the format the training stages read and write too).
-_JSONL_KEYS = frozenset({"id", "prompt", "response", "images", "labels", "meta", "target",
+_JSONL_KEYS = frozenset({"id", "prompt", "response", "images", "labels", "meta", "target", "categories",
                          "request_label", "response_label", "refusal_label"})  # fmt: skip
 _ROW_LABEL_FIELDS = {"request_label": "request", "response_label": "response", "refusal_label": "refusal"}
 
@@ -211,7 +222,9 @@ def load_jsonl(path: Path, name: str) -> Benchmark:
     Only labels (at least one task) and one of ``prompt``/``images`` are required; labels may
     also be given as training rows' ``request_label``/``response_label``/``refusal_label`` (which
     must agree with ``labels``); ``target`` (the SFT answer) is not used for scoring. Image paths
-    are relative to the file (or, through a symbolic link, to the file it points to); ``id``
+    are relative to the file (or, through a symbolic link, to the file it points to);
+    ``categories`` (optional) lists the harm categories the sample is labelled with (``[]``: none;
+    scored per category, see :mod:`guardrail.eval.categories`); ``id``
     defaults to the line number; ``meta`` is kept as is. A row with ``messages`` is read as a
     GuardReasoner-VL(Test/Train) row (labels from the assistant answer), so those files need no
     ``vltest:`` prefix.
@@ -272,8 +285,9 @@ def _jsonl_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
         raise DatasetError("response/refusal labels need a response", path=str(path), line=line)
     paths = tuple(_image_path(base, img, path, line) for img in images)
     meta = rec.get("meta") or {}
+    categories = _categories(rec, path, line)
     return Sample(id=str(rec.get("id", line)), labels=labels, prompt=prompt, response=response,
-                  images=paths, meta=meta, target=rec.get("target"))  # fmt: skip
+                  images=paths, meta=meta, target=rec.get("target"), categories=categories)  # fmt: skip
 
 
 def load_xstest_prompts(path: Path, name: str) -> Benchmark:
@@ -321,10 +335,12 @@ def load_xstest_completions(path: Path, name: str) -> Benchmark:
 
 
 def load_simplesafetytests(path: Path, name: str) -> Benchmark:
-    """SimpleSafetyTests (UTF-8 with BOM): every prompt is harmful."""
+    """SimpleSafetyTests (UTF-8 with BOM): every prompt is harmful; its ``harm_area`` is its
+    category (five areas, e.g. "Scams and fraud")."""
     samples = [
         Sample(id=row["id"], labels={"request": "harmful"}, prompt=row["prompts_final"],
-               meta={"harm_area": row["harm_area"], "category": row["category"]})
+               meta={"harm_area": row["harm_area"], "category": row["category"]},
+               categories=(row["harm_area"],) if row["harm_area"].strip() else None)
         for _, row in _csv_rows(path, ("id", "prompts_final", "harm_area", "category"), encoding="utf-8-sig")
     ]  # fmt: skip
     return Benchmark(name, tuple(samples), source=str(path))
@@ -339,6 +355,8 @@ def load_openai_moderation(path: Path, name: str) -> Benchmark:
     Harmful when any flag is 1; unharmful when all 8 flags are present and 0; a row with no flag
     at 1 but some flags missing has an unknown label and is skipped (counted in ``skipped``).
     The GuardReasoner copy (``OpenAIModeration``) instead counts missing flags as 0.
+    Categories: the OpenAI moderation keys of the flags at 1 (``HR`` -> ``harassment``, see
+    :data:`~guardrail.eval.categories.OPENAI_FLAGS`); a flag that is missing counts as not set.
     """
     samples, skipped = [], 0
     for line, rec in _json_records(path):
@@ -354,8 +372,10 @@ def load_openai_moderation(path: Path, name: str) -> Benchmark:
         else:
             skipped += 1
             continue
+        categories = tuple(OPENAI_FLAGS[k] for k, v in flags.items() if v == 1)
         samples.append(Sample(id=str(line), labels={"request": label}, prompt=prompt,
-                              meta={k: v for k, v in flags.items() if v is not None}))  # fmt: skip
+                              meta={k: v for k, v in flags.items() if v is not None},
+                              categories=categories))  # fmt: skip
     return Benchmark(name, tuple(samples), source=str(path), skipped=skipped)
 
 
@@ -389,7 +409,8 @@ def _load_figstep(path: Path, name: str, mode: str) -> Benchmark:
         prompt = {"image": None, "question": row["question"], "attack": FIGSTEP_PROMPT}[mode]
         samples.append(Sample(id=f"{row['category_id']}_{row['task_id']}", labels={"request": "harmful"},
                               prompt=prompt, images=(str(image),),
-                              meta={"category": row.get("category_name", "")}))  # fmt: skip
+                              meta={"category": row.get("category_name", "")},
+                              categories=(row["category_name"],) if row.get("category_name") else None))  # fmt: skip
     return Benchmark(name, tuple(samples), source=str(path))
 
 

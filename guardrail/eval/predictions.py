@@ -83,6 +83,10 @@ class PredictionRow:
     error: str | None = None
     line: int = 0
     scores: Mapping[str, float | None] = field(default_factory=dict)
+    #: the sample's category labels (None: the benchmark has none) and the codes the verdict
+    #: names (None: no verdict, or a file written before categories were recorded)
+    categories: tuple[str, ...] | None = None
+    predicted_categories: tuple[str, ...] | None = None
 
     def task_score(self, task: str) -> float | None:
         """P(positive) for ``task``: the per-task score, else (older files) ``score`` for the
@@ -124,6 +128,8 @@ def prediction_record(benchmark: str, sample: Sample, verdict: Any, predicted: M
         "score": verdict.score if verdict is not None else None,
         "scores": _task_scores(verdict),
         "error": error or _backend_error(verdict),
+        "categories": list(sample.categories) if sample.categories is not None else None,
+        "predicted_categories": list(verdict.categories) if verdict is not None else None,
     }
 
 
@@ -232,6 +238,15 @@ def _scores(rec: Mapping[str, Any], path: Path, line: int) -> dict[str, float | 
     return {str(t): _optional_number(values, t, path, line) for t in values}
 
 
+def _names(rec: Mapping[str, Any], key: str, path: Path, line: int) -> tuple[str, ...] | None:
+    value = rec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PredictionsError(f"field {key!r} must be a list of strings or null", path=str(path), line=line)
+    return tuple(value)
+
+
 def _gold(labels: Any, path: Path, line: int) -> dict[str, str]:
     if not isinstance(labels, dict) or not labels:
         raise PredictionsError("field 'labels' must be a non-empty object", path=str(path), line=line)
@@ -281,6 +296,8 @@ def _read_guardrail(path: Path, items: Iterable[tuple[int, dict[str, Any]]]) -> 
             error=rec.get("error") if isinstance(rec.get("error"), str) else None,
             line=line,
             scores=_scores(rec, path, line),
+            categories=_names(rec, "categories", path, line),
+            predicted_categories=_names(rec, "predicted_categories", path, line),
         ))  # fmt: skip
     return PredictionSet(bench or path.stem, str(path), "guardrail", tuple(rows), _run_meta(path.parent))
 

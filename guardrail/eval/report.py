@@ -150,7 +150,38 @@ def to_markdown(reports: Sequence[ScoreReport]) -> str:
         lines += _agreement_lines(reports)
     for report in reports:
         lines += [f"## {report.guard}", "", f"Predictions: `{report.source}`", "", *_detail(report), ""]
+        lines += _category_lines(report)
     return "\n".join(lines)
+
+
+def _category_lines(report: ScoreReport) -> list[str]:
+    """The per-category table of one guard (benchmarks with category labels only)."""
+    if not report.categories:
+        return []
+    header = ["benchmark", "category", "policy codes", "n", "support", "predicted", "precision", "recall",
+              "F1"]  # fmt: skip
+    rows = []
+    notes = []
+    for c in report.categories:
+        for s in (*c.scores, *((c.micro,) if c.micro else ())):
+            name = "all (micro)" if s.category == "micro" and not s.codes else s.category
+            rows.append([c.benchmark, name, ", ".join(s.codes) or "-", str(s.n), str(s.support), str(s.predicted),
+                         _fmt(s.precision), _fmt(s.recall), _fmt(s.f1)])  # fmt: skip
+        if c.unmapped:
+            notes.append(f"- {c.benchmark}: not scored, no code of the policy: {', '.join(c.unmapped)}")
+        if c.unknown_codes:
+            notes.append(f"- {c.benchmark}: {c.unknown_codes} verdict(s) named codes not in the policy")
+    policy = report.categories[0].policy
+    return [
+        f"### {report.guard}: per category (policy {policy})",
+        "",
+        "Samples with category labels; a category is predicted when the verdict names any of its "
+        "codes; a failed check names none. Percent.",
+        "",
+        *_table(header, rows),
+        *([""] + notes if notes else []),
+        "",
+    ]
 
 
 def to_json(reports: Sequence[ScoreReport]) -> str:

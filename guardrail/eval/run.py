@@ -159,8 +159,17 @@ def _write_manifest(guard: Any, out_dir: Path, benchmarks: Iterable[Benchmark], 
         "batch_size": batch_size,
         "benchmarks": names,
         "guardrail_version": __version__,
+        "policy": _policy(guard),
     })  # fmt: skip
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _policy(guard: Any) -> dict[str, Any] | None:
+    """The policy the guard's verdicts name codes of (per-category scores read it)."""
+    from guardrail.profiles import effective_policy
+
+    policy = effective_policy(guard.profile, getattr(guard, "policy", None))
+    return policy.to_dict() if policy is not None else None
 
 
 def run_benchmarks(

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from guardrail.errors import ConfigurationError, PredictionsError
+from guardrail.eval.categories import CategoryReport, score_categories
 from guardrail.eval.metrics import Confusion, Outcomes, confusion, score_metrics, weighted_mean
 from guardrail.eval.predictions import PredictionRow, PredictionSet
+from guardrail.policies import Policy, PolicyError
 from guardrail.profiles.labels import NEGATIVE, POSITIVE, TASKS
 
 __all__ = [
@@ -103,6 +105,8 @@ class ScoreReport:
     averages: tuple[Average, ...]
     #: the scored predictions (per-sample comparisons between guards); not part of ``as_dict``
     predictions: tuple[PredictionSet, ...] = field(default=(), repr=False, compare=False)
+    #: per-category scores of the benchmarks with category labels (see :mod:`.categories`)
+    categories: tuple[CategoryReport, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +115,7 @@ class ScoreReport:
             "source": self.source,
             "results": [r.as_dict() for r in self.results],
             "averages": [a.as_dict() for a in self.averages],
+            "categories": [c.as_dict() for c in self.categories],
         }
 
     def get(self, benchmark: str, task: str) -> TaskScore | None:
@@ -262,8 +267,16 @@ def averages(results: Sequence[TaskScore]) -> tuple[Average, ...]:
 
 
 def score_sets(prediction_sets: Sequence[PredictionSet], protocol: str = "strict", guard: str | None = None,
-               source: str = "") -> ScoreReport:  # fmt: skip
-    """Score predictions files of one guard under ``protocol``."""
+               source: str = "", *, policy: Policy | None = None,
+               category_map: Mapping[str, Any] | None = None) -> ScoreReport:  # fmt: skip
+    """Score predictions files of one guard under ``protocol``.
+
+    Benchmarks whose samples have category labels are also scored per category
+    (:func:`~guardrail.eval.categories.score_categories`) against ``policy``: given, else the
+    one the run recorded in ``run.json`` (the guard's); ``category_map`` maps the benchmarks'
+    category names to the policy's codes (default: the built-in maps, see
+    :mod:`guardrail.eval.categories`).
+    """
     try:
         scorer = PROTOCOLS[protocol]
     except KeyError:
@@ -276,7 +289,28 @@ def score_sets(prediction_sets: Sequence[PredictionSet], protocol: str = "strict
     results = [r for task in TASKS for s in prediction_sets if (r := scorer(s, task)) is not None]
     if guard is None:
         guard = _guard_name(prediction_sets, source)
-    return ScoreReport(guard, protocol, source, tuple(results), averages(results), tuple(prediction_sets))
+    policy = policy or _run_policy(prediction_sets)
+    per_category: list[CategoryReport] = []
+    if policy is not None:
+        for s in prediction_sets:
+            rows = [(r.categories, r.predicted_categories) for r in s.rows if r.categories is not None]
+            report = score_categories(s.benchmark, rows, policy, category_map)
+            if report is not None:
+                per_category.append(report)
+    return ScoreReport(guard, protocol, source, tuple(results), averages(results), tuple(prediction_sets),
+                       tuple(per_category))  # fmt: skip
+
+
+def _run_policy(prediction_sets: Sequence[PredictionSet]) -> Policy | None:
+    """The policy a run recorded in its ``run.json`` (the guard's), or None."""
+    for s in prediction_sets:
+        data = s.meta.get("policy") if isinstance(s.meta, Mapping) else None
+        if isinstance(data, Mapping):
+            try:
+                return Policy.from_dict(data)
+            except PolicyError as exc:
+                raise PredictionsError(f"run.json: bad policy: {exc}", path=s.path) from None
+    return None
 
 
 def _folder(prediction_set: PredictionSet) -> Path:

@@ -3,7 +3,7 @@
 Used by :mod:`guardrail.export.gguf`; not meant to be run by hand::
 
     python -m guardrail.export._convert --llama-cpp DIR [--assume-pre-tokenizer NAME]
-        [--vision-pixels MIN MAX] [--trust-remote-code] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
+        [--vision-pixels MIN MAX] [--policy-file FILE] [--trust-remote-code] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
 
 Each group after a ``--`` is one run of the converter (its own command line); several runs share
 one process, which saves the converter's start-up (torch, transformers) per file.
@@ -24,6 +24,9 @@ these adjustments made here at run time, never by editing llama.cpp's files:
 - ``--vision-pixels MIN MAX``: write the image processor's pixel bounds into the mmproj file
   (``clip.vision.image_min_pixels`` / ``image_max_pixels``, llama.cpp's own keys) when the
   converter does not, so the llama.cpp backend resizes images as the reference processor does.
+- ``--policy-file PATH``: write the policy a guard was trained on (its ``guardrail_policy.yaml``)
+  into the language model's metadata as the YAML string ``guardrail.policy``, which the llama.cpp
+  backend reads back (``trained_policy``); quantising keeps it (llama.cpp copies every key).
 - without the ``sentencepiece`` package, a model that has no ``tokenizer.model`` goes straight to
   the converter's BPE path instead of failing on the import.
 """
@@ -36,6 +39,7 @@ import sys
 from pathlib import Path
 
 from guardrail.gguf_metadata import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS
+from guardrail.policies.trained import GGUF_POLICY_KEY
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--assume-pre-tokenizer", default=None)
     parser.add_argument("--vision-pixels", nargs=2, type=int, default=None, metavar=("MIN", "MAX"))
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--policy-file", type=Path, default=None)
     args = parser.parse_args(argv[:split])
     if not args.trust_remote_code:
         refuse_remote_code()  # before the converter imports anything from transformers
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         _assume_pre_tokenizer(base, args.assume_pre_tokenizer)
     if args.vision_pixels:
         _add_vision_pixels(base, *args.vision_pixels)
+    if args.policy_file:
+        _add_policy(base, args.policy_file.read_text(encoding="utf-8"))
     _bpe_without_sentencepiece(base)
 
     for converter_args in runs:
@@ -133,6 +140,17 @@ def _add_vision_pixels(base, min_pixels: int, max_pixels: int) -> None:
                 self.gguf_writer.add_uint32(key, int(value))
 
     base.MmprojModel.set_gguf_parameters = set_gguf_parameters
+
+
+def _add_policy(base, text: str) -> None:
+    original = base.TextModel.prepare_metadata
+
+    def prepare_metadata(self, vocab_only: bool):
+        original(self, vocab_only)
+        if not any(GGUF_POLICY_KEY in kv for kv in self.gguf_writer.kv_data):
+            self.gguf_writer.add_string(GGUF_POLICY_KEY, text)
+
+    base.TextModel.prepare_metadata = prepare_metadata
 
 
 def _bpe_without_sentencepiece(base) -> None:

@@ -51,6 +51,7 @@ from guardrail._deps import require
 from guardrail.errors import ConfigurationError, ExportError, MissingDependencyError, UnsupportedError
 from guardrail.export.notes import PARITY, detect_pre_tokenizer, fallback_note, model_name
 from guardrail.gguf_metadata import read_gguf_metadata  # re-exported: its home is guardrail.gguf_metadata
+from guardrail.policies.trained import POLICY_FILE, read_trained_policy
 
 __all__ = [
     "QUANT_TYPES",
@@ -191,6 +192,11 @@ def export_gguf(
             )
     if assume_pre_tokenizer:
         runner += ["--assume-pre-tokenizer", assume_pre_tokenizer]
+    policy_file = model_dir / POLICY_FILE
+    if policy_file.is_file():  # a guard trained on a policy: the GGUF carries it (guardrail.policy)
+        read_trained_policy(model_dir)  # a malformed file fails here, not in the converter
+        runner += ["--policy-file", str(policy_file)]
+        say(f"the guard was trained on a policy: writing {POLICY_FILE} into the GGUF metadata")
     model_out = out_dir / f"{name}-{quant}.gguf"
     base = quant if quant in _CONVERTER_TYPES else _source_precision(config)
     mmproj_kind = "f32" if quant == "f32" else "f16"

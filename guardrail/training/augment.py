@@ -192,7 +192,15 @@ def concatenate(a: Sample, b: Sample, *, image: str | None, separator: str = "\n
         response=_join(a.response, b.response, separator),
         images=(image,) if image else (),
         meta={"augmented": True, "from": [a.id, b.id]},
+        categories=_union(a.categories, b.categories),
     )
+
+
+def _union(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The categories a concatenation violates: those of either part (None: neither has labels)."""
+    if a is None and b is None:
+        return None
+    return tuple(dict.fromkeys((*(a or ()), *(b or ()))))
 
 
 def augment_dataset(config: AugmentConfig) -> AugmentResult:

@@ -4,8 +4,8 @@ After a training stage saves its model (:func:`~guardrail.training.model.save_gu
 :func:`finish_model_dir` writes
 
 - ``README.md``: the model card - base model, the stages that made it and their
-  hyper-parameters, the data (samples, label balance, modalities), the guard profile and the
-  policy ``Guard`` applies, the training metrics, an evaluation table (from
+  hyper-parameters, the data (samples, label balance, modalities, categories), the guard profile,
+  the harm policy it was trained on (``guardrail_policy.yaml``) and the failure policy ``Guard`` applies, the training metrics, an evaluation table (from
   ``python -m guardrail.training card --model DIR --eval PREDICTIONS``), and how to load it;
 - ``training_config.yaml``: the resolved settings of every stage that made the model (the
   same as ``guardrail-training.json``, readable);
@@ -191,7 +191,6 @@ def render_card(
             else f"DIR --out gguf/` (`hf download {repo_id} --local-dir DIR` first)."
         ),
         "",
-        *_policy_lines(out),
         "## Training",
         "",
         f"- base model: `{base}`",
@@ -200,6 +199,7 @@ def render_card(
     ]
     for info in chain:
         lines.append(_stage_lines(info))
+    lines += _policy_lines(out)
     lines += ["", "## Data", ""]
     for info in chain:
         lines.append(_data_lines(info))
@@ -239,14 +239,6 @@ def _is_hub_id(value: str) -> bool:
     from guardrail.hub import looks_like_repo_id
 
     return looks_like_repo_id(value) and not Path(value).exists()
-
-
-def _policy_lines(out: Path) -> list[str]:
-    path = out / POLICY_FILE
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8").strip()
-    return ["## Policy", "", f"This guard ships its policy, `{POLICY_FILE}`:", "", "```yaml", text, "```", ""]
 
 
 def model_index(name: str, evaluation: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -308,6 +300,32 @@ def report_rows(path: str | Path) -> list[dict[str, Any]]:
         ) from exc
 
 
+def _policy_lines(out: Path) -> list[str]:
+    """The policy section of a guard trained on a policy (``guardrail_policy.yaml``)."""
+    from guardrail.policies.trained import POLICY_FILE, read_trained_policy
+
+    policy = read_trained_policy(out)
+    if policy is None:
+        return []
+    lines = [
+        "",
+        "## Policy",
+        "",
+        f"Trained on the policy {('`' + policy.name + '` ') if policy.name else ''}in `{POLICY_FILE}` "
+        "(beside the weights; `Guard.from_pretrained` reads it). The prompt lists these categories "
+        "and the answer ends its result block with `Categories: CODE, ...` (`None` when safe); "
+        "`verdict.categories` holds the codes. Only the actions may be changed at run time "
+        "(`Guard(..., policy=policy.with_actions(...))`).",
+        "",
+        "| code | name | action | description |",
+        "|---|---|---|---|",
+    ]
+    for c in policy.categories:
+        description = " ".join(c.description.split()).replace("|", "\\|")
+        lines.append(f"| `{c.code}` | {c.name} | {c.action} | {description} |")
+    return lines
+
+
 def _stage_lines(info: Mapping[str, Any]) -> str:
     stage = str(info.get("stage"))
     config = info.get("config") or {}
@@ -330,6 +348,9 @@ def _data_lines(info: Mapping[str, Any]) -> str:
     modalities = data.get("modalities") or {}
     if modalities:
         text += "; modality " + ", ".join(f"{k} {v}" for k, v in modalities.items())
+    categories = data.get("categories") or {}
+    if categories:
+        text += "; categories " + ", ".join(f"{k} {v}" for k, v in categories.items())
     return text
 
 

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
 from guardrail.errors import ConfigurationError, DataError
+from guardrail.policies import Policy, PolicyError, get_policy
 from guardrail.profiles import PROFILES, Profile, get_profile
 from guardrail.training.data import DATA_FORMATS, LoadedData, load_examples
 from guardrail.training.runtime import cuda_available, cuda_bf16
 
-__all__ = ["Config", "DataConfig", "TrainingConfig", "build_trl_config", "coerce", "option"]
+__all__ = ["Config", "DataConfig", "TrainingConfig", "build_trl_config", "coerce", "load_policy", "option"]
 
 log = logging.getLogger("guardrail.training")
 
@@ -219,6 +220,22 @@ def _type_name(tp: Any) -> str:
     return f"{name} or null" if optional else name
 
 
+def load_policy(spec: str | None, where: str = "policy") -> Policy | None:
+    """The policy of a training config: a YAML file (``guardrail.Policy.from_yaml``), else a
+    built-in policy name (``mlcommons``...); None for none. Raises ConfigurationError."""
+    if spec is None or not str(spec).strip():
+        return None
+    path = Path(spec)
+    try:
+        if path.is_file():
+            return Policy.from_yaml(path)
+        if path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in str(spec):
+            raise ConfigurationError(f"{where}: policy file {spec} not found")
+        return get_policy(str(spec))
+    except PolicyError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
 # ------------------------------------------------------------------------------------ configs
 @dataclass
 class DataConfig(Config):
@@ -245,12 +262,23 @@ class DataConfig(Config):
         choices=tuple(PROFILES),
     )
     profile_options: dict = option(factory=dict, help="options of the profile, e.g. {system_prompt: ...}")
+    policy: str | None = option(
+        None,
+        "train on your own policy: a policy file (YAML, guardrail.Policy) or a built-in policy name; "
+        "rows name the categories they violate ('categories': [codes])",
+    )
     seed: int = option(42, "random seed")
 
     def validate(self) -> None:
         super().validate()
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigurationError(f"{self.section}.max_samples must be at least 1")
+        policy = self.get_policy()
+        if policy is not None and self.profile != "guardreasoner-vl":
+            raise ConfigurationError(
+                f"{self.section}.policy: training on a policy needs the guardreasoner-vl profile "
+                f"(its answer carries the Categories: line), not {self.profile}"
+            )
         try:
             get_profile(self.profile, **self.profile_options)
         except ConfigurationError as exc:
@@ -260,8 +288,18 @@ class DataConfig(Config):
         if not self.data:
             raise ConfigurationError(f"{self.section}.data: give at least one data file")
 
+    def get_policy(self) -> Policy | None:
+        """The policy the guard is trained on (``policy``: a YAML file, else a built-in name), or None."""
+        return load_policy(self.policy, f"{self.section}.policy")
+
     def get_profile(self) -> Profile:
-        return get_profile(self.profile, **self.profile_options)
+        """The profile the guard is trained for; with a policy, it renders the policy in the
+        prompt and writes and reads the ``Categories:`` line (``trained_policy``)."""
+        options = dict(self.profile_options)
+        policy = self.get_policy()
+        if policy is not None:
+            options["trained_policy"] = policy
+        return get_profile(self.profile, **options)
 
     def load(self, *, require_target: bool = False) -> LoadedData:
         """Read and validate the data files (bad rows per ``on_bad_row``)."""

@@ -242,8 +242,12 @@ def parse_row(
     else:
         ex = _from_guardrail(raw, prof)
     images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
-    ex = replace(ex, images=images)
+    from guardrail.training.categories import row_categories, with_policy  # uses _BadRow: no cycle
+
+    ex = replace(ex, images=images, categories=row_categories(raw))
     _check_texts(ex)
+    if prof.trained_policy is not None:
+        ex = with_policy(ex, prof)
     return ex
 
 

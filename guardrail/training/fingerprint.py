@@ -5,7 +5,8 @@ A stage's fingerprint is ``{"settings": ..., "inputs": ...}``:
 
 - ``settings``: the stage config's fields, without the ones that do not change the result
   (:data:`IGNORED`: where progress goes, how often it is logged or saved, threads, resume);
-- ``inputs``: the SHA-256 of every data file's bytes, and the model: for a directory another
+- ``inputs``: the SHA-256 of every data file's bytes (and of the policy file, when training on
+  one), and the model: for a directory another
   stage wrote, that stage's own fingerprint digest (so a redone SFT invalidates everything
   trained from it); for another directory, the digest of its ``config.json`` and the names and
   sizes of its files; for a hub id, the id.
@@ -96,6 +97,9 @@ def stage_fingerprint(config: Any) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for path in getattr(config, "data", None) or []:
         inputs[f"data file {path}"] = file_digest(path)
+    policy = getattr(config, "policy", None)
+    if policy and Path(policy).is_file():  # the policy's text shapes the prompts and targets
+        inputs[f"policy file {policy}"] = file_digest(policy)
     model = model_digest(getattr(config, "model", None))
     if model is not None:
         inputs["model"] = model

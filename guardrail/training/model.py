@@ -155,7 +155,8 @@ def save_guard_model(
     Full fine-tunes are saved by the trainer (gathering ZeRO-3 shards). LoRA runs save the
     adapter under ``output_dir/adapter``; the main process then loads the base model on the CPU,
     merges the adapter and saves the merged model at ``output_dir``. The model config records
-    the profile (``guardrail_profile``) so Guard picks the right one.
+    the profile (``guardrail_profile``) so Guard picks the right one; a guard trained on a
+    policy gets ``guardrail_policy.yaml`` beside its weights (:mod:`guardrail.policies.trained`).
     """
     out = Path(cfg.output_dir or ".")
     profile_name = cfg.profile
@@ -172,7 +173,14 @@ def save_guard_model(
         if trainer.accelerator.is_main_process:
             processor.save_pretrained(str(out))
     if trainer.accelerator.is_main_process:
+        from guardrail.policies.trained import POLICY_FILE, write_trained_policy
         from guardrail.training.card import finish_model_dir
+
+        policy = cfg.get_policy()
+        if policy is not None:  # travels with the weights: Guard.from_pretrained reads it
+            write_trained_policy(out, policy)
+        else:
+            (out / POLICY_FILE).unlink(missing_ok=True)
 
         info = {
             "stage": cfg.section,

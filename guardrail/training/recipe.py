@@ -1,7 +1,7 @@
 """The recipe runner: R-SFT -> rejection sampling -> augmentation -> GRPO from one recipe.
 
 A recipe is a YAML mapping (``training/*.yaml``): top-level settings (``model``, ``output_dir``,
-``data``, ``stages``, and ``profile``, ``profile_options``, ``seed``, ``on_bad_row``,
+``data``, ``stages``, and ``profile``, ``profile_options``, ``policy``, ``seed``, ``on_bad_row``,
 ``image_root``, ``num_threads`` for every stage that has the field) and one section per stage
 with the fields of its config. Each stage reads the previous stage's output unless its section
 says otherwise (:func:`resolve_stage`). A finished stage leaves ``.stage-done.json`` in its
@@ -44,7 +44,7 @@ __all__ = [
 log = logging.getLogger("guardrail.training")
 
 STAGES = ("sft", "sample", "augment", "rl")
-SHARED_KEYS = ("profile", "profile_options", "seed", "on_bad_row", "image_root", "num_threads",
+SHARED_KEYS = ("profile", "profile_options", "policy", "seed", "on_bad_row", "image_root", "num_threads",
                "min_parse_rate", "on_unusable_output")  # fmt: skip
 RUN_FILE = ".stage-run.json"
 
@@ -62,6 +62,9 @@ class RecipeConfig(Config):
     data: list[str] = option(factory=list, help="the training corpus (SFT and rejection sampling)")
     profile: str = option("guardreasoner-vl", "profile the guard is trained for")
     profile_options: dict = option(factory=dict, help="profile options")
+    policy: str | None = option(
+        None, "train on your own policy: a policy YAML file (or built-in name) for every stage"
+    )
     seed: int = option(42, "random seed for every stage")
     on_bad_row: str | None = option(None, "skip or fail, for every stage")
     image_root: str | None = option(None, "image root for every stage")

@@ -103,6 +103,7 @@ class SamplingStats:
       ``parse_rate``: the share of answered generations that parse;
     - ``error_rate``: per task, the share of parsed-or-unparsable answers with a wrong label
       for that task (``response`` over samples that have a response), and ``any`` over all;
+      when training on a policy, ``categories``: answers naming other categories than the gold;
     - ``wrong_histogram``: how many samples had 0, 1, ..., k wrong answers.
     """
 
@@ -144,16 +145,22 @@ class Judgement:
 def judge(
     profile: Profile, example: Sample, text: str, *, error: bool = False, output_tokens: int | None = None
 ) -> Judgement:
-    """Check one answer: wrong when unparsable or when a task's label differs from the gold one."""
+    """Check one answer: wrong when unparsable or when a task's label differs from the gold one;
+    for a profile trained on a policy, also when the categories it names differ from the sample's
+    (compared as sets, spelled as the policy spells them; ``wrong_tasks`` then holds ``categories``)."""
     if error:
         return Judgement(None, False, (), output_tokens)
     item = example.moderation_input()
     parsed = profile.parse(text, item)
     gold = {"request": example.request_label, "response": example.response_label}
     tasks = [t for t in TASKS if gold[t] is not None]
+    policy = profile.trained_policy
     if not parsed.ok:
-        return Judgement(True, False, tuple(tasks), output_tokens)
+        return Judgement(True, False, (*tasks, *(("categories",) if policy else ())), output_tokens)
     wrong = tuple(t for t in tasks if parsed.labels.get(t) != gold[t])
+    if policy is not None:  # a guard trained on a policy must also name the right categories
+        if set(policy.canonical(parsed.categories)) != set(policy.canonical(example.categories or ())):
+            wrong = (*wrong, "categories")
     return Judgement(bool(wrong), True, wrong, output_tokens)
 
 
@@ -260,11 +267,15 @@ def _sample_batch(
                 "wrong": sum(1 for j in judged if j.wrong),
                 "errors": sum(1 for j in judged if j.wrong is None),
                 "parse_failures": sum(1 for j in judged if j.wrong is not None and not j.parsed),
-                "wrong_tasks": {t: sum(1 for j in judged if t in j.wrong_tasks) for t in TASKS},
+                "wrong_tasks": {t: sum(1 for j in judged if t in j.wrong_tasks) for t in _tasks(profile)},
                 "tokens": [j.output_tokens for j in judged],
             }
         )
     return records
+
+
+def _tasks(profile: Profile) -> tuple[str, ...]:
+    return (*TASKS, "categories") if profile.trained_policy is not None else TASKS
 
 
 def _finish(
@@ -302,6 +313,7 @@ def _finish(
     with_response = [rec for ex, rec in recs if ex.response_label is not None]
     response_answers = sum(k - rec["errors"] for rec in with_response)
     tokens = [t for _, rec in recs for t in rec["tokens"] if t is not None]
+    wrong_categories = sum(rec["wrong_tasks"].get("categories", 0) for _, rec in recs)
     histogram = {str(n): 0 for n in range(k + 1)}
     for _, rec in recs:
         histogram[str(rec["wrong"])] = histogram.get(str(rec["wrong"]), 0) + 1
@@ -317,6 +329,7 @@ def _finish(
             "request": _rate(sum(rec["wrong_tasks"]["request"] for _, rec in recs), answers),
             "response": _rate(sum(rec["wrong_tasks"]["response"] for rec in with_response), response_answers),
             "any": _rate(sum(rec["wrong"] for _, rec in recs), answers),
+            **({"categories": _rate(wrong_categories, answers)} if config.policy else {}),
         },
         wrong_histogram=histogram,
         mean_output_tokens=(sum(tokens) / len(tokens)) if tokens else None,

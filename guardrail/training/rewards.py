@@ -22,6 +22,22 @@ The rewards of GuardReasoner-VL (paper, section 2; ``docs/training.md``):
   floor)^2`` so that a (near) empty completion gets a large but finite penalty
   (``-1 / floor^2``, -400 with the default floor 0.05) instead of a division by zero.
 
+Guards trained on your own policy (``policy:`` in the recipe) also name the violated categories
+(a ``Categories:`` line in the result block), and the data set gives TRL a ``categories`` column
+(the gold codes; empty for a safe sample). Then:
+
+- :func:`category_score` / :func:`category_reward`: ``r_category``, the Jaccard overlap of the
+  predicted and the gold codes, ``|P & G| / |P | G|`` (1 when both are empty). A wrong extra
+  category lowers it, a missing one lowers it, and a harmful sample answered with no category
+  (``Categories: None``, or no line at all) gets 0; a safe sample gets 1 only with no category.
+  Codes compare as the policy spells them (``s1`` is ``S1``); a code the policy does not have
+  is always wrong.
+- :func:`accuracy_reward` becomes ``(r_prompt + r_response + r_category) / 3``, so
+  :func:`safety_reward` and the length-aware reward score the categories too (a perfect answer
+  still gets ``r_safety = 1``; a right label with a wrong category gets at most 2/3).
+
+Rows without the ``categories`` column (no policy) keep the paper's formulas exactly.
+
 Examples (``ok`` is a correct, well-formed answer for a harmful request without a response)::
 
     >>> ok = "<think>\\nIt asks for a weapon.\\n</think>\\n<result>\\nRequest: harmful\\nResponse: None\\n</result>"
@@ -36,6 +52,17 @@ Examples (``ok`` is a correct, well-formed answer for a harmful request without 
     >>> reward([ok, bad, bad], request_label=["harmful"] * 3, response_label=[None] * 3,
     ...        completion_ids=[[0] * 50, [0] * 50, [0] * 100])
     [0.0, -2.0, -0.5]
+
+With a policy (``profile`` trained on it; the gold ``categories`` column)::
+
+    >>> from guardrail.policies import MLCOMMONS
+    >>> prof = GuardReasonerVLProfile(trained_policy=MLCOMMONS)
+    >>> right = prof.answer("It asks for a weapon.", {"request": "harmful"}, ["S9"])
+    >>> extra = prof.answer("It asks for a weapon.", {"request": "harmful"}, ["S9", "S1"])
+    >>> none = prof.answer("It asks for a weapon.", {"request": "harmful"}, [])
+    >>> accuracy_reward([right, extra, none], request_label=["harmful"] * 3, response_label=[None] * 3,
+    ...                 categories=[["S9"]] * 3, profile=prof)
+    [1.0, 0.8333333333333334, 0.6666666666666666]
 """
 
 from __future__ import annotations
@@ -52,6 +79,8 @@ __all__ = [
     "RewardFunc",
     "accuracy_reward",
     "build_reward_funcs",
+    "category_reward",
+    "category_score",
     "completion_text",
     "format_reward",
     "is_well_formed",
@@ -129,6 +158,25 @@ def label_scores(
     return r_prompt, r_response
 
 
+def category_score(text: str, categories: Sequence[str], *, profile: Profile | None = None) -> float:
+    """``r_category`` of one completion: the Jaccard overlap of the codes its ``Categories:``
+    line names and the gold ``categories`` (1.0 when both are empty); see the module docstring.
+
+    ``profile`` must be the one trained on the policy (its ``trained_policy`` reads the line and
+    spells the codes)."""
+    prof = profile or _VL
+    policy = prof.trained_policy
+    item = ModerationInput(prompt="x")
+    predicted = prof.parse(text, item).categories
+    if policy is not None:
+        predicted, gold = set(policy.canonical(predicted)), set(policy.canonical(list(categories)))
+    else:
+        predicted, gold = set(predicted), set(categories)
+    if not predicted and not gold:
+        return 1.0
+    return len(predicted & gold) / len(predicted | gold)
+
+
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> list[Any]:
     values = kwargs.get(name)
     if values is None:
@@ -162,16 +210,34 @@ def parsed_reward(
 def accuracy_reward(
     completions: Sequence[Any], request_label: Sequence[str | None] | None = None, **kwargs: Any
 ) -> list[float]:
-    """``0.5 * r_prompt + 0.5 * r_response`` (format not required)."""
+    """``0.5 * r_prompt + 0.5 * r_response`` (format not required); with a ``categories``
+    column (training on a policy), ``(r_prompt + r_response + r_category) / 3``."""
     n = len(completions)
     requests = _column({"request_label": request_label}, "request_label", n)
     responses = _column(kwargs, "response_label", n)
+    categories = _column(kwargs, "categories", n)
     profile = kwargs.get("profile")
     out = []
-    for c, req, res in zip(completions, requests, responses, strict=True):
-        rp, rr = label_scores(completion_text(c), req, res, profile=profile)
-        out.append(0.5 * rp + 0.5 * rr)
+    for c, req, res, cats in zip(completions, requests, responses, categories, strict=True):
+        text = completion_text(c)
+        rp, rr = label_scores(text, req, res, profile=profile)
+        if cats is None:
+            out.append(0.5 * rp + 0.5 * rr)
+        else:
+            out.append((rp + rr + category_score(text, cats, profile=profile)) / 3)
     return out
+
+
+def category_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """``r_category`` per completion (see :func:`category_score`); 1.0 for rows without a
+    ``categories`` column. Logged with weight 0 when training on a policy."""
+    n = len(completions)
+    categories = _column(kwargs, "categories", n)
+    profile = kwargs.get("profile")
+    return [
+        1.0 if cats is None else category_score(completion_text(c), cats, profile=profile)
+        for c, cats in zip(completions, categories, strict=True)
+    ]
 
 
 def safety_reward(
@@ -253,7 +319,8 @@ def _bind_profile(func: RewardFunc, name: str, profile: Profile | None) -> Rewar
 #: Reward names usable in recipes (``rl.rewards``).
 REWARDS: dict[str, str] = {
     "format": "I_format: <think>...</think><result>...</result>",
-    "accuracy": "0.5 * r_prompt + 0.5 * r_response",
+    "accuracy": "0.5 * r_prompt + 0.5 * r_response; with a policy (r_prompt + r_response + r_category) / 3",
+    "category": "r_category: Jaccard overlap of the predicted and the gold categories (policy training)",
     "safety": "I_format * accuracy",
     "length_aware_safety": "(r_safety - 1) / min(l_norm, beta)^2 (the paper's reward)",
     "parsed": "1 when the guard's parser reads every label the sample needs (the parse rate)",
@@ -274,6 +341,7 @@ def build_reward_funcs(
         "accuracy": accuracy_reward,
         "safety": safety_reward,
         "parsed": parsed_reward,
+        "category": category_reward,
     }
     out: list[RewardFunc] = []
     for name in names:

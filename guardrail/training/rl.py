@@ -166,7 +166,8 @@ class RLConfig(TrainingConfig):
 
 
 def rl_rows(examples: Sequence[Sample], profile: Profile) -> list[dict[str, Any]]:
-    """GRPO rows (prompt, images, request_label, response_label, id), prompts built by ``profile``."""
+    """GRPO rows (prompt, images, request_label, response_label, id; ``categories``, the gold
+    codes, for a profile trained on a policy), prompts built by ``profile``."""
     rows = []
     for ex in examples:
         if ex.request_label is None:
@@ -184,6 +185,8 @@ def rl_rows(examples: Sequence[Sample], profile: Profile) -> list[dict[str, Any]
         }
         if is_chat_profile(profile):
             row["images"] = list(ex.images)
+        if profile.trained_policy is not None:  # the rewards score the categories too
+            row["categories"] = list(ex.categories or ())
         rows.append(row)
     return rows
 
@@ -251,7 +254,9 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
 
     data = config.load(require_target=False)
     profile = config.get_profile()
-    names, weights = monitored_rewards(config.rewards, config.reward_weights)
+    names, weights = monitored_rewards(
+        config.rewards, config.reward_weights, categories=profile.trained_policy is not None
+    )
     kwargs: dict[str, Any] = dict(
         num_generations=config.num_generations,
         temperature=config.temperature,
@@ -285,7 +290,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         beta=config.length_beta,
         max_length=config.max_completion_length,
         floor=config.length_floor,
-        profile=None if is_chat_profile(profile) else profile,
+        profile=None if is_chat_profile(profile) and profile.trained_policy is None else profile,
     )
     clipping = DynamicClippingCallback(config.clip())
     health = health_callback(
@@ -313,12 +318,15 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     return result
 
 
-def monitored_rewards(names: Sequence[str], weights: Sequence[float] | None) -> tuple[list[str], list[float]]:
-    """The rewards TRL computes: the configured ones, plus ``format`` and ``parsed`` with weight 0
-    when missing, so every run logs its format reward and parse rate."""
+def monitored_rewards(
+    names: Sequence[str], weights: Sequence[float] | None, *, categories: bool = False
+) -> tuple[list[str], list[float]]:
+    """The rewards TRL computes: the configured ones, plus ``format`` and ``parsed`` (and, when
+    training on a policy, ``category``) with weight 0 when missing, so every run logs its format
+    reward and parse rate (and category score)."""
     names = list(names)
     weights = list(weights) if weights is not None else [1.0] * len(names)
-    for extra in ("format", "parsed"):
+    for extra in ("format", "parsed", *(("category",) if categories else ())):
         if extra not in names:
             names.append(extra)
             weights.append(0.0)

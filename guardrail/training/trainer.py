@@ -117,15 +117,18 @@ def _data_info(cfg: TrainingConfig, data: LoadedData) -> dict[str, Any]:
     """The data summary recorded with a trained model (model card, guardrail-training.json)."""
     from collections import Counter
 
-    from guardrail.training.validate import label_balance
+    from guardrail.training.validate import category_balance, label_balance
 
     modalities = Counter(s.modality for s in data.examples)
-    return {
+    info = {
         "files": list(cfg.data),
         "rows": data.rows,
         "labels": label_balance(data.examples),
         "modalities": dict(modalities),
     }
+    if cfg.policy:
+        info["categories"] = category_balance(data.examples)
+    return info
 
 
 # ---------------------------------------------------------------------------- checkpoints

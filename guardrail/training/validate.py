@@ -27,6 +27,7 @@ from guardrail.training.data import LoadedData, RowIssue, load_examples
 
 __all__ = [
     "DataSummary",
+    "category_balance",
     "check_summaries",
     "format_balance",
     "issue_kind",
@@ -48,6 +49,7 @@ _KINDS = (
     (re.compile(r"not valid JSON|must be a JSON object"), "not a JSON object"),
     (re.compile(r"^unknown row format"), "unknown row format"),
     (re.compile(r"^duplicate id"), "duplicate id"),
+    (re.compile(r"categor"), "categories missing or unknown"),
     (re.compile(r"target|assistant text"), "target missing or malformed"),
     (re.compile(r"label"), "labels missing or unknown"),
     (re.compile(r"chat-template token"), "chat-template token in text"),
@@ -80,6 +82,12 @@ def label_balance(samples: Iterable[Sample]) -> dict[str, dict[str, int]]:
     }
 
 
+def category_balance(samples: Iterable[Sample]) -> dict[str, int]:
+    """``code -> samples`` naming it (most frequent first); empty when no sample names one."""
+    counts: Counter[str] = Counter(c for s in samples for c in (s.categories or ()))
+    return dict(counts.most_common())
+
+
 def format_balance(balance: Mapping[str, Mapping[str, int]]) -> list[str]:
     """One line per task: ``request: harmful 8 (50.0%), unharmful 8 (50.0%)``."""
     lines = []
@@ -105,6 +113,8 @@ class DataSummary:
     images: int
     dropped: Mapping[str, int]
     issues: tuple[RowIssue, ...] = field(default=())
+    #: samples per harm category (training on a policy)
+    categories: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def contradictions(self) -> tuple[RowIssue, ...]:
@@ -121,6 +131,8 @@ class DataSummary:
             f"  rows {self.rows}, usable samples {self.samples}, dropped {len(self.issues)}",
         ]
         out += [f"  {line}" for line in format_balance(self.labels)]
+        if self.categories:
+            out.append("  categories: " + ", ".join(f"{k} {v}" for k, v in self.categories.items()))
         out.append("  modality: " + ", ".join(f"{k} {v}" for k, v in self.modalities.items()))
         out.append(f"  images: {self.images} in usable samples, {self.images_missing} missing")
         if self.dropped:
@@ -142,6 +154,7 @@ class DataSummary:
             "images": self.images,
             "dropped": dict(self.dropped),
             "contradictions": len(self.contradictions),
+            "categories": dict(self.categories),
         }
 
 
@@ -163,6 +176,7 @@ def summarize(
         images=sum(len(s.images) for s in loaded.examples),
         dropped=dict(dropped.most_common()),
         issues=tuple(loaded.issues),
+        categories=category_balance(loaded.examples),
     )
 
 
@@ -183,7 +197,7 @@ def validate_stages(recipe: Mapping[str, Any], stages: Sequence[str]) -> list[Da
             continue
         need_target = stage == "sft"
         key = (tuple(config.data), config.profile, config.data_format, config.image_root, need_target,
-               config.max_samples)  # fmt: skip
+               config.max_samples, config.policy)  # fmt: skip
         if key in seen:
             continue
         seen.add(key)
