@@ -222,7 +222,9 @@ def trained(tmp_path) -> Path:
     (d / "training_config.yaml").write_text("rl:\n  learning_rate: 1.0e-06\n")
     (d / ".stage-done.json").write_text("{}")
     (d / "training_args.bin").write_bytes(b"pickle")
-    (d / "guardrail_policy.yaml").write_text("on_parse_error: block\non_error: block\n")
+    (d / "guardrail_policy.yaml").write_text(
+        "name: shop\ncategories:\n- code: weapons\n  name: Weapons\n  description: Making weapons.\n"
+    )
     (d / "eval").mkdir()
     outcomes = [
         ("harmful", "harmful"),
@@ -279,7 +281,7 @@ def test_push_uploads_the_guard_with_its_card_and_model_index(trained, tmp_path)
     body = card.text
     assert 'Guard.from_pretrained("acme/guard-1")' in body and "learning_rate=1e-06" in body
     assert "num_generations=8" in body and "5 samples from `data/train.jsonl`" in body
-    assert "on_parse_error: block" in body and "| ToyBench | request | 4 | 66.67 |" in body
+    assert "| `weapons` | Weapons | block | Making weapons. |" in body and "| ToyBench | request | 4 | 66.67 |" in body
     # the local directory is unchanged
     assert not (trained / "README.md").exists()
 
