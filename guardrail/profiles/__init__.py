@@ -10,6 +10,8 @@ name                   models                                     output
 =====================  =========================================  ==============================
 ``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
+``guardreasoner-omni`` GuardReasoner-Omni 3B/7B (Qwen2.5-Omni;    ``<think>`` + ``<result>``
+                       text, image, video, audio)
 =====================  =========================================  ==============================
 """
 
@@ -28,6 +30,7 @@ from guardrail.profiles.base import (
     Special,
 )
 from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
+from guardrail.profiles.guardreasoner_omni import GUARDREASONER_OMNI_INSTRUCTION, GuardReasonerOmniProfile
 from guardrail.profiles.guardreasoner_vl import (
     GUARDREASONER_VL_INSTRUCTION,
     GuardReasonerVLProfile,
@@ -38,8 +41,10 @@ from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_la
 __all__ = [
     "END_TOKENS",
     "GUARDREASONER_INSTRUCTION",
+    "GUARDREASONER_OMNI_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
     "PROFILES",
+    "GuardReasonerOmniProfile",
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
     "ImageSlot",
@@ -62,6 +67,7 @@ __all__ = [
 PROFILES: dict[str, type[Profile]] = {
     GuardReasonerVLProfile.name: GuardReasonerVLProfile,
     GuardReasonerProfile.name: GuardReasonerProfile,
+    GuardReasonerOmniProfile.name: GuardReasonerOmniProfile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
