@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Frames", "load_video"]
 
 #: How far a header's frame count or duration may be from what the stream holds.
-_FRAME_SLACK, _SECONDS_SLACK = 0.25, 2.0
+_FRAME_SLACK, _SECONDS_SLACK = 0.25, 1.0
 
 
 @dataclass(frozen=True)
