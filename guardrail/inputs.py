@@ -157,7 +157,9 @@ def normalize_input(
     return ModerationInput(prompt=prompt, response=response, images=decoded, videos=clips, audios=sounds)
 
 
-def _media(videos: Any, audios: Any, limits: InputLimits, sampling: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+def _media(
+    videos: Any, audios: Any, limits: InputLimits, sampling: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """Decoded videos and audio clips (:mod:`guardrail.media`, imported only when given)."""
     if videos is None and audios is None:
         return (), ()

@@ -68,7 +68,11 @@ def encoded_audio(codec: str = "flac", fmt: str = "flac", seconds: float = 1.0, 
                 arr = (chunk * 2147483647).astype(np.int32)
             else:
                 arr = chunk
-            frame = av.AudioFrame.from_ndarray(arr.reshape(1, -1), format=sample_fmt.rstrip("p") if not sample_fmt.endswith("p") else sample_fmt, layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                arr.reshape(1, -1),
+                format=sample_fmt.rstrip("p") if not sample_fmt.endswith("p") else sample_fmt,
+                layout="mono",
+            )
             frame.sample_rate = rate
             frame.pts = start
             for packet in stream.encode(frame):

@@ -32,10 +32,16 @@ VIDEOS = {
     "truncated header": (GOOD[:40], "MediaError"),
     "truncated matroska": (mp4(50, 5, fmt="matroska")[:3000], "MediaError"),
     "header says 0.5 s of a 10 s clip": (patch_mp4_duration(LONG, 0.05), "MediaError"),
-    "unsupported codec": (mp4(10, 5, fmt="matroska").replace(b"V_MPEG4/ISO/ASP", b"V_QQQQQ/ISO/ASP"), "MediaError"),
-    "an image is not a video": (base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-    ), "MediaError"),
+    "unsupported codec": (
+        mp4(10, 5, fmt="matroska").replace(b"V_MPEG4/ISO/ASP", b"V_QQQQQ/ISO/ASP"),
+        "MediaError",
+    ),
+    "an image is not a video": (
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        ),
+        "MediaError",
+    ),
     "audio only, no video stream": (encoded_audio("flac", "flac"), "MediaError"),
     "text data URL": ("data:text/plain;base64," + base64.b64encode(GOOD).decode(), "MediaError"),
     "http URL": ("http://127.0.0.1:1/clip.mp4", "MediaError"),
@@ -90,14 +96,23 @@ def test_limits_each_raise_media_too_large():
         (InputLimits(max_video_seconds=5), {"videos": [LONG]}),
         (InputLimits(max_video_source_frames=20), {"videos": [LONG]}),
         (InputLimits(max_video_frame_pixels=32 * 32), {"videos": [GOOD]}),
-        (InputLimits(max_video_frame_pixels=32 * 32), {"videos": [{"frames": [np.zeros((48, 64, 3), np.uint8)], "fps": 1}]}),
-        (InputLimits(max_video_seconds=5), {"videos": [{"frames": [np.zeros((8, 8, 3), np.uint8)] * 60, "fps": 10}]}),
+        (
+            InputLimits(max_video_frame_pixels=32 * 32),
+            {"videos": [{"frames": [np.zeros((48, 64, 3), np.uint8)], "fps": 1}]},
+        ),
+        (
+            InputLimits(max_video_seconds=5),
+            {"videos": [{"frames": [np.zeros((8, 8, 3), np.uint8)] * 60, "fps": 10}]},
+        ),
         (InputLimits(max_videos=1), {"videos": [GOOD, GOOD]}),
         (InputLimits(max_audios=1), {"audios": [wav(0.2), wav(0.2)]}),
         (InputLimits(max_audio_bytes=1000), {"audios": [wav(1.0)]}),
         (InputLimits(max_audio_seconds=0.5), {"audios": [wav(1.0)]}),
         (InputLimits(max_audio_seconds=0.5), {"audios": [encoded_audio("flac", "flac")]}),
-        (InputLimits(max_audio_seconds=0.5), {"audios": [{"array": np.zeros(16000, np.float32), "sampling_rate": 16000}]}),
+        (
+            InputLimits(max_audio_seconds=0.5),
+            {"audios": [{"array": np.zeros(16000, np.float32), "sampling_rate": 16000}]},
+        ),
     ]
     for limits, media in cases:
         guard, backend = omni_guard(limits=limits)

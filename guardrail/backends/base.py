@@ -42,7 +42,13 @@ from guardrail.errors import UnsupportedError
 from guardrail.profiles.base import AudioSlot, ImageSlot, RenderedPrompt, Special, VideoSlot
 
 __all__ = [
-    "Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreResult", "prompt_tokens", "refuse_media",
+    "Backend",
+    "Generation",
+    "GenerationOptions",
+    "ScoreRequest",
+    "ScoreResult",
+    "prompt_tokens",
+    "refuse_media",
 ]
 
 

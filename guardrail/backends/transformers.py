@@ -186,7 +186,9 @@ class TransformersBackend(Backend):
             if self.image_processor is None:
                 raise ImageError("this model takes no images (text-only guard)")
             processed = self.image_processor(
-                images=list(prompt.images), return_tensors="pt", **_media.image_kwargs(self.image_processor, prompt)
+                images=list(prompt.images),
+                return_tensors="pt",
+                **_media.image_kwargs(self.image_processor, prompt),
             )
             pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
             merge = int(getattr(self.image_processor, "merge_size", 2))

@@ -74,9 +74,15 @@ def process(backend: Any, prompt: RenderedPrompt, pixel_values: Any, grid: Any) 
         seconds = torch.tensor([temporal / v.fps for v in prompt.videos], dtype=torch.float32)
         from guardrail.backends.transformers import _accepts
 
-        key = "video_second_per_grid" if _accepts(backend.model, "video_second_per_grid") else "second_per_grid_ts"
+        key = (
+            "video_second_per_grid"
+            if _accepts(backend.model, "video_second_per_grid")
+            else "second_per_grid_ts"
+        )
         media.tensors.update(
-            pixel_values_videos=out["pixel_values_videos"], video_grid_thw=out["video_grid_thw"], **{key: seconds}
+            pixel_values_videos=out["pixel_values_videos"],
+            video_grid_thw=out["video_grid_thw"],
+            **{key: seconds},
         )
         media.video_tokens = [int(g.prod()) // (merge * merge) for g in out["video_grid_thw"]]
     if prompt.audios:
@@ -110,7 +116,9 @@ def slot_ids(piece: ImageSlot | VideoSlot | AudioSlot, media: MediaInputs, promp
     return [begin, *([pad] * n), end]
 
 
-def media_batch(backend: Any, encoded: Sequence[tuple[list[int], Any, Any]], input_ids: Any) -> dict[str, Any]:
+def media_batch(
+    backend: Any, encoded: Sequence[tuple[list[int], Any, Any]], input_ids: Any
+) -> dict[str, Any]:
     """The model keyword tensors of a padded batch whose prompts carry media: each tensor
     concatenated over the prompts in order, and (Qwen2.5-VL) ``mm_token_type_ids`` marking image
     (1) and video (2) placeholders."""

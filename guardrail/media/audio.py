@@ -52,7 +52,9 @@ def load_audio(source: Any, *, limits: InputLimits, index: int = 0) -> Audio:
         if isinstance(source.get("data"), str):  # OpenAI input_audio
             source = _b64(source["data"], limits, where)
     if hasattr(source, "shape") and hasattr(source, "dtype"):
-        raise MediaError(f"{where}: give samples with their rate: {{'array': samples, 'sampling_rate': rate}}")
+        raise MediaError(
+            f"{where}: give samples with their rate: {{'array': samples, 'sampling_rate': rate}}"
+        )
     data = source_bytes(
         source, kind="audio", mime="audio", max_bytes=limits.max_audio_bytes,
         allow_paths=limits.allow_paths, where=where,
@@ -84,7 +86,9 @@ def _read_wav(data: bytes, limits: InputLimits, where: str) -> tuple[Any, int] |
                 wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getnframes(),
             )  # fmt: skip
             if rate <= 0 or channels <= 0 or width not in (1, 2, 3, 4):
-                raise MediaError(f"{where}: bad WAV header ({channels} channels, {width}-byte samples, {rate} Hz)")
+                raise MediaError(
+                    f"{where}: bad WAV header ({channels} channels, {width}-byte samples, {rate} Hz)"
+                )
             if frames == 0:
                 raise MediaError(f"{where}: zero-length audio")
             if frames / rate > limits.max_audio_seconds:
@@ -177,7 +181,12 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Audio:
             raise MediaError(f"{where}: no audio stream")
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        if ctx is None or getattr(ctx, "codec", None) is None or not ctx.codec.name or ctx.codec.name == "none":
+        if (
+            ctx is None
+            or getattr(ctx, "codec", None) is None
+            or not ctx.codec.name
+            or ctx.codec.name == "none"
+        ):
             raise MediaError(f"{where}: unsupported audio codec")
         header_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         if header_s is not None and header_s > limits.max_audio_seconds + _SECONDS_SLACK:

@@ -35,7 +35,9 @@ DEMUXERS = (
 _ALLOWED = frozenset(name for entry in DEMUXERS for name in entry.split(","))
 
 
-def source_bytes(source: Any, *, kind: str, mime: str, max_bytes: int, allow_paths: bool, where: str) -> bytes:
+def source_bytes(
+    source: Any, *, kind: str, mime: str, max_bytes: int, allow_paths: bool, where: str
+) -> bytes:
     """The encoded bytes of ``source``: ``bytes``, a base64 ``data:{mime}/...`` URL (also as
     ``{"url": ...}``) or, when ``allow_paths``, a file path. Raises
     :class:`~guardrail.errors.MediaError` / :class:`~guardrail.errors.MediaTooLargeError`."""

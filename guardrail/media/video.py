@@ -167,7 +167,9 @@ def _decode(data: bytes, limits: InputLimits, sampling: VideoSampling, where: st
     )  # fmt: skip
 
 
-def _survey(data: bytes, limits: InputLimits, where: str, errors: tuple[type[BaseException], ...]) -> tuple[int, float, float]:
+def _survey(
+    data: bytes, limits: InputLimits, where: str, errors: tuple[type[BaseException], ...]
+) -> tuple[int, float, float]:
     """``(frames, seconds, fps)`` of the first video stream, from its packets (nothing is
     decoded), checked against the limits and against the header."""
     container = open_container(data, where)
@@ -176,7 +178,12 @@ def _survey(data: bytes, limits: InputLimits, where: str, errors: tuple[type[Bas
             raise MediaError(f"{where}: no video stream")
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        if ctx is None or getattr(ctx, "codec", None) is None or not ctx.codec.name or ctx.codec.name == "none":
+        if (
+            ctx is None
+            or getattr(ctx, "codec", None) is None
+            or not ctx.codec.name
+            or ctx.codec.name == "none"
+        ):
             raise MediaError(f"{where}: unsupported video codec")
         if ctx.width and ctx.height:
             _check_frame_pixels(ctx.width, ctx.height, limits, where)

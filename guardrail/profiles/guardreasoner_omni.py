@@ -38,7 +38,13 @@ from guardrail.profiles.base import (
     VideoSlot,
     merge_text,
 )
-from guardrail.profiles.guardreasoner_vl import ENDOFTEXT, FAST_PREFIX, IM_END, IM_START, GuardReasonerVLProfile
+from guardrail.profiles.guardreasoner_vl import (
+    ENDOFTEXT,
+    FAST_PREFIX,
+    IM_END,
+    IM_START,
+    GuardReasonerVLProfile,
+)
 
 __all__ = ["GUARDREASONER_OMNI_INSTRUCTION", "OMNI_SPECIAL_TOKENS", "GuardReasonerOmniProfile"]
 
@@ -108,7 +114,11 @@ class GuardReasonerOmniProfile(GuardReasonerVLProfile):
         ``{prompt}\\n\\nAI assistant:\\n{response}\\n``."""
         prompt = item.prompt if item.prompt is not None else self.none_text
         response = item.response if item.response is not None else self.none_text
-        return ["Human User:\n", *self.media_slots(item), f"{prompt}\n\nAI assistant:\n{response}{self.user_suffix}"]
+        return [
+            "Human User:\n",
+            *self.media_slots(item),
+            f"{prompt}\n\nAI assistant:\n{response}{self.user_suffix}",
+        ]
 
     def user_parts(self, item: ModerationInput) -> list[Part]:
         return merge_text(self.user_content(item))

@@ -12,7 +12,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tiny = sub.add_parser("tiny-model", help="build a tiny random guard model offline")
     tiny.add_argument("out_dir", help="directory to write the model to")
-    tiny.add_argument("--profile", default="guardreasoner-vl", choices=["guardreasoner-vl", "guardreasoner", "guardreasoner-omni"])
+    tiny.add_argument(
+        "--profile",
+        default="guardreasoner-vl",
+        choices=["guardreasoner-vl", "guardreasoner", "guardreasoner-omni"],
+    )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(
         "--gguf", action="store_true",
