@@ -131,6 +131,12 @@ def add_check(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--prompt", help="the user's request text ('-' reads standard input)")
     parser.add_argument("--response", help="the AI response to check with the request")
     parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
+    parser.add_argument(
+        "--video", action="append", default=[], metavar="FILE", help="a video clip (repeatable; media extra)"
+    )
+    parser.add_argument(
+        "--audio", action="append", default=[], metavar="FILE", help="an audio clip (repeatable; media extra)"
+    )
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return _run_check
 
@@ -139,12 +145,19 @@ def _run_check(args: argparse.Namespace) -> int:
     from guardrail.inputs import normalize_input
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    if prompt is None and args.response is None and not args.image:
-        print("error: give --prompt, --response or --image", file=sys.stderr)
+    videos, audios = getattr(args, "video", []), getattr(args, "audio", [])
+    if prompt is None and args.response is None and not (args.image or videos or audios):
+        print("error: give --prompt, --response, --image, --video or --audio", file=sys.stderr)
         return EXIT_ERROR
-    item = normalize_input(prompt, args.response, args.image or None)  # bad input fails before loading
+    # bad input fails before loading (clips are decoded again with the guard's profile sampling)
+    item = normalize_input(
+        prompt, args.response, args.image or None, videos=videos or None, audios=audios or None
+    )
     guard = guard_from_args(args)
-    verdict = guard.moderate(prompt=item.prompt, response=item.response, images=list(item.images) or None)
+    verdict = guard.moderate(
+        prompt=item.prompt, response=item.response, images=list(item.images) or None,
+        videos=videos or None, audios=audios or None,
+    )  # fmt: skip
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:

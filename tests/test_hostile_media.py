@@ -169,3 +169,58 @@ def test_good_clips_reach_the_model_as_decoded_media():
     (prompt,) = backend.calls[0]
     assert len(prompt.videos) == 1 and len(prompt.videos[0].frames) == 2
     assert prompt.audios[0].sample_rate == 16000 and len(prompt.audios[0].samples) == 8000
+
+
+# ------------------------------------------------------------------------------- server
+@pytest.fixture(scope="module")
+def server():
+    pytest.importorskip("fastapi", reason="the server extra is not installed")
+    from guardrail.server import ServerSettings, create_app
+    from guardrail.testing import serve_app
+
+    guard, backend = omni_guard()
+    with serve_app(create_app(guard, ServerSettings(max_body_bytes=4 * 1024 * 1024))) as url:
+        yield url, backend
+
+
+def b64(kind: str, data: bytes) -> str:
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
+
+
+def test_server_checks_inline_video_and_audio(server):
+    import httpx
+
+    url, backend = server
+    body = {
+        "prompt": "what is this",
+        "videos": [b64("video/mp4", GOOD)],
+        "audios": [b64("audio/wav", wav(0.5))],
+    }
+    r = httpx.post(url + "/v1/guard", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["decided_by"] == "model"
+    prompt = backend.calls[-1][0]
+    assert len(prompt.videos[0].frames) == 2 and len(prompt.audios[0].samples) == 8000
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("videos", "/etc/passwd"),
+        ("videos", "http://127.0.0.1:1/x.mp4"),
+        ("videos", b64("video/mp4", GOOD[: len(GOOD) // 2])),
+        ("videos", b64("image/png", GOOD)),
+        ("audios", "/etc/passwd"),
+        ("audios", b64("audio/wav", wav(0.0))),
+        ("audios", b64("audio/wav", b"garbage" * 50)),
+    ],
+)
+def test_server_refuses_bad_or_non_inline_media_with_400(server, field, value):
+    import httpx
+
+    url, backend = server
+    before = len(backend.calls)
+    r = httpx.post(url + "/v1/guard", json={"prompt": "x", field: [value]}, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] in ("InputError", "MediaError")
+    assert len(backend.calls) == before

@@ -3,7 +3,8 @@
 Sources: encoded bytes (MP4, WebM/Matroska, AVI, MPEG-TS, FLV, Ogg, GIF), a base64
 ``data:video/...`` URL, a file path (trusted callers only, as for images), frames with their
 rate (``{"frames": [...], "fps": 2.0}`` or :class:`Frames`; PIL images or ``uint8`` arrays
-``(h, w, 3)``), or a :class:`Video` already decoded (re-checked against the limits).
+``(h, w, 3)``), or a :class:`Video` already decoded here (kept as it is, its frame count and
+sizes re-checked against the limits).
 
 Decoding uses PyAV (the ``media`` extra) in two passes over the bytes in memory: the first reads
 the packets only (no decoding) and counts the frames and the time they span; the limits
@@ -53,8 +54,8 @@ def load_video(
     """Decode, check and sample one clip (see the module docstring)."""
     sampling = sampling or VideoSampling()
     where = f"video {index}"
-    if isinstance(source, Video):
-        return _from_frames(list(source.frames), source.source_fps, limits, sampling, where)
+    if isinstance(source, Video):  # decoded here before (the server decodes off its event loop)
+        return _checked(source, limits, where)
     if isinstance(source, Frames):
         return _from_frames(list(source.frames), source.fps, limits, sampling, where)
     if isinstance(source, Mapping) and "frames" in source:
@@ -69,6 +70,16 @@ def load_video(
 
 
 # ------------------------------------------------------------------------------- frames
+def _checked(video: Video, limits: InputLimits, where: str) -> Video:
+    if not video.frames or len(video.frames) > max(limits.max_video_frames, 2):
+        raise MediaTooLargeError(
+            f"{where}: {len(video.frames)} decoded frames; the limit is {limits.max_video_frames}"
+        )
+    for frame in video.frames:
+        _check_frame_pixels(int(frame.shape[1]), int(frame.shape[0]), limits, where)
+    return video
+
+
 def _from_frames(frames: Any, fps: Any, limits: InputLimits, sampling: VideoSampling, where: str) -> Video:
     np = require("numpy", extra="media")
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not 0 < float(fps) <= 1000:

@@ -36,7 +36,14 @@ from guardrail._deps import require
 from guardrail._redact import redact
 from guardrail.errors import BackendTimeoutError, GuardrailError, InputError, ParseError
 from guardrail.observers import RequestInfo, called_by
-from guardrail.server.media import NoRoom, PixelBudget, client_images, request_pixels
+from guardrail.server.media import (
+    NoRoom,
+    PixelBudget,
+    client_images,
+    client_media,
+    decode_media,
+    request_pixels,
+)
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
     REQUEST_HARMFUL,
@@ -403,6 +410,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             if item.get("images"):
                 item["images"], n = await asyncio.to_thread(load_images, item["images"])
                 held += n
+            if item.get("videos") or item.get("audios"):  # decode off the event loop, before the guard
+                item.update(await asyncio.to_thread(decode_media, guard, item))
         try:
             async with pixels.hold(held):
                 verdicts = await _checked(items)
@@ -468,6 +477,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
     async def check(request: Request) -> Verdict:
         body = await parse(request, GuardRequest, count_images)
         item = {"prompt": body.prompt, "response": body.response, "images": body.images}
+        if body.videos or body.audios:  # inline data only: server/media.py refuses anything else
+            item.update(client_media(body.videos, body.audios))
         return (await run_guard([item]))[0]
 
     @app.get("/healthz", summary="Liveness")

@@ -107,3 +107,9 @@ class GuardRequest(BaseModel):
     prompt: str | None = None
     response: str | None = None
     images: list[str] | None = Field(None, description="data:image/...;base64 URLs")
+    videos: list[str] | None = Field(
+        None, description="data:video/...;base64 URLs (inline only; media extra)"
+    )
+    audios: list[str] | None = Field(
+        None, description="data:audio/...;base64 URLs (inline only; media extra)"
+    )

@@ -179,3 +179,23 @@ def test_guardreasoner_vl_takes_video_through_qwen25vl(vl_backend):
     assert ids == out["input_ids"][0].tolist()
     assert torch.equal(media.tensors["video_grid_thw"], out["video_grid_thw"])
     assert guard.moderate(prompt="what happens", videos=[FRAMES]).raw_output
+
+
+def test_cli_checks_video_and_audio_files(omni_path, tmp_path):
+    import subprocess
+
+    from tests.conftest import PYTHON, REPO, subprocess_env
+
+    clip, sound = tmp_path / "clip.mp4", tmp_path / "voice.wav"
+    clip.write_bytes(mp4(10, 5))
+    sound.write_bytes(wav(0.5))
+    base = [PYTHON, "-m", "guardrail", "check", "--model", str(omni_path), "--device", "cpu", "--json",
+            "--max-new-tokens", "4"]  # fmt: skip
+    ok = subprocess.run([*base, "--prompt", "x", "--video", str(clip), "--audio", str(sound)],
+                        capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)  # fmt: skip
+    assert ok.returncode in (0, 1), ok.stderr
+    assert json.loads(ok.stdout)["profile"] == "guardreasoner-omni"
+    (tmp_path / "bad.mp4").write_bytes(mp4(10, 5)[:300])
+    bad = subprocess.run([*base, "--video", str(tmp_path / "bad.mp4")],
+                         capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "MediaError" in bad.stderr
