@@ -6,7 +6,8 @@ The key is a hash of everything that decides a verdict:
 
 - the request: prompt and response texts (``None`` and ``""`` differ) and each image's decoded
   pixels (mode, size and bytes): what the model sees, so the same picture sent as PNG bytes, a
-  file or a data URL shares one entry, and any changed pixel makes a new one;
+  file or a data URL shares one entry, and any changed pixel makes a new one; each video's
+  sampled frames and rate and each audio clip's decoded samples, likewise;
 - the guard: the backend's :attr:`~guardrail.backends.base.Backend.cache_identity` (its class
   and what decides its outputs: the model files and loader options, or the endpoint URL, served
   model, request mode and a keyed digest of credentials and extra request fields; a backend
@@ -138,4 +139,8 @@ def request_key(fingerprint: str, item: ModerationInput, mode: str) -> str:
         pixels = image.tobytes()
         h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:{len(pixels)}:".encode())
         h.update(pixels)
+    # videos and audio clips: what the model is given (sampled frames, 16 kHz samples)
+    for tag, clips in (("V", getattr(item, "videos", ())), ("A", getattr(item, "audios", ()))):
+        if clips:
+            h.update(f"{tag}{len(clips)}:".encode() + ",".join(c.digest() for c in clips).encode())
     return h.hexdigest()

@@ -133,6 +133,12 @@ def add_check(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--response", help="the AI response to check with the request")
     parser.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
     parser.add_argument(
+        "--video", action="append", default=[], metavar="FILE", help="a video clip (repeatable; media extra)"
+    )
+    parser.add_argument(
+        "--audio", action="append", default=[], metavar="FILE", help="an audio clip (repeatable; media extra)"
+    )
+    parser.add_argument(
         "--messages", metavar="FILE.json",
         help="a conversation (OpenAI chat format, a JSON list of {role, content}); its last turn is checked",
     )  # fmt: skip
@@ -170,14 +176,15 @@ def _run_check(args: argparse.Namespace) -> int:
     from guardrail.inputs import normalize_input
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    videos, audios = getattr(args, "video", []), getattr(args, "audio", [])
     messages = getattr(args, "messages", None)
-    if prompt is None and args.response is None and not args.image and messages is None:
-        print("error: give --prompt, --response, --image or --messages", file=sys.stderr)
+    if prompt is None and args.response is None and not (args.image or videos or audios) and messages is None:
+        print("error: give --prompt, --response, --image, --video, --audio or --messages", file=sys.stderr)
         return EXIT_ERROR
     policy = _read_policy(getattr(args, "policy", None))
     if messages is not None:
-        if prompt is not None or args.response is not None or args.image:
-            print("error: give either --messages or --prompt/--response/--image", file=sys.stderr)
+        if prompt is not None or args.response is not None or args.image or videos or audios:
+            print("error: give either --messages or --prompt/--response/--image/--video/--audio", file=sys.stderr)
             return EXIT_ERROR
         conversation = _read_messages(messages)
         from guardrail.conversation import parse_messages
@@ -186,11 +193,15 @@ def _run_check(args: argparse.Namespace) -> int:
         guard = guard_from_args(args)
         verdict = guard.moderate(messages=conversation, policy=policy)
     else:
-        item = normalize_input(prompt, args.response, args.image or None)  # bad input fails before loading
+        # bad input fails before loading (clips are decoded again with the guard's profile sampling)
+        item = normalize_input(
+            prompt, args.response, args.image or None, videos=videos or None, audios=audios or None
+        )
         guard = guard_from_args(args)
         verdict = guard.moderate(
-            prompt=item.prompt, response=item.response, images=list(item.images) or None, policy=policy
-        )
+            prompt=item.prompt, response=item.response, images=list(item.images) or None,
+            videos=videos or None, audios=audios or None, policy=policy,
+        )  # fmt: skip
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:

@@ -22,6 +22,9 @@ The hierarchy::
     ├── InputError (ValueError)         the request itself is unusable; never reaches the model
     │   ├── ImageError                  undecodable, truncated, unsupported or disallowed image
     │   │   └── ImageTooLargeError      over the byte or pixel limit (decompression bombs)
+    │   ├── MediaError                  an unusable video or audio clip (corrupt, truncated, empty,
+    │   │   │                           unsupported codec, a header that lies); `guardrail.media`
+    │   │   └── MediaTooLargeError      over a video/audio limit (bytes, seconds, frames, pixels)
     │   ├── TooManyImagesError          more images than `InputLimits.max_images`
     │   └── TextTooLongError            text over `InputLimits.max_text_chars`
     ├── BackendError                    the model backend failed; `retryable` says if a retry may help
@@ -59,6 +62,8 @@ __all__ = [
     "ImageError",
     "ImageTooLargeError",
     "InputError",
+    "MediaError",
+    "MediaTooLargeError",
     "MissingDependencyError",
     "ParseError",
     "PredictionsError",
@@ -151,6 +156,16 @@ class ImageError(InputError):
 
 class ImageTooLargeError(ImageError):
     """An image is over the configured byte or pixel limit."""
+
+
+class MediaError(InputError):
+    """A video or audio clip could not be used: undecodable, truncated, zero-length, an
+    unsupported codec or source, or a container whose header disagrees with its content."""
+
+
+class MediaTooLargeError(MediaError):
+    """A video or audio clip is over a configured limit (bytes, duration, frames, pixels per
+    frame, count per request)."""
 
 
 class TooManyImagesError(InputError):

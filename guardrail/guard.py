@@ -248,20 +248,23 @@ class Guard:
         )  # fmt: skip
 
     def moderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
-                 messages: Any = None, policy: Any = None, mode: Mode | None = None) -> Verdict:  # fmt: skip
+                 messages: Any = None, policy: Any = None, mode: Mode | None = None,
+                 videos: Any = None, audios: Any = None) -> Verdict:  # fmt: skip
         """Check one request (``prompt`` and/or ``images``) and optionally the AI ``response``,
         or a conversation (``messages``: the last turn is checked, see docs/conversations.md).
 
         ``policy`` overrides the guard's policy and ``mode`` its mode for this call
-        (``"reasoning"``, ``"fast"``, ``"cascade"``)."""
-        item = _item(prompt, response, images, messages, policy)
+        (``"reasoning"``, ``"fast"``, ``"cascade"``). ``videos`` / ``audios``: clips for profiles
+        that take them (see :mod:`guardrail.media` for the accepted sources)."""
+        item = _with_media(_item(prompt, response, images, messages, policy), videos, audios)
         return self._moderate([item], mode, "moderate")[0]
 
     async def amoderate(self, prompt: Any = None, response: Any = None, images: Any = None, *,
-                        messages: Any = None, policy: Any = None, mode: Mode | None = None) -> Verdict:  # fmt: skip
+                        messages: Any = None, policy: Any = None, mode: Mode | None = None,
+                        videos: Any = None, audios: Any = None) -> Verdict:  # fmt: skip
         """Async twin of :meth:`moderate`; never blocks the event loop. Concurrent calls share
         backend batches (see ``batching``)."""
-        item = _item(prompt, response, images, messages, policy)
+        item = _with_media(_item(prompt, response, images, messages, policy), videos, audios)
         verdicts = await self._amoderate([item], mode, "amoderate")
         return verdicts[0]
 
@@ -270,9 +273,9 @@ class Guard:
     ) -> list[Verdict]:
         """Check several requests with batched model calls; verdicts come back in order.
 
-        Each item is a dict with any of ``prompt``, ``response``, ``images``, or with
-        ``messages``; and optionally ``policy``. All items are validated first: one invalid item
-        raises ``InputError`` and nothing is checked.
+        Each item is a dict with any of ``prompt``, ``response``, ``images``, ``videos``,
+        ``audios``, or with ``messages``; and optionally ``policy``. All items are validated
+        first: one invalid item raises ``InputError`` and nothing is checked.
         """
         return self._moderate(items, mode, "moderate_batch")
 
@@ -302,7 +305,7 @@ class Guard:
         start = time.perf_counter()
         mode = self._resolve_mode(mode)
         check_batch(items)
-        if any(isinstance(item, Mapping) and (item.get("images") or item.get("messages")) for item in items):
+        if any(isinstance(item, Mapping) and _has_media(item) for item in items):
             # decoding (and hashing) images is CPU work: keep it off the event loop
             prepared = await asyncio.to_thread(self._prepare, items)
             works = [Work(p, mode, start) for p in prepared]
@@ -508,6 +511,19 @@ def _item(prompt: Any, response: Any, images: Any, messages: Any, policy: Any) -
     if policy is not None:
         item["policy"] = policy
     return item
+
+
+def _with_media(item: dict[str, Any], videos: Any, audios: Any) -> dict[str, Any]:
+    """``item`` with ``videos``/``audios`` keys only when given (other request shapes stay as they were)."""
+    if videos is not None:
+        item["videos"] = videos
+    if audios is not None:
+        item["audios"] = audios
+    return item
+
+
+def _has_media(item: Mapping[str, Any]) -> bool:
+    return bool(item.get("images") or item.get("videos") or item.get("audios"))
 
 
 def _raise_first(outcomes: Sequence[Any]) -> list[Verdict]:

@@ -35,7 +35,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from guardrail.conversation import parse_messages
-from guardrail.errors import ImageError, ImageTooLargeError, InputError, TextTooLongError, TooManyImagesError
+from guardrail.errors import (
+    ImageError,
+    ImageTooLargeError,
+    InputError,
+    MediaTooLargeError,
+    TextTooLongError,
+    TooManyImagesError,
+)
 from guardrail.policies import Policy, resolve_policy
 from guardrail.profiles import effective_policy
 from guardrail.profiles.base import ModerationInput, Profile, RenderedPrompt
@@ -77,6 +84,21 @@ class InputLimits:
     - ``max_frames``: frames of an animated image, all checked (tiled into one picture); more
       raise :class:`~guardrail.errors.ImageTooLargeError`.
     - ``max_messages``: turns of a conversation given as ``messages=``.
+
+    Video and audio (:mod:`guardrail.media`; each violation a
+    :class:`~guardrail.errors.MediaTooLargeError`):
+
+    - ``max_videos`` / ``max_audios``: clips per request.
+    - ``max_video_bytes`` / ``max_audio_bytes``: size of one encoded clip.
+    - ``max_video_seconds``: length of a clip, counted from its packets before decoding (a
+      header that disagrees with them is refused).
+    - ``max_video_source_frames``: frames in the clip (likewise counted before decoding).
+    - ``max_video_frame_pixels``: width x height of the clip's frames (from the codec header
+      first, then every decoded frame).
+    - ``max_video_frames``: frames shown to the model after sampling (the profile's sampling
+      takes at most this many; not an error).
+    - ``max_audio_seconds``: length of an audio clip (300 s: Qwen2.5-Omni's feature extractor
+      pads or cuts to that window).
     """
 
     max_images: int = 8
@@ -90,6 +112,15 @@ class InputLimits:
     allow_paths: bool = True
     max_frames: int = 16
     max_messages: int = 256
+    max_videos: int = 2
+    max_audios: int = 2
+    max_video_bytes: int = 200 * 1024 * 1024
+    max_video_seconds: float = 600.0
+    max_video_source_frames: int = 36_000
+    max_video_frame_pixels: int = 3840 * 2160
+    max_video_frames: int = 128
+    max_audio_bytes: int = 50 * 1024 * 1024
+    max_audio_seconds: float = 300.0
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -102,11 +133,15 @@ def normalize_input(
     images: Any = None,
     *,
     limits: InputLimits | None = None,
+    videos: Any = None,
+    audios: Any = None,
+    sampling: Any = None,
 ) -> ModerationInput:
-    """Validate one request and decode its images.
+    """Validate one request and decode its images, videos and audio clips.
 
     Raises :class:`~guardrail.errors.InputError` (or a subclass) for an empty request, a
-    non-string text, too many images, or any unusable image.
+    non-string text, too many images, or any unusable image or clip. ``sampling``: the
+    profile's :class:`~guardrail.media.VideoSampling` (default: GuardReasoner-Omni's).
     """
     limits = limits or InputLimits()
     prompt = _check_text("prompt", prompt, limits)
@@ -120,11 +155,44 @@ def normalize_input(
         budget -= image.width * image.height
         decoded.append(image)
     decoded = tuple(decoded)
-    if prompt is None and response is None and not decoded:
-        raise InputError("nothing to moderate: give a prompt, a response or images")
-    if prompt is not None and not prompt.strip() and not decoded and response is None:
+    clips, sounds = _media(videos, audios, limits, sampling)
+    if prompt is None and response is None and not decoded and not clips and not sounds:
+        raise InputError("nothing to moderate: give a prompt, a response, images, videos or audio")
+    if prompt is not None and not prompt.strip() and not (decoded or clips or sounds) and response is None:
         raise InputError("the prompt is empty")
-    return ModerationInput(prompt=prompt, response=response, images=decoded)
+    return ModerationInput(prompt=prompt, response=response, images=decoded, videos=clips, audios=sounds)
+
+
+def _media(
+    videos: Any, audios: Any, limits: InputLimits, sampling: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Decoded videos and audio clips (:mod:`guardrail.media`, imported only when given)."""
+    if videos is None and audios is None:
+        return (), ()
+    from guardrail.media import load_audio, load_video
+    from guardrail.media.video import Frames
+
+    video_list = _as_media_list(videos, "videos", (Frames,))
+    audio_list = _as_media_list(audios, "audios", (tuple,))
+    if len(video_list) > limits.max_videos:
+        raise MediaTooLargeError(f"{len(video_list)} videos given; the limit is {limits.max_videos}")
+    if len(audio_list) > limits.max_audios:
+        raise MediaTooLargeError(f"{len(audio_list)} audio clips given; the limit is {limits.max_audios}")
+    clips = tuple(load_video(v, limits=limits, sampling=sampling, index=i) for i, v in enumerate(video_list))
+    sounds = tuple(load_audio(a, limits=limits, index=i) for i, a in enumerate(audio_list))
+    return clips, sounds
+
+
+def _as_media_list(value: Any, name: str, single: tuple[type, ...]) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, bytearray, memoryview, os.PathLike, Mapping, *single)):
+        return [value]
+    if hasattr(value, "shape"):  # one array: its rate is needed, load_* says so
+        return [value]
+    if isinstance(value, Iterable):
+        return list(value)
+    raise InputError(f"{name} must be a clip or a list of clips, not {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +203,7 @@ class Prepared:
     prompt: RenderedPrompt
 
 
-_ITEM_KEYS = frozenset({"prompt", "response", "images", "messages", "policy"})
+_ITEM_KEYS = frozenset({"prompt", "response", "images", "videos", "audios", "messages", "policy"})
 
 
 def prepare(
@@ -164,16 +232,26 @@ def prepare(
         if item.get("policy") is not None:
             policy = resolve_policy(item["policy"])
         if item.get("messages") is not None:
-            given = [k for k in ("prompt", "response", "images") if item.get(k) not in (None, [], ())]
+            given = [k for k in ("prompt", "response", "images", "videos", "audios") if item.get(k) not in (None, [], ())]
             if given:
                 raise InputError(f"give either messages or {'/'.join(given)}, not both")
             item = conversation_input(profile, item["messages"], limits)
         else:
-            item = normalize_input(item.get("prompt"), item.get("response"), item.get("images"), limits=limits)
+            for key, ok in (("videos", profile.supports_video), ("audios", profile.supports_audio)):
+                if item.get(key) is not None and not ok:  # refused before anything is decoded
+                    raise InputError(f"the '{profile.name}' profile takes no {key[:-1]}; this request has {key}")
+            item = normalize_input(
+                item.get("prompt"), item.get("response"), item.get("images"), limits=limits,
+                videos=item.get("videos"), audios=item.get("audios"), sampling=profile.video_sampling,
+            )  # fmt: skip
     elif item.policy is not None:
         policy = item.policy
     if item.images and not profile.supports_images:
         raise InputError(f"the '{profile.name}' profile is text-only; this request has images")
+    if item.videos and not profile.supports_video:
+        raise InputError(f"the '{profile.name}' profile takes no video; this request has videos")
+    if item.audios and not profile.supports_audio:
+        raise InputError(f"the '{profile.name}' profile takes no audio; this request has audio")
     item = replace(item, policy=effective_policy(profile, policy))
     return Prepared(item=item, prompt=profile.render(item))
 

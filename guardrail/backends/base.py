@@ -39,9 +39,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail.errors import UnsupportedError
-from guardrail.profiles.base import ImageSlot, RenderedPrompt, Special
+from guardrail.profiles.base import AudioSlot, ImageSlot, RenderedPrompt, Special, VideoSlot
 
-__all__ = ["Backend", "Generation", "GenerationOptions", "ScoreRequest", "ScoreResult", "prompt_tokens"]
+__all__ = [
+    "Backend",
+    "Generation",
+    "GenerationOptions",
+    "ScoreRequest",
+    "ScoreResult",
+    "prompt_tokens",
+    "refuse_media",
+]
 
 
 @dataclass(frozen=True)
@@ -199,11 +207,12 @@ def prompt_tokens(
     encode_text: Callable[[str], Sequence[int]],
     special_id: Callable[[str], int],
     bos: int | None = None,
-) -> Iterator[Sequence[int] | ImageSlot]:
+) -> Iterator[Sequence[int] | ImageSlot | VideoSlot | AudioSlot]:
     """A prompt's token ids as a local backend builds them, in order: ``bos`` when the prompt
     asks for it (and the model has one), each text part tokenized as plain text (a ``<|im_end|>``
-    typed by a user stays text), each template special token by name; image slots are yielded
-    as they are, for the backend to fill in."""
+    typed by a user stays text), each template special token by name; image, video and audio
+    slots are yielded as they are, for the backend to fill in (a backend that takes no video
+    or audio refuses such prompts first: :func:`refuse_media`)."""
     if prompt.add_bos and bos is not None:
         yield (bos,)
     for part in prompt.parts:
@@ -211,8 +220,19 @@ def prompt_tokens(
             yield encode_text(part)
         elif isinstance(part, Special):
             yield (special_id(part.token),)
-        elif isinstance(part, ImageSlot):
+        elif isinstance(part, (ImageSlot, VideoSlot, AudioSlot)):
             yield part
+
+
+def refuse_media(prompts: Sequence[RenderedPrompt], backend: str, *, video: bool = False,
+                 audio: bool = False) -> None:  # fmt: skip
+    """Raise :class:`~guardrail.errors.UnsupportedError` when a prompt carries a video (unless
+    ``video``) or an audio clip (unless ``audio``) that ``backend`` cannot take."""
+    for prompt in prompts:
+        if prompt.videos and not video:
+            raise UnsupportedError(f"the {backend} backend takes no video; use the transformers backend")
+        if prompt.audios and not audio:
+            raise UnsupportedError(f"the {backend} backend takes no audio; use the transformers backend")
 
 
 _INSTANCES = itertools.count(1)

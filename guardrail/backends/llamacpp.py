@@ -33,6 +33,7 @@ from guardrail.backends.base import (
     ScoreRequest,
     ScoreResult,
     prompt_tokens,
+    refuse_media,
 )
 from guardrail.backends.llamacpp_decode import Cancelled, Decoder, log_softmax, sample, trie_logprobs
 from guardrail.backends.llamacpp_vision import (
@@ -317,6 +318,7 @@ class LlamaCppBackend(Backend):
         """Token runs and images (with their mtmd chunks: free them with :meth:`_free`). Text
         is tokenized as plain text, template special tokens by name, and each image slot
         becomes mtmd's ``<|vision_start|>`` + embeddings + ``<|vision_end|>``."""
+        refuse_media([prompt], "llama.cpp")  # its mtmd video path needs the ffprobe program
         parts: Parts = []
         run: list[int] = []
         bos = int(self._llama_cpp.llama_vocab_bos(self._vocab))

@@ -132,8 +132,10 @@ class RemoteCore:
         return False
 
     def _raw_text(self, prompt: RenderedPrompt) -> str:
-        if prompt.images:
-            raise ConfigurationError("images need a chat profile (the completions API takes text only)")
+        if prompt.images or prompt.videos or prompt.audios:
+            raise ConfigurationError(
+                "images, video and audio need a chat profile (the completions API takes text only)"
+            )
         # Text parts can hold forged tokens (a user's typed <|eot|>); the template's own special
         # tokens (Llama Guard's raw prompt has them) are sent as they are.
         escape = escape_special if self.escape_special_tokens else str
@@ -152,6 +154,8 @@ class RemoteCore:
                 parts.append(
                     {"type": "image_url", "image_url": {"url": image_data_url(prompt.images[part["index"]])}}
                 )
+            elif part["type"] in ("video", "audio"):
+                parts.append(_media_part(part["type"], prompt, part["index"]))
             else:
                 text = part["text"]
                 if self.escape_special_tokens and message["role"] != "system":
@@ -343,3 +347,14 @@ def _status_text(status: int) -> str:
         phrase = "error"
     hint = {401: " (check api_key)", 403: " (check api_key)", 404: " (check base_url and the model name)"}
     return f"HTTP {status} {phrase}{hint.get(status, '')}"
+
+
+def _media_part(kind: str, prompt: RenderedPrompt, index: int) -> dict[str, Any]:
+    """vLLM's OpenAI-compatible parts: ``video_url`` (the sampled frames as an MP4 data URL) and
+    ``input_audio`` (the 16 kHz samples as a base64 WAV); see :mod:`guardrail.media.encode`."""
+    from guardrail.media.encode import audio_wav, video_data_url
+
+    if kind == "video":
+        return {"type": "video_url", "video_url": {"url": video_data_url(prompt.videos[index])}}
+    data = base64.b64encode(audio_wav(prompt.audios[index])).decode("ascii")
+    return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}

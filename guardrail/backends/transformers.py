@@ -27,6 +27,7 @@ from typing import Any
 
 from guardrail import _deprecated
 from guardrail._deps import require
+from guardrail.backends import transformers_media as _media
 from guardrail.backends import transformers_vision
 from guardrail.backends.base import (
     Backend,
@@ -37,7 +38,7 @@ from guardrail.backends.base import (
     prompt_tokens,
 )
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
-from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
+from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError, MediaError
 from guardrail.policies import Policy
 from guardrail.policies.trained import read_trained_policy
 from guardrail.profiles import (
@@ -218,18 +219,29 @@ class TransformersBackend(Backend):
         if prompt.images:
             if self.image_processor is None:
                 raise ImageError("this model takes no images (text-only guard)")
-            processed = self.image_processor(images=list(prompt.images), return_tensors="pt")
+            processed = self.image_processor(
+                images=list(prompt.images),
+                return_tensors="pt",
+                **_media.image_kwargs(self.image_processor, prompt),
+            )
             pixel_values, grid = processed["pixel_values"], processed["image_grid_thw"]
             merge = int(getattr(self.image_processor, "merge_size", 2))
+        media = None
+        if prompt.media is not None and (prompt.images or prompt.videos or prompt.audios):
+            media = _media.process(self, prompt, pixel_values, grid)
         ids: list[int] = []
         for piece in prompt_tokens(prompt, self._encode_text, self._special_id, tok.bos_token_id):
-            if isinstance(piece, ImageSlot):
+            if media is not None and not isinstance(piece, Sequence):
+                ids.extend(_media.slot_ids(piece, media, prompt, self._special_id))
+            elif isinstance(piece, ImageSlot):
                 n = int(grid[piece.index].prod()) // (merge * merge)
                 ids.append(self._special_id(VISION_START))
                 ids.extend([self._special_id(IMAGE_PAD)] * n)
                 ids.append(self._special_id(VISION_END))
             else:
                 ids.extend(piece)
+        if media is not None:
+            return ids, media, None
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
@@ -246,6 +258,9 @@ class TransformersBackend(Backend):
             mask[row, width - len(ids) :] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
         pixels = [pv for _, pv, _ in encoded if pv is not None]
+        if any(isinstance(pv, _media.MediaInputs) for pv in pixels):  # video/audio: its own batching
+            batch.update(_media.media_batch(self, encoded, input_ids))
+            pixels = []
         if pixels and self._wants_mm_types and self._image_pad_id:
             batch["mm_token_type_ids"] = (input_ids == self._image_pad_id[0]).long()
         grids = [g for _, _, g in encoded if g is not None]
@@ -379,12 +394,14 @@ class TransformersBackend(Backend):
             for i, request in enumerate(requests):
                 try:
                     encoded, trie = self._encode_scoring(request)
-                except ImageError as exc:
+                except (ImageError, MediaError) as exc:
                     results[i] = ScoreResult(error=exc)
                     continue
                 rows.append((i, encoded, trie))
             if rows:
                 tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
+                # media prompts: one sequence per continuation, the model placing its own positions
+                tree = tree and not any(isinstance(e[1], _media.MediaInputs) for _, e, _ in rows)
                 try:
                     with self._torch.inference_mode():
                         scored = (self._score_tree if tree else self._score_flat)(

@@ -10,6 +10,8 @@ name                   models                                     output
 =====================  =========================================  ==============================
 ``guardreasoner-vl``   GuardReasoner-VL 3B/7B and Eco (Qwen2.5-VL) ``<think>`` + ``<result>``
 ``guardreasoner``      GuardReasoner 1B/3B/8B (Llama 3, text)     reasoning + ``Answers:``
+``guardreasoner-omni`` GuardReasoner-Omni 3B/7B (Qwen2.5-Omni;    ``<think>`` + ``<result>``
+                       text, image, video, audio)
 ``qwen3guard``         Qwen3Guard-Gen 0.6B/4B/8B (Qwen3, text)    ``Safety:`` + ``Categories:``
 ``gpt-oss-safeguard``  gpt-oss-safeguard 20b/120b (gpt-oss)       harmony: analysis + final JSON
 ``llama-guard-4``      Llama-Guard-4-12B (Llama 4, images)        ``safe`` / ``unsafe`` + codes
@@ -34,23 +36,26 @@ from guardrail.profiles.base import (
 )
 from guardrail.profiles.gpt_oss_safeguard import GptOssSafeguardProfile
 from guardrail.profiles.guardreasoner import GUARDREASONER_INSTRUCTION, GuardReasonerProfile
+from guardrail.profiles.guardreasoner_omni import GUARDREASONER_OMNI_INSTRUCTION, GuardReasonerOmniProfile
 from guardrail.profiles.guardreasoner_vl import (
     GUARDREASONER_VL_INSTRUCTION,
     GuardReasonerVLProfile,
     parse_user_text,
 )
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
-from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 from guardrail.profiles.llama_guard import LlamaGuard3Profile, LlamaGuard4Profile
+from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
 
 __all__ = [
     "END_TOKENS",
     "GUARDREASONER_INSTRUCTION",
+    "GUARDREASONER_OMNI_INSTRUCTION",
     "GUARDREASONER_VL_INSTRUCTION",
     "GptOssSafeguardProfile",
     "PROFILES",
     "QWEN3GUARD_POLICY",
     "Qwen3GuardProfile",
+    "GuardReasonerOmniProfile",
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
     "ImageSlot",
@@ -82,6 +87,7 @@ PROFILES: dict[str, type[Profile]] = {
     GptOssSafeguardProfile.name: GptOssSafeguardProfile,
     LlamaGuard4Profile.name: LlamaGuard4Profile,
     LlamaGuard3Profile.name: LlamaGuard3Profile,
+    GuardReasonerOmniProfile.name: GuardReasonerOmniProfile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile

@@ -12,6 +12,8 @@ user content and template markup apart:
 - :class:`Special`: one special token of the chat template (``<|im_start|>``, BOS, ...).
 - :class:`ImageSlot`: where the i-th image goes. Backends expand it into the model's vision
   tokens (``<|vision_start|><|image_pad|>...<|vision_end|>`` for Qwen2.5-VL).
+- :class:`VideoSlot` / :class:`AudioSlot`: where the i-th video or audio clip goes; the
+  prompt's :attr:`RenderedPrompt.media` names the tokens (see :mod:`guardrail.media`).
 
 Joining the parts gives the exact prompt string the reference code builds
 (:attr:`RenderedPrompt.text`); splitting the text at the template's special tokens and
@@ -32,6 +34,7 @@ from guardrail.profiles.labels import ANSWER_KEYS, TASK_LABELS, normalise_label
 
 __all__ = [
     "ConversationView",
+    "AudioSlot",
     "ImageSlot",
     "ModerationInput",
     "ParsedOutput",
@@ -40,6 +43,7 @@ __all__ = [
     "Special",
     "TASK_LABELS",
     "Turn",
+    "VideoSlot",
     "label_regex",
     "merge_text",
     "normalise_label",
@@ -61,7 +65,21 @@ class ImageSlot:
     index: int
 
 
-Part = str | Special | ImageSlot
+@dataclass(frozen=True)
+class VideoSlot:
+    """The position of video ``index`` (0-based, in request order) in the prompt."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class AudioSlot:
+    """The position of audio clip ``index`` (0-based, in request order) in the prompt."""
+
+    index: int
+
+
+Part = str | Special | ImageSlot | VideoSlot | AudioSlot
 
 
 @dataclass(frozen=True)
@@ -108,10 +126,13 @@ class ModerationInput:
     conversation: tuple[Turn, ...] | None = None
     policy: Policy | None = None
     response_only: bool = False
+    # decoded clips (guardrail.media.Video / Audio)
+    videos: tuple[Any, ...] = ()
+    audios: tuple[Any, ...] = ()
 
     @property
     def has_request(self) -> bool:
-        return self.prompt is not None or bool(self.images)
+        return self.prompt is not None or bool(self.images) or bool(self.videos) or bool(self.audios)
 
     @property
     def has_response(self) -> bool:
@@ -131,14 +152,29 @@ class RenderedPrompt:
     image_marker: str = "<image>"
     # Whether the backend should put the tokenizer's BOS token first (Llama-based profiles).
     add_bos: bool = False
+    # Video and audio clips (guardrail.media.Video / Audio), their markers in ``text``, and the
+    # profile's media tokens and settings (a guardrail.media.MediaLayout; None: images only).
+    videos: tuple[Any, ...] = ()
+    audios: tuple[Any, ...] = ()
+    video_marker: str = "<video>"
+    audio_marker: str = "<audio>"
+    media: Any = None
 
     @property
     def text(self) -> str:
-        """The prompt as one string, images as ``image_marker``."""
-        return "".join(
-            p if isinstance(p, str) else p.token if isinstance(p, Special) else self.image_marker
-            for p in self.parts
-        )
+        """The prompt as one string, images as ``image_marker`` (videos, audio likewise)."""
+        return "".join(self._marker(p) for p in self.parts)
+
+    def _marker(self, p: Part) -> str:
+        if isinstance(p, str):
+            return p
+        if isinstance(p, Special):
+            return p.token
+        if isinstance(p, VideoSlot):
+            return self.video_marker
+        if isinstance(p, AudioSlot):
+            return self.audio_marker
+        return self.image_marker
 
 
 @dataclass(frozen=True)
@@ -173,6 +209,10 @@ class Profile(ABC):
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]
     supports_images: ClassVar[bool] = False
+    supports_video: ClassVar[bool] = False
+    supports_audio: ClassVar[bool] = False
+    #: How video is sampled for this family (a guardrail.media.VideoSampling; None: defaults).
+    video_sampling: ClassVar[Any] = None
     # Reference generation length of the released models.
     default_max_new_tokens: ClassVar[int] = 4096
     #: The key of each task's label line in the output (``Request: harmful``).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from guardrail.errors import FormatError
+from guardrail.media.types import MediaLayout, VideoSampling
 from guardrail.profiles.base import (
     ImageSlot,
     ModerationInput,
@@ -22,6 +23,7 @@ from guardrail.profiles.base import (
     Profile,
     RenderedPrompt,
     Special,
+    VideoSlot,
     label_regex,
     merge_text,
     normalise_label,
@@ -54,6 +56,11 @@ QWEN25VL_SPECIAL_TOKENS = (
 #: The vision tokens: an image slot is ``VISION_START + IMAGE_PAD * n + VISION_END``; a guard
 #: never generates any of them (random test models like emitting them).
 VISION_TOKENS = (IMAGE_PAD, VIDEO_PAD, VISION_START, VISION_END)
+
+VL_LAYOUT = MediaLayout(
+    image=(VISION_START, IMAGE_PAD, VISION_END), video=(VISION_START, VIDEO_PAD, VISION_END),
+    sampling=VideoSampling(),
+)  # fmt: skip
 
 _RESULT_OPEN = re.compile(r"<result>", re.IGNORECASE)
 _RESULT_CLOSE = re.compile(r"</result>", re.IGNORECASE)
@@ -94,6 +101,10 @@ class GuardReasonerVLProfile(Profile):
     special_tokens: ClassVar[tuple[str, ...]] = QWEN25VL_SPECIAL_TOKENS
     end_tokens: ClassVar[tuple[str, ...]] = (IM_END, ENDOFTEXT)
     never_generated: ClassVar[tuple[str, ...]] = VISION_TOKENS
+    #: Video through Qwen2.5-VL's native video input, sampled as GuardReasoner-Omni samples it
+    #: (the VL models were trained on images only: see docs/video-audio.md).
+    supports_video: ClassVar[bool] = True
+    video_sampling: ClassVar[VideoSampling] = VideoSampling()
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_vl", "qwen2_vl")
     gguf_architectures: ClassVar[tuple[str, ...]] = ("qwen2vl",)
 
@@ -111,9 +122,11 @@ class GuardReasonerVLProfile(Profile):
         """
         parts: list[Part] = ["Human user:\n"]
         parts.extend(ImageSlot(i) for i in range(len(item.images)))
+        parts.extend(VideoSlot(i) for i in range(len(item.videos)))  # Qwen2.5-VL's native video
+        visual = bool(item.images or item.videos)
         if item.prompt is not None:
-            parts.append(("\n" if item.images else "") + item.prompt)
-        elif not item.images:
+            parts.append(("\n" if visual else "") + item.prompt)
+        elif not visual:
             parts.append(self.none_text)
         response = item.response if item.response is not None else self.none_text
         parts.append("\n\nAI assistant:\n" + response + self.user_suffix)
@@ -135,15 +148,19 @@ class GuardReasonerVLProfile(Profile):
             Special(IM_START), "assistant\n",
         ]  # fmt: skip
         content = [
-            {"type": "text", "text": p} if isinstance(p, str) else {"type": "image", "index": p.index}
+            {"type": "text", "text": p} if isinstance(p, str)
+            else {"type": "video" if isinstance(p, VideoSlot) else "image", "index": p.index}
             for p in user
-        ]
+        ]  # fmt: skip
         messages = ({"role": "system", "content": system}, {"role": "user", "content": content})
         return RenderedPrompt(
             parts=tuple(merge_text(parts)),
             images=tuple(item.images),
             messages=messages,
             image_marker=VISION_START + IMAGE_PAD + VISION_END,
+            videos=tuple(item.videos),
+            video_marker=VISION_START + VIDEO_PAD + VISION_END,
+            media=VL_LAYOUT if item.videos else None,
         )
 
     # ----------------------------------------------------------------------- write answers

@@ -47,7 +47,15 @@ from guardrail.server.litellm_api import (
     add_litellm_route,
     blocked_answer,
 )
-from guardrail.server.media import NoRoom, PixelBudget, client_images, conversation_images, request_pixels
+from guardrail.server.media import (
+    NoRoom,
+    PixelBudget,
+    client_images,
+    client_media,
+    conversation_images,
+    decode_media,
+    request_pixels,
+)
 from guardrail.server.schemas import (
     OPENAI_CATEGORIES,
     REQUEST_HARMFUL,
@@ -452,6 +460,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
                 held += n
             if item.get("messages") is not None or item.get("policy") is not None:
                 held += await asyncio.to_thread(load_conversation, item)
+            if item.get("videos") or item.get("audios"):  # decode off the event loop, before the guard
+                item.update(await asyncio.to_thread(decode_media, guard, item))
         try:
             async with pixels.hold(held):
                 verdicts = await _checked(items)
@@ -522,6 +532,8 @@ def create_app(guard: Any, settings: ServerSettings | None = None) -> Any:
             item["messages"] = body.messages
         if body.policy is not None:
             item["policy"] = body.policy
+        if body.videos or body.audios:  # inline data only: server/media.py refuses anything else
+            item.update(client_media(body.videos, body.audios))
         return (await run_guard([item]))[0]
 
     add_litellm_route(app, run_guard=run_guard, max_images=guard.limits.max_images)

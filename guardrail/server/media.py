@@ -21,10 +21,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from guardrail.errors import ImageError, ImageTooLargeError
+from guardrail.errors import ImageError, ImageTooLargeError, InputError
 from guardrail.inputs import InputLimits, data_url_bytes, fetch_image, header_pixels
 
-__all__ = ["LOCAL_REFUSED", "NoRoom", "PixelBudget", "client_images", "conversation_images", "request_pixels"]
+__all__ = [
+    "LOCAL_REFUSED",
+    "NoRoom",
+    "PixelBudget",
+    "client_images",
+    "client_media",
+    "conversation_images",
+    "decode_media",
+    "request_pixels",
+]
 
 #: The one answer to an image source that is neither inline data nor an allowed URL.
 LOCAL_REFUSED = "images must be given inline as data:image/...;base64 URLs"
@@ -173,3 +182,36 @@ class _Hold:
         async with b._cond:
             b.used -= self.pixels
             b._cond.notify_all()
+
+
+# ------------------------------------------------------------------------- video and audio
+def client_media(videos: Sequence[Any] | None, audios: Sequence[Any] | None) -> dict[str, list[str]]:
+    """A client's videos and audio clips: inline ``data:video/...`` / ``data:audio/...`` base64
+    URLs only (never a path, never a URL to fetch); anything else is an
+    :class:`~guardrail.errors.InputError` naming the clip."""
+    out: dict[str, list[str]] = {}
+    for key, kind, sources in (("videos", "video", videos), ("audios", "audio", audios)):
+        for i, source in enumerate(sources or ()):
+            if not isinstance(source, str) or not source.startswith("data:"):
+                raise InputError(f"{kind} {i}: send the {kind} inline as a data:{kind}/...;base64 URL")
+        if sources:
+            out[key] = list(sources)
+    return out
+
+
+def decode_media(guard: Any, item: dict[str, Any]) -> dict[str, Any]:
+    """Decode an item's clips with the guard's limits and profile sampling (paths off); the
+    guard then takes the decoded clips as they are. Raises
+    :class:`~guardrail.errors.InputError`."""
+    from guardrail.inputs import normalize_input
+
+    profile = guard.profile
+    for key, ok in (("videos", profile.supports_video), ("audios", profile.supports_audio)):
+        if item.get(key) and not ok:
+            raise InputError(f"the '{profile.name}' profile takes no {key[:-1]}; this request has {key}")
+    limits = replace(guard.limits, allow_paths=False)
+    decoded = normalize_input(
+        "", None, None, limits=limits, videos=item.get("videos"), audios=item.get("audios"),
+        sampling=profile.video_sampling,
+    )  # fmt: skip
+    return {"videos": list(decoded.videos) or None, "audios": list(decoded.audios) or None}

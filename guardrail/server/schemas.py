@@ -121,3 +121,9 @@ class GuardRequest(BaseModel):
     policy: str | dict[str, Any] | None = Field(
         None, description='a built-in policy name ("mlcommons", "openai-moderation") or {categories: [...]}'
     )
+    videos: list[str] | None = Field(
+        None, description="data:video/...;base64 URLs (inline only; media extra)"
+    )
+    audios: list[str] | None = Field(
+        None, description="data:audio/...;base64 URLs (inline only; media extra)"
+    )

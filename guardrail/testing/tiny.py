@@ -1,7 +1,8 @@
 """Build tiny random guard models offline, in seconds, for tests and CI.
 
 The models have the real architectures (Qwen2.5-VL for ``guardreasoner-vl``, Llama for
-``guardreasoner``), a real byte-level BPE tokenizer trained here on a small corpus with Qwen's
+``guardreasoner``, the Qwen2.5-Omni thinker with its vision and audio towers for
+``guardreasoner-omni``: see :mod:`guardrail.testing.tiny_omni`), a real byte-level BPE tokenizer trained here on a small corpus with Qwen's
 split regex and the real special tokens, and (for VL) the stock ``Qwen2_5_VLProcessor`` with the
 Qwen2.5-VL chat template. Weights are random: the verdicts mean nothing. About 0.2M parameters.
 
@@ -118,6 +119,26 @@ def _qwen_tokenizer(vocab_size: int) -> Any:
         unk_token=None,
         extra_special_tokens=QWEN_SPECIAL_TOKENS[1:],
     )
+    tokenizer.model_max_length = 32768
+    return tokenizer
+
+
+def _omni_tokenizer(vocab_size: int) -> Any:
+    """Qwen2.5-Omni's tokenizer: Qwen's, with the Omni special tokens, each media token named
+    (the Omni processor reads ``tokenizer.image_token`` and the rest)."""
+    from guardrail.profiles.guardreasoner_omni import OMNI_SPECIAL_TOKENS
+
+    transformers = require("transformers", extra="transformers")
+    vocab, merges = _train_bpe(vocab_size)
+    for tok in OMNI_SPECIAL_TOKENS:
+        vocab[tok] = len(vocab)
+    tokenizer = transformers.Qwen2Tokenizer(
+        vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
+        extra_special_tokens=list(OMNI_SPECIAL_TOKENS[1:]),
+        image_token="<|IMAGE|>", audio_token="<|AUDIO|>", video_token="<|VIDEO|>",
+        vision_bos_token="<|vision_bos|>", vision_eos_token="<|vision_eos|>",
+        audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>",
+    )  # fmt: skip
     tokenizer.model_max_length = 32768
     return tokenizer
 
@@ -250,6 +271,10 @@ def build_tiny_model(
 
         model, saver, vocab = tiny_llama_guard.build(profile, vocab_size)
         config = model.config
+    elif profile == "guardreasoner-omni":
+        from guardrail.testing.tiny_omni import build_omni
+
+        model, saver, config, vocab = build_omni(transformers, _omni_tokenizer(vocab_size))
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
@@ -264,7 +289,7 @@ def build_tiny_model(
             if token in vocab:
                 head[vocab[token]] = 0.0
         for name, param in model.named_parameters():
-            if "visual" in name or "vision" in name:
+            if "visual" in name or "vision" in name or "audio_tower" in name:
                 continue
             if name.endswith(("q_proj.weight", "k_proj.weight")):
                 param.mul_(qk_scale)

@@ -7,10 +7,10 @@ import base64
 import pytest
 
 from guardrail import Guard, InputError, TooManyImagesError
+from guardrail.backends.fake import result_output
 from guardrail.conversation import parse_messages
 from guardrail.inputs import InputLimits
 from guardrail.testing import FakeBackend
-from guardrail.backends.fake import result_output
 from tests.conftest import make_image
 
 
