@@ -31,6 +31,7 @@ from guardrail.errors import (
     ParseError,
     TextTooLongError,
     TooManyImagesError,
+    UncheckableContentError,
     UnsupportedError,
 )
 from guardrail.guard import Guard
@@ -61,6 +62,7 @@ __all__ = [
     "ParseError",
     "TextTooLongError",
     "TooManyImagesError",
+    "UncheckableContentError",
     "UnsupportedError",
     "Verdict",
     "VerdictCache",
