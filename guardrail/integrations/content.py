@@ -297,6 +297,8 @@ def _read_file(f: Any, where: str, limits: InputLimits) -> bytes:
         head = f.read(sniff.HEADER_BYTES)
         _classify(head, where)
         return _finish(head, f.read(limits.max_image_bytes + 1 - len(head)), where, limits)
+    except InputError:
+        raise
     except (OSError, ValueError) as exc:
         raise InputError(f"{where}: cannot read the file object ({exc})") from None
     finally:
@@ -313,6 +315,8 @@ async def _read_upload_async(upload: Any, where: str, limits: InputLimits) -> by
         head = await upload.read(sniff.HEADER_BYTES)
         _classify(head, where)
         return _finish(head, await upload.read(limits.max_image_bytes + 1 - len(head)), where, limits)
+    except InputError:
+        raise
     except (OSError, ValueError) as exc:
         raise InputError(f"{where}: cannot read the upload ({exc})") from None
     finally:

@@ -338,7 +338,9 @@ class _Checker:
             return Extracted(images=images)  # the guard raises InputError when this is empty
         return combine([request, Extracted(images=images)])
 
-    def _other_images(self, arguments: Mapping[str, Any], extra: Mapping[str, Any], consumed: set[str]) -> list[Any]:
+    def _other_images(
+        self, arguments: Mapping[str, Any], extra: Mapping[str, Any], consumed: set[str]
+    ) -> list[Any]:
         """Images in the arguments the request was not read from (content.scan)."""
         found: list[Any] = []
         first = next(iter(self.signature.parameters), None)

@@ -328,7 +328,9 @@ def request_from_value(
         return request_from_messages([value], require_user=require_user)
     if isinstance(value, (list, tuple)) and (not scan or _any_message(value)):
         return request_from_messages(value, require_user=require_user)
-    if value is not None and not isinstance(value, (bytes, bytearray, memoryview, int, float, bool, list, tuple)):
+    if value is not None and not isinstance(
+        value, (bytes, bytearray, memoryview, int, float, bool, list, tuple)
+    ):
         found = request_from_fields(
             value,
             REQUEST_KEYS,
