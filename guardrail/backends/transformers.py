@@ -38,6 +38,7 @@ from guardrail.backends.base import (
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError
 from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_model_type
+from guardrail.model_paths import local_problem
 from guardrail.profiles.base import ImageSlot, RenderedPrompt
 from guardrail.profiles.guardreasoner_vl import IMAGE_PAD, VISION_END, VISION_START
 
@@ -123,6 +124,9 @@ class TransformersBackend(Backend):
                 dtype = getattr(torch, dtype)
             except AttributeError:
                 raise ConfigurationError(f"unknown torch dtype {dtype!r}") from None
+        problem = local_problem(path)  # a mistyped directory is said so, not asked of the hub
+        if problem:
+            raise BackendError(f"cannot load model {path!r}: {problem}", retryable=False)
         common = {"trust_remote_code": trust_remote_code, "revision": revision}
         try:
             config = transformers.AutoConfig.from_pretrained(path, **common)
@@ -136,7 +140,8 @@ class TransformersBackend(Backend):
                 model = transformers.AutoModelForCausalLM.from_pretrained(path, **load)
                 processor = transformers.AutoTokenizer.from_pretrained(path, **common)
         except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot load model {path!r}: {exc}", retryable=False) from exc
+            where = "" if os.path.isdir(path) else f"no local directory {os.path.abspath(path)}, and from the hub: "
+            raise BackendError(f"cannot load model {path!r}: {where}{exc}", retryable=False) from exc
         if device_map is None:
             model.to(device)
         model.eval()
