@@ -182,6 +182,8 @@ def moderation_pass(
                 out[i] = verdict.model_copy(update=update)
                 if verdict.decided_by == "model":
                     stats.incr("reasoning_verdicts")
+                    if verdict.contradiction:
+                        stats.incr("contradictions")
                 elif generation.error is None:
                     stats.incr("parse_failures")
             except ParseError as exc:  # on_parse_error="raise"
