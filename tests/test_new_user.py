@@ -122,3 +122,19 @@ def test_a_contradicting_reasoning_is_recorded_and_counted():
 )  # fmt: skip
 def test_reasoning_conclusions(reasoning, expected):
     assert conclusions(reasoning) == expected
+
+
+# ------------------------------------------------------------------ item 8: the demo data
+@pytest.mark.slow
+def test_eval_reads_the_shipped_heldout_file_without_a_prefix(tmp_path):
+    from tests.conftest import REPO
+
+    heldout = REPO / "examples" / "demo_data" / "heldout.jsonl"
+    proc = subprocess.run(
+        [PYTHON, "-m", "guardrail.eval", "run", "--benchmarks", str(heldout), "--model", "./no-model",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=subprocess_env(HF_HUB_OFFLINE="1"), cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    # the benchmark loads (before the model): the failure is the missing model, said plainly
+    assert proc.returncode == 2 and "there is no directory" in proc.stderr, proc.stderr
+    assert "labels" not in proc.stderr
