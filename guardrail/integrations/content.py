@@ -59,6 +59,7 @@ _FIX = "pass extract= to say what to check"
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,]*)?,", re.IGNORECASE)
 _URL = re.compile(r"^(?P<scheme>https?|file)://\S+$", re.IGNORECASE)
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{64,}={0,2}")
+_SPACE = re.compile(r"\s")
 _PATH_START = re.compile(r"^(/|\./|\.\./|~[/\\]|[A-Za-z]:[\\/])")
 _SCALARS = (int, float, complex, bool)
 
@@ -180,7 +181,10 @@ class _Walker:
                 raise uncheckable(where, f"a data URL of type {mime}")
             self.found.append(s)
             return
-        if shallow or len(s) > 8192 or not s or any(c.isspace() for c in s):
+        if shallow or not s or _SPACE.search(s):
+            return
+        if len(s) > 8192:  # too long for a URL or a path: maybe base64
+            self.base64(s, where)
             return
         ext = _extension(s)
         if ext in sniff.AUDIO_EXTENSIONS | sniff.VIDEO_EXTENSIONS and (_URL.match(s) or _is_path(s)):

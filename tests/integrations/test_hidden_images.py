@@ -6,6 +6,7 @@ met them: a real FastAPI app with real multipart uploads, plain handlers, a real
 
 import base64
 import io
+import os
 import threading
 import wave
 
@@ -228,6 +229,15 @@ def test_images_under_any_name_are_checked(pg):
             handler("what is this?", **kwargs)
     assert handler("what is this?", photo=png(), meta={"user": "ann", "n": 3, "tags": ["x"]}) == "ok"
     assert pg.seen[-1] == 1
+    # a real-sized picture as plain base64 in an unremarkable field (far longer than any URL)
+    noisy = Image.frombytes("RGB", (200, 200), os.urandom(200 * 200 * 3))
+    noisy.putpixel((0, 0), BAD)
+    buf = io.BytesIO()
+    noisy.save(buf, "PNG")
+    encoded = base64.b64encode(buf.getvalue()).decode()
+    assert len(encoded) > 100_000
+    with pytest.raises(GuardViolation):
+        handler("what is this?", meta={"payload": encoded})
 
 
 def test_file_objects_are_put_back_where_they_were(pg):
