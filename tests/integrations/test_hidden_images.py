@@ -109,6 +109,12 @@ def app_client(pg):
         ran.append("upload-only")
         return {"answer": "stored"}
 
+    @app.post("/image-param")
+    @pg.guard.check
+    async def image_param(prompt: str = Form(...), image: UploadFile = File(...)) -> dict:
+        ran.append("image-param")  # the parameter named image: once "unsupported image type UploadFile"
+        return {"answer": str(len(await image.read()))}
+
     class Ask(BaseModel):
         question: str
         photo: str | None = None
@@ -175,6 +181,14 @@ def test_fastapi_many_uploads_and_upload_only(app_client, pg):
     assert app_client.post("/compare", data={"question": "and now?"}, files=files).status_code == 400
     r = app_client.post("/upload-only", files={"photo": upload("a.png", png(BAD), "image/png")})
     assert r.status_code == 400 and app_client.ran == ["compare"]
+    r = app_client.post(
+        "/image-param", data={"prompt": "hi"}, files={"image": upload("a.png", png(), "image/png")}
+    )
+    assert r.status_code == 200 and r.json() == {"answer": str(len(png()))}
+    r = app_client.post(
+        "/image-param", data={"prompt": "hi"}, files={"image": upload("a.wav", wav_bytes(), "audio/wav")}
+    )
+    assert r.status_code == 422 and "image 0 holds audio (WAV)" in r.json()["detail"]
 
 
 def test_fastapi_upload_over_the_byte_limit_is_refused_before_reading():
