@@ -68,7 +68,7 @@ def print_report(console: Console, demo: DemoGuard, rows: list[Row], problems: l
         console.say(f"NOTE: this is a TINY demo guard (~0.2M parameters, trained in "
                     f"{demo.training_seconds or 0:.0f}s on {TRAIN.relative_to(REPO)}).")  # fmt: skip
         console.say(f"      Held-out F1 (harmful = positive) on {h.get('samples', '?')} unseen samples: "
-                    f"{describe_heldout(h)}.")  # fmt: skip
+                    f"{describe_heldout(h)} (it varies between machines: see the README).")  # fmt: skip
         console.say(
             "      It shows the whole product working, not a guard to rely on: set GUARDRAIL_MODEL to a"
         )

@@ -34,6 +34,7 @@ from guardrail.errors import (
     ParseError,
     TextTooLongError,
     TooManyImagesError,
+    UncheckableContentError,
     UnsupportedError,
 )
 from guardrail.guard import Guard
@@ -71,6 +72,7 @@ __all__ = [
     "PolicyError",
     "TextTooLongError",
     "TooManyImagesError",
+    "UncheckableContentError",
     "UnsupportedError",
     "Verdict",
     "VerdictCache",

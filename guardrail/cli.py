@@ -51,6 +51,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="remote: the endpoint's API key (default: $GUARDRAIL_REMOTE_API_KEY)",
     )  # fmt: skip
     g.add_argument("--device", default=None, help="transformers: cuda, cpu, cuda:1 ... (default: auto)")
+    g.add_argument(
+        "--progress", action="store_true", default=None,
+        help="transformers: show the weight-loading progress bar (default: quiet)",
+    )  # fmt: skip
     g.add_argument("--dtype", default=None, help="transformers: bfloat16, float16, float32 (default: auto)")
     g.add_argument("--mmproj", default=None, metavar="FILE", help="llamacpp: the vision projector GGUF")
     g.add_argument(
@@ -86,7 +90,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 # Backend-specific CLI options -> loader keyword, per backend. Other backends add entries.
 BACKEND_OPTIONS: dict[str, dict[str, str]] = {
-    "transformers": {"device": "device", "dtype": "dtype"},
+    "transformers": {"device": "device", "dtype": "dtype", "progress": "progress"},
     "remote": {"base_url": "base_url", "remote_api_key": "api_key"},
     "llamacpp": {"mmproj": "mmproj", "threads": "n_threads", "n_ctx": "n_ctx"},
 }
@@ -146,8 +150,20 @@ def add_check(parser: argparse.ArgumentParser) -> Handler:
         "--policy", metavar="NAME|FILE.yaml",
         help="the policy: a built-in name (mlcommons, openai-moderation) or a policy file",
     )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print the verdict as JSON (errors too: {\"error\": {\"type\": ..., \"message\": ...}})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--full-reasoning", action="store_true",
+        help=f"print the whole reasoning (default: its first {REASONING_LINES} lines; --json has it all)",
+    )  # fmt: skip
     return _run_check
+
+
+#: Lines of reasoning the human output of ``check`` shows (``--full-reasoning``/``--json``: all).
+REASONING_LINES = 20
+_REASONING_CHARS = 2000
 
 
 def _read_messages(path: str) -> Any:
@@ -173,19 +189,31 @@ def _read_policy(spec: str | None) -> Any:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from guardrail.errors import GuardrailError
+
+    try:
+        return _check(args)
+    except GuardrailError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}, indent=2))
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _check(args: argparse.Namespace) -> int:
+    from guardrail.errors import InputError
     from guardrail.inputs import normalize_input
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     videos, audios = getattr(args, "video", []), getattr(args, "audio", [])
     messages = getattr(args, "messages", None)
     if prompt is None and args.response is None and not (args.image or videos or audios) and messages is None:
-        print("error: give --prompt, --response, --image, --video, --audio or --messages", file=sys.stderr)
-        return EXIT_ERROR
+        raise InputError("give --prompt, --response, --image, --video, --audio or --messages")
     policy = _read_policy(getattr(args, "policy", None))
     if messages is not None:
         if prompt is not None or args.response is not None or args.image or videos or audios:
-            print("error: give either --messages or --prompt/--response/--image/--video/--audio", file=sys.stderr)
-            return EXIT_ERROR
+            raise InputError("give either --messages or --prompt/--response/--image/--video/--audio")
         conversation = _read_messages(messages)
         from guardrail.conversation import parse_messages
 
@@ -205,11 +233,17 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:
-        print(format_verdict(verdict))
+        print(
+            format_verdict(verdict, full_reasoning=args.full_reasoning, max_new_tokens=guard.max_new_tokens)
+        )
     return EXIT_ALLOWED if verdict.allowed else EXIT_BLOCKED
 
 
-def format_verdict(verdict: Any) -> str:
+def format_verdict(verdict: Any, *, full_reasoning: bool = True, max_new_tokens: int | None = None) -> str:
+    """The human-readable verdict of ``check``: labels, who decided, the error, a note when the
+    output hit ``max_new_tokens``, and the reasoning (cut to :data:`REASONING_LINES` lines unless
+    ``full_reasoning``)."""
+
     def label(value: bool | None, yes: str, no: str) -> str:
         return "-" if value is None else (yes if value else no)
 
@@ -235,10 +269,41 @@ def format_verdict(verdict: Any) -> str:
         )  # fmt: skip
     if verdict.error:
         lines.append(f"error: {verdict.error}")
+    if max_new_tokens and verdict.output_tokens is not None and verdict.output_tokens >= max_new_tokens:
+        lines.append(
+            f"note: the guard model stopped at the cap of {max_new_tokens} new tokens before finishing "
+            "its answer (a small or broken model, or a cap too low): the failure policy decided; "
+            "set the cap with --max-new-tokens"
+        )
+    contradiction = getattr(verdict, "contradiction", None)
+    if contradiction:
+        lines.append(f"note: {contradiction} (the result decides)")
     if verdict.reasoning:
         lines.append("reasoning:")
-        lines.extend("  " + line for line in verdict.reasoning.splitlines())
+        lines.extend("  " + line for line in _reasoning_lines(verdict.reasoning, full_reasoning))
     return "\n".join(lines)
+
+
+def _reasoning_lines(reasoning: str, full: bool) -> list[str]:
+    """The reasoning's lines, at most :data:`REASONING_LINES` and ``_REASONING_CHARS``
+    characters of them unless ``full``, with a last line saying what was left out."""
+    lines = reasoning.splitlines()
+    if full:
+        return lines
+    shown: list[str] = []
+    size = 0
+    for line in lines[:REASONING_LINES]:
+        room = _REASONING_CHARS - size
+        if len(line) > room:
+            shown.append(line[:room] + " ...")
+            size += room
+            break
+        shown.append(line)
+        size += len(line)
+    hidden = sum(len(line) for line in lines) - size
+    if hidden > 0:
+        shown.append(f"[{hidden} more characters of reasoning: --full-reasoning or --json show it all]")
+    return shown
 
 
 # ------------------------------------------------------------------------------------ main

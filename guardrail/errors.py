@@ -26,6 +26,8 @@ The hierarchy::
     │   │   │                           unsupported codec, a header that lies); `guardrail.media`
     │   │   └── MediaTooLargeError      over a video/audio limit (bytes, seconds, frames, pixels)
     │   ├── TooManyImagesError          more images than `InputLimits.max_images`
+    │   ├── UncheckableContentError     content an integration found but cannot check (audio,
+    │   │                               video, unknown binary); `where` names the argument
     │   └── TextTooLongError            text over `InputLimits.max_text_chars`
     ├── BackendError                    the model backend failed; `retryable` says if a retry may help
     │   ├── BackendTimeoutError         the backend did not answer in time
@@ -70,6 +72,7 @@ __all__ = [
     "TextTooLongError",
     "TooManyImagesError",
     "TrainingError",
+    "UncheckableContentError",
     "UnsupportedError",
 ]
 
@@ -174,6 +177,19 @@ class TooManyImagesError(InputError):
 
 class TextTooLongError(InputError):
     """A text is longer than the configured limit."""
+
+
+class UncheckableContentError(InputError):
+    """An integration found content in a handler's arguments (or a chain's input) that the guard
+    cannot check: audio, video, a document, unknown binary data, a file object holding no image.
+    Raised before the handler runs, so nothing the guard did not see passes. ``where`` names the
+    argument or field (``"body.attachments[1]"``) and ``kind`` what was found (``"audio (WAV)"``).
+    """
+
+    def __init__(self, message: str, *, where: str = "", kind: str = ""):
+        super().__init__(message)
+        self.where = where
+        self.kind = kind
 
 
 class BackendError(GuardrailError):

@@ -184,6 +184,8 @@ def moderation_pass(
                 if verdict.decided_by == "model":
                     stats.incr("reasoning_verdicts")
                     _count_categories(stats, w.prepared.item.policy, verdict)
+                    if verdict.contradiction:
+                        stats.incr("contradictions")
                 elif generation.error is None:
                     stats.incr("parse_failures")
             except ParseError as exc:  # on_parse_error="raise"

@@ -32,6 +32,7 @@ COUNTERS: dict[str, str] = {
     "policy_blocks": "Verdicts blocked by the failure policy (unparsable output, backend failure, timeout).",
     "policy_allows": "Verdicts allowed by the failure policy (on_parse_error/on_error='allow').",
     "parse_failures": "Model outputs with no parsable verdict.",
+    "contradictions": "Verdicts whose reasoning concludes otherwise than their result (the result decided).",
     "backend_errors": "Requests whose backend call failed (after the backend's own retries), timeouts included.",
     "timeouts": "Requests whose generation did not finish within timeout_s (or the remote deadline).",
     "flagged": "Harmful verdicts let through because every violated category's action is 'flag'.",

@@ -108,6 +108,11 @@ class Verdict(BaseModel):
     output_tokens: int | None = Field(None, description="Tokens the model generated (0 in fast mode).")
     model: str | None = Field(None, description="The guard model that produced the output.")
     profile: str | None = Field(None, description="The prompt/parse profile used.")
+    contradiction: str | None = Field(
+        None,
+        description="Where the reasoning concludes otherwise than the result (the result decides), "
+        "e.g. 'the reasoning concludes the request is unharmful; the result says harmful'.",
+    )
 
     @property
     def blocked(self) -> bool:
@@ -184,7 +189,10 @@ def verdict_from_generation(
         refusal = labels["refusal"] == "refusal"
     harmful = bool(response) if item.response_only else bool(request) or bool(response)
     categories = _categories(item, parsed.categories) if harmful else ()
+    applied = {"request": labels.get("request") if item.has_request else None,
+               "response": labels.get("response") if item.has_response else None}  # fmt: skip
     return Verdict(
+        contradiction=profile.contradiction(parsed.reasoning, applied),
         request_harmful=request,
         response_harmful=response,
         response_refusal=refusal,

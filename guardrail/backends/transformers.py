@@ -18,11 +18,12 @@ benign text. The tests check both against the processor's own output.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from guardrail import _deprecated
@@ -39,6 +40,7 @@ from guardrail.backends.base import (
 )
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError, MediaError
+from guardrail.model_paths import local_problem
 from guardrail.policies import Policy
 from guardrail.policies.trained import read_trained_policy
 from guardrail.profiles import (
@@ -117,6 +119,7 @@ class TransformersBackend(Backend):
         trust_remote_code: bool = False,
         revision: str | None = None,
         device_map: Any = None,
+        progress: bool = False,
         **model_kwargs: Any,
     ) -> TransformersBackend:
         """Load a guard from a local directory or a Hugging Face hub id.
@@ -125,6 +128,7 @@ class TransformersBackend(Backend):
         ``dtype``: a torch dtype or its name (default: bfloat16 on GPU, float32 on CPU).
         ``device_map``: passed to transformers (e.g. ``"auto"`` to spread a large model over
         several GPUs); when given, ``device`` is ignored.
+        ``progress``: show transformers' weight-loading progress bar (off: a guard loads quietly).
         """
         from guardrail.hub import pretrained_problem
 
@@ -143,20 +147,22 @@ class TransformersBackend(Backend):
                 dtype = getattr(torch, dtype)
             except AttributeError:
                 raise ConfigurationError(f"unknown torch dtype {dtype!r}") from None
+        problem = local_problem(path)  # a mistyped directory is said so, not asked of the hub
+        if problem:
+            raise BackendError(f"cannot load model {path!r}: {problem}", retryable=False)
         common = {"trust_remote_code": trust_remote_code, "revision": revision}
         try:
-            config = transformers.AutoConfig.from_pretrained(path, **common)
-            load = dict(common, dtype=dtype, use_safetensors=True, **model_kwargs)
-            if device_map is not None:
-                load["device_map"] = device_map
-            if getattr(config, "vision_config", None) is not None:
-                model = transformers.AutoModelForImageTextToText.from_pretrained(path, **load)
-                processor = transformers.AutoProcessor.from_pretrained(path, **common)
-            else:
-                model = transformers.AutoModelForCausalLM.from_pretrained(path, **load)
-                processor = transformers.AutoTokenizer.from_pretrained(path, **common)
+            with _progress_bars(transformers, progress):
+                model, processor, config = _load_parts(
+                    transformers, path, common, dtype, device_map, model_kwargs
+                )
         except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot load model {path!r}: {exc}", retryable=False) from exc
+            where = (
+                ""
+                if os.path.isdir(path)
+                else f"no local directory {os.path.abspath(path)}, and from the hub: "
+            )
+            raise BackendError(f"cannot load model {path!r}: {where}{exc}", retryable=False) from exc
         if device_map is None:
             model.to(device)
         model.eval()
@@ -564,3 +570,40 @@ def from_transformers(model: Any, processor: Any, **kwargs: Any) -> Transformers
         "guardrail.backends.transformers.from_transformers", "TransformersBackend(model, processor)"
     )
     return TransformersBackend(model, processor, **kwargs)
+
+
+def _load_parts(
+    transformers: Any,
+    path: str,
+    common: dict[str, Any],
+    dtype: Any,
+    device_map: Any,
+    model_kwargs: dict[str, Any],
+) -> tuple[Any, Any, Any]:
+    """The model, its processor (or tokenizer) and config, read from ``path``."""
+    config = transformers.AutoConfig.from_pretrained(path, **common)
+    load = dict(common, dtype=dtype, use_safetensors=True, **model_kwargs)
+    if device_map is not None:
+        load["device_map"] = device_map
+    if getattr(config, "vision_config", None) is not None:
+        model = transformers.AutoModelForImageTextToText.from_pretrained(path, **load)
+        processor = transformers.AutoProcessor.from_pretrained(path, **common)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, **load)
+        processor = transformers.AutoTokenizer.from_pretrained(path, **common)
+    return model, processor, config
+
+
+@contextlib.contextmanager
+def _progress_bars(transformers: Any, show: bool) -> Iterator[None]:
+    """transformers' progress bars (``Loading weights``) on or off while loading, then as before."""
+    logging = transformers.utils.logging
+    was = logging.is_progress_bar_enabled()
+    if bool(show) == was:
+        yield
+        return
+    (logging.enable_progress_bar if show else logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (logging.enable_progress_bar if was else logging.disable_progress_bar)()

@@ -22,6 +22,7 @@ the request is looked for, what a violation gives and the errors: docs/integrati
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -29,8 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from guardrail.errors import ConfigurationError, GuardViolation
+from guardrail.integrations.content import amaterialize, scan
 from guardrail.integrations.extract import (
     IMAGE_KEYS,
+    OUTPUT_HINT,
     REQUEST_KEYS,
     Extracted,
     combine,
@@ -40,6 +43,7 @@ from guardrail.integrations.extract import (
     response_text,
     user_limits,
 )
+from guardrail.integrations.fields import RESPONSE_FIELDS, names_an_image
 from guardrail.integrations.policy import blocks
 from guardrail.integrations.streaming import agate_stream, gate_stream
 from guardrail.observers import called_by
@@ -139,10 +143,14 @@ class _Plan:
     var_args: str | None = None  # *args: use args[0]
     var_kwargs: str | None = None  # **kwargs: look up REQUEST_KEYS
     image_params: tuple[str, ...] = ()
+    scan_others: bool = True  # search every other argument for images (off with extract=)
 
     @property
     def empty(self) -> bool:
         return not (self.function or self.params or self.var_args or self.var_kwargs)
+
+
+_SCALAR_TYPES = (int, float, bool, complex)
 
 
 def _make_plan(fn: Callable[..., Any], sig: inspect.Signature, spec: Any, need: bool) -> _Plan:
@@ -150,32 +158,101 @@ def _make_plan(fn: Callable[..., Any], sig: inspect.Signature, spec: Any, need: 
     if params and params[0].name in ("self", "cls"):
         params = params[1:]
     if callable(spec):
-        return _Plan(function=spec)
+        return _Plan(function=spec, scan_others=False)
     var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
     if isinstance(spec, str):
         if spec not in sig.parameters and var_kw is None:
             raise ConfigurationError(f"extract={spec!r}: {_name(fn)} has no parameter of that name")
-        return _Plan(params=(spec,)) if spec in sig.parameters else _Plan(var_kwargs=var_kw, params=(spec,))
+        if spec in sig.parameters:
+            return _Plan(params=(spec,), scan_others=False)
+        return _Plan(var_kwargs=var_kw, params=(spec,), scan_others=False)
     named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     images = tuple(n for n in IMAGE_KEYS if n in named)
     requests = tuple(key for key in REQUEST_KEYS if key in named)
     if requests:
         return _Plan(params=requests, image_params=images)
     positional = [
-        p.name
+        p
         for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in images
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.name not in images
+        and p.annotation not in _SCALAR_TYPES  # a number never holds the request
     ]
     if positional:
-        return _Plan(params=(positional[0],), image_params=images)
+        _check_body_annotation(fn, positional[0], images)
+        return _Plan(params=(positional[0].name,), image_params=images)
     var_pos = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
     if var_pos or var_kw:
         return _Plan(var_args=var_pos, var_kwargs=var_kw, image_params=images)
     if need and not images:
         raise ConfigurationError(
-            f"guard.check cannot find the request in the signature of {_name(fn)}; {_HINT}"
+            f"guard.check cannot find the request in the signature of {_name(fn)} (no parameter named "
+            f"{'/'.join(REQUEST_KEYS)}, nor one that is not a number); {_HINT}"
         )
     return _Plan(image_params=images)
+
+
+def _check_body_annotation(fn: Callable[..., Any], param: inspect.Parameter, images: tuple[str, ...]) -> None:
+    """A request body whose declared fields (a pydantic model, a dataclass, a TypedDict) include
+    no request field and nothing that can hold an image is refused now, not on the first request."""
+    fields = declared_fields(param.annotation)
+    if fields is None or images:
+        return
+    for name, annotation in fields.items():
+        if name in REQUEST_KEYS or name in IMAGE_KEYS or names_an_image(name):
+            return
+        if annotation is Any or declared_fields(annotation) is not None or _may_hold_content(annotation):
+            return
+    raise ConfigurationError(
+        f"guard.check cannot find the request in parameter {param.name!r} of {_name(fn)}: "
+        f"{getattr(param.annotation, '__name__', param.annotation)} has the fields {sorted(fields)}, "
+        f"none of them {'/'.join(REQUEST_KEYS)}; pass extract=lambda {param.name}: {param.name}.<field> "
+        "(a parameter name or a function; see guard.check)"
+    )
+
+
+def _may_hold_content(annotation: Any) -> bool:
+    """Whether a field's type could carry an image or a chat (bytes, files, lists, dicts...)."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return any(word in text for word in ("bytes", "Upload", "Image", "IO", "list", "dict", "List", "Dict"))
+
+
+def declared_fields(annotation: Any) -> dict[str, Any] | None:
+    """The declared fields of a class (pydantic model, dataclass, TypedDict) as name -> type;
+    None for anything else (a plain type, a string annotation, no annotation)."""
+    if not isinstance(annotation, type) or annotation in (str, bytes, dict, list, tuple):
+        return None
+    model_fields = getattr(annotation, "model_fields", None)
+    if isinstance(model_fields, Mapping) and hasattr(annotation, "model_dump"):
+        return {name: getattr(info, "annotation", Any) for name, info in model_fields.items()}
+    if dataclasses.is_dataclass(annotation):
+        return {f.name: f.type for f in dataclasses.fields(annotation)}
+    if issubclass(annotation, dict) and hasattr(annotation, "__required_keys__"):  # TypedDict
+        return dict(getattr(annotation, "__annotations__", {}))
+    return None
+
+
+def _resolved_signature(fn: Callable[..., Any], sig: inspect.Signature) -> inspect.Signature:
+    """``sig`` with string annotations (``from __future__ import annotations``) evaluated where
+    they can be; only used to find mistakes early, never required."""
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except Exception:  # noqa: BLE001 - forward references etc.: the plain signature will do
+        return sig
+
+
+def _check_return_annotation(fn: Callable[..., Any], annotation: Any) -> None:
+    """A declared return type (pydantic model, dataclass, TypedDict) without any response field
+    is refused when the decorator is applied, before the app's model ever runs."""
+    fields = declared_fields(annotation)
+    if fields is None or "choices" in fields or any(name in fields for name in RESPONSE_FIELDS):
+        return
+    text_field = next((name for name, a in fields.items() if a is str), None) or "<field>"
+    raise ConfigurationError(
+        f"guard.check cannot find the response text in {annotation.__name__}, the return type of "
+        f"{_name(fn)} (fields {sorted(fields)}, none of them {'/'.join(RESPONSE_FIELDS)}); pass "
+        f'extract={{"output": lambda result: result.{text_field}}} (or check the input only: output=False)'
+    )
 
 
 def _name(fn: Any) -> str:
@@ -195,7 +272,10 @@ class _Checker:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"guard.check cannot read the signature of {_name(fn)}: {exc}") from exc
         spec, self.output_fn = _split_extract(options.extract)
-        self.plan = _make_plan(fn, self.signature, spec, need=options.input)
+        resolved = _resolved_signature(fn, self.signature)
+        self.plan = _make_plan(fn, resolved, spec, need=options.input)
+        if options.output and self.output_fn is None:
+            _check_return_annotation(fn, resolved.return_annotation)
 
     @property
     def limits(self) -> InputLimits:
@@ -203,21 +283,23 @@ class _Checker:
         return user_limits(self.guard.limits, self.options.allow_paths)
 
     def load(self, request: Extracted | None) -> Extracted | None:
-        """The request with its images decoded once, under :attr:`limits` (InputError if bad)."""
+        """The request with its images read and decoded once, under :attr:`limits` (InputError if
+        bad)."""
         return request if request is None else load_images(request, self.limits)
 
     async def aload(self, request: Extracted | None) -> Extracted | None:
         if request is None or not request.images:
             return request
-        return await asyncio.to_thread(self.load, request)  # decoding is CPU work
+        images = await amaterialize(request.images, self.limits)  # uploads: their async read
+        return await asyncio.to_thread(self.load, Extracted(request.prompt, images))  # CPU work
 
     # ------------------------------------------------------------------------- request
     def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Extracted | None:
         plan = self.plan
         if plan.function is not None:
             value = plan.function(*args, **kwargs)
-            return None if value is None else request_from_value(value, hint=_HINT)
-        if plan.empty and not plan.image_params:
+            return None if value is None else request_from_value(value, hint=_HINT, scan=False)
+        if plan.empty and not plan.image_params and not plan.scan_others:
             return None
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -227,27 +309,55 @@ class _Checker:
         arguments = bound.arguments
         extra = arguments.get(plan.var_kwargs, {}) if plan.var_kwargs else {}
         fields: dict[str, Any] = {}
+        consumed: set[str] = set()  # arguments (and **kwargs entries) read as request or images
         if plan.params:
             fields = {p: arguments[p] if p in arguments else extra.get(p) for p in plan.params}
         elif plan.var_args and arguments.get(plan.var_args):
-            fields = {plan.var_args: arguments[plan.var_args][0]}
+            fields = {f"{plan.var_args}[0]": arguments[plan.var_args][0]}
         elif extra:
             fields = {k: extra.get(k) for k in REQUEST_KEYS}
+        consumed.update(fields)
         images: tuple[Any, ...] = ()
         for name in plan.image_params or tuple(k for k in IMAGE_KEYS if k in extra):
+            consumed.add(name)
             found = arguments.get(name, extra.get(name))
             if found is not None:
                 images += tuple(found) if isinstance(found, (list, tuple)) else (found,)
+        if plan.scan_others:
+            images += tuple(self._other_images(arguments, extra, consumed))
         # Every argument that carries user content is checked (see request_from_fields).
         request = request_from_fields(
             fields,
             tuple(fields),
             (),
-            lambda v, strict: request_from_value(v, hint=_HINT, require_user=strict),
+            lambda v, strict, name: request_from_value(
+                v, hint=_HINT, require_user=strict, where=name, scan=True
+            ),
         )
         if request is None:
             return Extracted(images=images)  # the guard raises InputError when this is empty
         return combine([request, Extracted(images=images)])
+
+    def _other_images(
+        self, arguments: Mapping[str, Any], extra: Mapping[str, Any], consumed: set[str]
+    ) -> list[Any]:
+        """Images in the arguments the request was not read from (content.scan)."""
+        found: list[Any] = []
+        first = next(iter(self.signature.parameters), None)
+        for name, value in arguments.items():
+            if name in consumed or (name == first and name in ("self", "cls")):
+                continue
+            if name == self.plan.var_kwargs:
+                for key, item in extra.items():
+                    if key not in consumed:
+                        found += scan(item, key)
+            elif name == self.plan.var_args:
+                skip = 1 if f"{name}[0]" in consumed else 0
+                for i, item in enumerate(value[skip:], start=skip):
+                    found += scan(item, f"{name}[{i}]")
+            else:
+                found += scan(value, name)
+        return found
 
     @staticmethod
     def item(request: Extracted | None, response: str | None = None) -> dict[str, Any]:
@@ -267,7 +377,7 @@ class _Checker:
     def response(self, value: Any) -> str | None:
         if self.output_fn is not None:
             value = self.output_fn(value)
-        return response_text(value, hint=_HINT)
+        return response_text(value, hint=OUTPUT_HINT)
 
     def chunk_text(self, chunk: Any) -> str:
         return self.response(chunk) or ""

@@ -4,11 +4,13 @@ Pure functions, no third-party imports: LangChain and OpenAI objects are recogni
 typing, so this module works whether or not those libraries are installed.
 
 A request is a string, chat messages (every user turn: texts joined by blank lines, images in
-order), one message, or a mapping/object with request fields (all of those set are checked).
-A response is a string, a chat completion or chunk, or a message. Content the guard cannot see
-(audio, files...) raises :class:`~guardrail.errors.InputError`; a value no rule recognises raises
-:class:`~guardrail.errors.ConfigurationError` saying how to point at the content. The full list
-of shapes: docs/integrations.md, "Finding the request and the response".
+order), one message, or a mapping/object with request fields (all of those set are checked; the
+names are in :mod:`guardrail.integrations.fields`), whose other fields are searched for images
+(:mod:`guardrail.integrations.content`). A response is a string, a chat completion or chunk, a
+message, or a mapping/object with response fields (``answer``, ``text``...). Content the guard
+cannot see (audio, files...) raises :class:`~guardrail.errors.InputError`; a value no rule
+recognises raises :class:`~guardrail.errors.ConfigurationError` saying how to point at the
+content. The full list of shapes: docs/integrations.md, "Finding the request and the response".
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import ConfigurationError, InputError
+from guardrail.integrations.fields import IMAGE_FIELDS, REQUEST_FIELDS, RESPONSE_FIELDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from guardrail.inputs import InputLimits
@@ -54,9 +57,9 @@ SKIPPED_PART_TYPES = frozenset(
         "function_call",
     }
 )
-# Keys (or attributes) that hold a request; all that are set are checked, in this order.
-REQUEST_KEYS = ("messages", "prompt", "text", "message", "input", "question", "query")
-IMAGE_KEYS = ("images", "image")
+# The shared vocabulary (guardrail.integrations.fields), under the names used here before.
+REQUEST_KEYS = REQUEST_FIELDS
+IMAGE_KEYS = IMAGE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,10 @@ def load_images(request: Extracted, limits: InputLimits) -> Extracted:
     if not request.images:
         return request
     from guardrail.inputs import normalize_input
+    from guardrail.integrations.content import materialize
 
-    decoded = normalize_input(None, None, list(request.images), limits=limits).images
+    images = materialize(request.images, limits)  # file objects and uploads read, classified
+    decoded = normalize_input(None, None, list(images), limits=limits).images
     return Extracted(prompt=request.prompt, images=decoded)
 
 
@@ -261,62 +266,106 @@ def request_from_fields(
     value: Any,
     keys: Sequence[str],
     image_keys: Sequence[str],
-    read: Callable[[Any, bool], Extracted],
+    read: Callable[[Any, bool, str], Extracted],
     *,
     message: Any = None,
     require_user: bool = True,
+    where: str | None = None,
+    scan_rest: bool = False,
 ) -> Extracted | None:
     """The request made by **every** field of ``value`` (a mapping or an object) named in
-    ``keys`` that is set, each read with ``read(field, require_user)``, plus the images in the
-    ``image_keys`` fields; ``message`` (the value itself, when it is also a chat message) counts
-    as one more field. ``None`` when no field is set.
+    ``keys`` that is set, each read with ``read(field, require_user, where)``, plus the images in
+    the ``image_keys`` fields; ``message`` (the value itself, when it is also a chat message) counts
+    as one more field. With ``scan_rest``, the other fields are searched for images
+    (:func:`guardrail.integrations.content.scan_fields`). ``None`` when no field is set.
+
+    ``where`` names ``value`` in errors (``"body"`` gives ``"body.messages"``); ``None`` means
+    ``value`` is a table of arguments, named by their keys.
 
     With several fields, one without a user turn (a chat holding only AI turns, say) is context,
     as long as another holds the request."""
-    fields = [
-        v
-        for v in (_get(value, key) for key in keys)
+    named = [
+        (key, v)
+        for key, v in ((key, _get(value, key)) for key in keys)
         if v is not None and not (callable(v) and not isinstance(v, str))
     ]
-    if not fields and message is None:
+    if not named and message is None:
         return None
-    strict = require_user and len(fields) + (message is not None) == 1
-    parts = [read(v, strict) for v in fields]
+    strict = require_user and len(named) + (message is not None) == 1
+    parts = [read(v, strict, key if where is None else f"{where}.{key}") for key, v in named]
     if message is not None:
         parts.append(request_from_messages([message], require_user=strict))
     if require_user and not strict and all(p.prompt is None and not p.images for p in parts):
         raise InputError(f"none of the fields {', '.join(map(str, keys))} holds a user turn to check")
     images = tuple(img for key in image_keys for img in _as_images(_get(value, key)))
+    if scan_rest:
+        from guardrail.integrations.content import scan_fields
+
+        skip = {*keys, *image_keys}
+        images += tuple(scan_fields(value, where or "input", skip))
     return combine([*parts, Extracted(images=images)])
 
 
 def request_from_value(
-    value: Any, *, hint: str = "pass extract= to say where the request is", require_user: bool = True
+    value: Any,
+    *,
+    hint: str = "pass extract= to say where the request is",
+    require_user: bool = True,
+    where: str = "input",
+    scan: bool = True,
 ) -> Extracted:
     """The request held by ``value`` (see the module docstring); ``hint`` ends the error raised
     when the value has no recognisable shape. ``require_user=False`` lets a chat without a user
-    turn give an empty request (used for one field among several)."""
+    turn give an empty request (used for one field among several). With ``scan`` (the default)
+    the fields that are not request fields are searched for images, and a value with no request
+    field is a request if it holds images (an upload, image bytes, a body with a photo);
+    ``where`` names the value in errors."""
     if isinstance(value, Extracted):
         return value
     if isinstance(value, str):
         return Extracted(prompt=value)
     if _is_message(value):
         return request_from_messages([value], require_user=require_user)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)) and (not scan or _any_message(value)):
         return request_from_messages(value, require_user=require_user)
-    if value is not None and not isinstance(value, (bytes, bytearray, int, float, bool)):
+    if value is not None and not isinstance(
+        value, (bytes, bytearray, memoryview, int, float, bool, list, tuple)
+    ):
         found = request_from_fields(
             value,
             REQUEST_KEYS,
             IMAGE_KEYS,
-            lambda v, strict: request_from_value(v, hint=hint, require_user=strict),
+            lambda v, strict, name: request_from_value(
+                v, hint=hint, require_user=strict, where=name, scan=scan
+            ),
             require_user=require_user,
+            where=where,
+            scan_rest=scan,
         )
         if found is not None:
             return found
+    if scan and value is not None:
+        from guardrail.integrations.content import scan as scan_value
+
+        images = scan_value(value, where)
+        if images:
+            return Extracted(images=tuple(images))
+        if isinstance(value, (list, tuple)):  # no images: read as chat messages (says what is wrong)
+            return request_from_messages(value, require_user=require_user)
     raise ConfigurationError(
-        f"cannot tell what to check in a value of type {type(value).__name__} "
-        f"(expected a string, chat messages, or an object with {'/'.join(REQUEST_KEYS)}); {hint}"
+        f"cannot tell what to check in {where} (a value of type {type(value).__name__}; "
+        f"expected a string, chat messages, or an object with {'/'.join(REQUEST_KEYS)}); {hint}"
+    )
+
+
+def _any_message(value: Sequence[Any]) -> bool:
+    """Whether a list reads as chat messages: it holds strings, ``(role, content)`` pairs or
+    messages (anything else in it is then refused by :func:`request_from_messages`)."""
+    return any(
+        isinstance(m, str)
+        or _is_message(m)
+        or (isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str))
+        for m in value
     )
 
 
@@ -335,8 +384,17 @@ def _choices_text(choices: Sequence[Any]) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
-def response_text(value: Any, *, hint: str = "pass extract= to say where the response text is") -> str | None:
-    """The text of a response, a streamed chunk, or ``None`` when there is nothing to check."""
+#: The fix named when a handler's return value has no response text the rules find.
+OUTPUT_HINT = 'pass extract={"output": lambda result: <its text>} to say where the response text is'
+
+
+def response_text(value: Any, *, hint: str = OUTPUT_HINT, _depth: int = 0) -> str | None:
+    """The text of a response, a streamed chunk, or ``None`` when there is nothing to check.
+
+    A string; a chat completion or chunk (``choices``); a message (a ``content`` key or
+    attribute); else a mapping or object (a pydantic model, a dataclass) with any of the response
+    fields of :data:`~guardrail.integrations.fields.RESPONSE_FIELDS` (``answer``, ``text``,
+    ``output``...): every one that is set is checked, texts joined by blank lines."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -346,13 +404,33 @@ def response_text(value: Any, *, hint: str = "pass extract= to say where the res
             return _choices_text(value["choices"])
         if "content" in value:
             return content_text(value["content"])
+        if any(key in value for key in RESPONSE_FIELDS) and _depth < 3:
+            return _fields_text([value.get(key) for key in RESPONSE_FIELDS], hint, _depth)
     elif not isinstance(value, (bytes, bytearray, Sequence)):
         choices = getattr(value, "choices", None)
         if isinstance(choices, Sequence) and not isinstance(choices, str):
             return _choices_text(choices)
         if hasattr(value, "content"):
             return content_text(value.content)
+        present = [getattr(value, key, None) for key in RESPONSE_FIELDS if hasattr(value, key)]
+        if present and _depth < 3:
+            return _fields_text(present, hint, _depth)
     raise ConfigurationError(
         f"cannot find the response text in a value of type {type(value).__name__} "
-        f"(expected a string, a chat completion, or a message with content); {hint}"
+        f"(expected a string, a chat completion, a message with content, or an object with "
+        f"{'/'.join(RESPONSE_FIELDS)}); {hint}"
     )
+
+
+def _fields_text(values: Sequence[Any], hint: str, depth: int) -> str | None:
+    texts = []
+    for v in values:
+        if v is None or callable(v):
+            continue
+        if isinstance(v, (str, Mapping)) or not isinstance(v, (bytes, bytearray, Sequence, int, float)):
+            text = response_text(v, hint=hint, _depth=depth + 1)
+            if text:
+                texts.append(text)
+        elif isinstance(v, Sequence) and not isinstance(v, (bytes, bytearray)):
+            texts.append(content_text(v))  # content parts
+    return "\n\n".join(t for t in texts if t) or None

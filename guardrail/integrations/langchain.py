@@ -37,6 +37,7 @@ from guardrail.integrations.langchain_inputs import (  # noqa: E402
     INPUT_KEYS,
     key_names,
     langchain_request,
+    read_files,
 )
 from guardrail.integrations.langchain_tracing import TRACE_EVENT, atrace, trace  # noqa: E402
 from guardrail.integrations.policy import blocks  # noqa: E402
@@ -145,7 +146,8 @@ class GuardRunnable(Runnable[Any, Any]):
     # --------------------------------------------------------------------- extraction
     def request(self, value: Any) -> Extracted:
         """The request held by one input (raises ConfigurationError/InputError)."""
-        return langchain_request(value, self.keys, self.image_keys)
+        scan = self.key is None and self.image_key is None  # named keys: exactly those
+        return read_files(langchain_request(value, self.keys, self.image_keys, scan=scan), self.limits)
 
     @property
     def limits(self) -> InputLimits:

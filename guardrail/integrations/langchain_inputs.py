@@ -3,7 +3,10 @@
 
 A runnable receives its whole input, so every part of it that can carry user content is
 checked: all the request keys of a dict (not the first found), every human turn of a chat
-(message chunks included), the images of every image key. See
+(message chunks included), the images of every image key, and images anywhere in the other keys
+(``{"question": ..., "picture": <image>}``; :mod:`guardrail.integrations.content`) unless
+``key=``/``image_key=`` name the fields exactly. The key names are the shared vocabulary of
+:mod:`guardrail.integrations.fields`. See
 :func:`guardrail.integrations.extract.request_from_fields`.
 """
 
@@ -16,19 +19,22 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ImagePromptValue, PromptValue
 
 from guardrail.errors import ConfigurationError, InputError
+from guardrail.integrations.content import materialize
+from guardrail.integrations.content import scan as scan_value
 from guardrail.integrations.extract import (
     Extracted,
     request_from_fields,
     request_from_messages,
     request_from_value,
 )
+from guardrail.integrations.fields import IMAGE_FIELDS, REQUEST_FIELDS
 
-__all__ = ["IMAGE_KEYS", "INPUT_KEYS", "key_names", "langchain_request"]
+__all__ = ["IMAGE_KEYS", "INPUT_KEYS", "key_names", "langchain_request", "read_files"]
 
 #: Keys of a dict input that hold the request: all of those present are checked, in this order.
-INPUT_KEYS = ("input", "question", "query", "messages", "prompt", "text", "message")
+INPUT_KEYS = REQUEST_FIELDS
 #: Keys of a dict input that hold images: all of those present are checked.
-IMAGE_KEYS = ("images", "image")
+IMAGE_KEYS = IMAGE_FIELDS
 HINT = "pass key= (and image_key=) to guard.wrap/as_runnable to say where it is"
 
 
@@ -38,8 +44,11 @@ def langchain_request(
     image_keys: Sequence[str] = IMAGE_KEYS,
     *,
     require_user: bool = True,
+    scan: bool = True,
+    where: str = "input",
 ) -> Extracted:
-    """The request held by one input (raises ConfigurationError/InputError)."""
+    """The request held by one input (raises ConfigurationError/InputError). With ``scan``, keys
+    other than ``keys``/``image_keys`` are searched for images (off when the app names them)."""
     if isinstance(value, ImagePromptValue):  # its message holds a bare {"url": ...} part
         url = (value.image_url or {}).get("url")
         if not isinstance(url, str) or not url:
@@ -54,16 +63,31 @@ def langchain_request(
             value,
             keys,
             image_keys,
-            lambda v, strict: langchain_request(v, keys, image_keys, require_user=strict),
+            lambda v, strict, name: langchain_request(
+                v, keys, image_keys, require_user=strict, scan=scan, where=name
+            ),
             message=value if _looks_like_message(value) else None,
             require_user=require_user,
+            where=where,
+            scan_rest=scan,
         )
         if found is None:
+            images = tuple(scan_value(value, where)) if scan else ()
+            if images:
+                return Extracted(images=images)
             raise ConfigurationError(
                 f"cannot find the request in a dict with keys {sorted(map(str, value))}; {HINT}"
             )
         return found
-    return request_from_value(value, hint=HINT, require_user=require_user)
+    return request_from_value(value, hint=HINT, require_user=require_user, where=where, scan=scan)
+
+
+def read_files(request: Extracted, limits: Any) -> Extracted:
+    """``request`` with the file objects and uploads among its images read (images as bytes;
+    anything else raises UncheckableContentError)."""
+    if not request.images:
+        return request
+    return Extracted(prompt=request.prompt, images=materialize(request.images, limits))
 
 
 def key_names(option: str, value: Any) -> tuple[str, ...]:

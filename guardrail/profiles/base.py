@@ -430,6 +430,13 @@ class Profile(ABC):
             + self.answer_suffix
         )
 
+    def contradiction(self, reasoning: str | None, labels: Mapping[str, str | None]) -> str | None:
+        """What the reasoning concludes against the result's labels, or ``None`` (see
+        :mod:`guardrail.profiles.consistency`; a family with another wording overrides this)."""
+        from guardrail.profiles.consistency import contradiction
+
+        return contradiction(reasoning, labels)
+
     # ------------------------------------------------------------------- internals
     def _finish(
         self,

@@ -345,16 +345,22 @@ def test_cannot_tell_fails_at_decoration_or_first_call(kw):
         def nothing() -> str:
             return "x"
 
+    with pytest.raises(ConfigurationError, match="extract="):  # a number never holds a request
+
+        @kw.guard.check
+        def numeric(x: int) -> str:
+            return "x"
+
     @kw.guard.check
-    def numeric(x: int) -> str:
+    def unannotated(x) -> str:
         return "x"
 
-    with pytest.raises(ConfigurationError, match="extract="):
-        numeric(3)
+    with pytest.raises(ConfigurationError, match="extract="):  # found out on the first call
+        unannotated(3)
 
     @kw.guard.check
     def weird_return(prompt: str):
-        return {"reply": "hi"}
+        return {"reply_text": "hi"}
 
     with pytest.raises(ConfigurationError, match="extract="):
         weird_return("hello")

@@ -168,8 +168,10 @@ def test_dict_inputs_with_configured_keys(kw):
     out = kw.guard.wrap(RunnableLambda(lambda x: {"answer": "poison"}), output_key="answer")
     with pytest.raises(GuardViolation):
         out.invoke("hi")
-    with pytest.raises(ConfigurationError, match="output_key="):
+    with pytest.raises(GuardViolation):  # "answer" is a response field of the shared vocabulary
         kw.guard.wrap(RunnableLambda(lambda x: {"answer": "poison"})).invoke("hi")
+    with pytest.raises(ConfigurationError, match="output_key="):
+        kw.guard.wrap(RunnableLambda(lambda x: {"reply_text": "poison"})).invoke("hi")
 
 
 def test_bad_image_is_an_input_error(kw):
