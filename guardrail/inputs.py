@@ -24,6 +24,7 @@ rendering when transparency hides non-uniform colour; every frame of an animatio
 from __future__ import annotations
 
 import base64
+import dataclasses
 import binascii
 import io
 import logging
@@ -146,7 +147,10 @@ def prepare(profile: Profile, item: Mapping[str, Any] | ModerationInput, limits:
         item = normalize_input(item.get("prompt"), item.get("response"), item.get("images"), limits=limits)
     if item.images and not profile.supports_images:
         raise InputError(f"the '{profile.name}' profile is text-only; this request has images")
-    return Prepared(item=item, prompt=profile.render(item))
+    prompt = profile.render(item)
+    if not prompt.prefix:  # the hint for prefix caching (backends/prefix_cache.py)
+        prompt = dataclasses.replace(prompt, prefix=profile.fixed_prefix())
+    return Prepared(item=item, prompt=prompt)
 
 
 def check_batch(items: Sequence[Any]) -> None:
