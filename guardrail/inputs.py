@@ -24,8 +24,8 @@ rendering when transparency hides non-uniform colour; every frame of an animatio
 from __future__ import annotations
 
 import base64
-import dataclasses
 import binascii
+import dataclasses
 import io
 import logging
 import os

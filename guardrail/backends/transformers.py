@@ -57,7 +57,9 @@ class TransformersBackend(Backend):
 
     name = "transformers"
 
-    def __init__(self, model: Any, processor: Any, *, model_name: str | None = None, prefix_cache: bool = True):
+    def __init__(
+        self, model: Any, processor: Any, *, model_name: str | None = None, prefix_cache: bool = True
+    ):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -206,6 +208,10 @@ class TransformersBackend(Backend):
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
+        """Encoded, left-padded prompts: a model's whole inputs (no cache)."""
+        return self._pad([self.encode(p) for p in prompts])
+
+    def _generation_batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
         """Encoded, padded prompts; with a reused prefix, its cache (``self._cache_kw``)."""
         encoded = [self.encode(p) for p in prompts]
         k, kv = self._reuse(prompts, [ids for ids, _, _ in encoded])
@@ -275,7 +281,10 @@ class TransformersBackend(Backend):
         tensors are never written: the cache's first update copies them)."""
         transformers = require("transformers", extra=_EXTRA)
         return transformers.DynamicCache(
-            [(keys[:, :, :k].expand(n, -1, -1, -1), values[:, :, :k].expand(n, -1, -1, -1)) for keys, values in kv]
+            [
+                (keys[:, :, :k].expand(n, -1, -1, -1), values[:, :, :k].expand(n, -1, -1, -1))
+                for keys, values in kv
+            ]
         )
 
     # ---------------------------------------------------------------------- generation
@@ -302,7 +311,7 @@ class TransformersBackend(Backend):
             return []
         torch = self._torch
         with self._lock:
-            batch = self._batch(prompts)
+            batch = self._generation_batch(prompts)
             config = self.generation_config(options)
             extra: dict[str, Any] = {}
             if options.stop and options.answer_end is None:
