@@ -102,6 +102,12 @@ def main() -> None:
         }
 
     rows = []
+
+    def add(name, what, off_s, on_s):
+        rows.append((name, what, off_s, on_s))
+        shown = "" if off_s is None else f"{off_s * 1000:.0f} ms -> "
+        print(f"{name}: {what}: {shown}{on_s * 1000:.0f} ms", flush=True)
+
     for name, pair in backends.items():
         guard = Guard(pair[True])
         profile = guard.profile
@@ -152,8 +158,8 @@ def main() -> None:
             floor = median_time(bare, args.reps)
         fast_on = median_time(lambda i: score(on, prepared, i + 1), args.reps)
         fast_off = median_time(lambda i: score(off, prepared, i + 1), args.reps)
-        rows.append((name, f"fast text check ({total} tokens, {n_new} after the prefix)", fast_off, fast_on))
-        rows.append((name, "bare forward over the new tokens only", None, floor))
+        add(name, f"fast text check ({total} tokens, {n_new} after the prefix)", fast_off, fast_on)
+        add(name, "bare forward over the new tokens only", None, floor)
         if "reasoning" not in args.skip:
             opts = GenerationOptions(max_new_tokens=args.new_tokens)
 
@@ -162,12 +168,12 @@ def main() -> None:
 
             r_on = median_time(lambda i: gen(on, i), args.reps)
             r_off = median_time(lambda i: gen(off, i), args.reps)
-            rows.append((name, f"reasoning check, {args.new_tokens} tokens", r_off, r_on))
+            add(name, f"reasoning check, {args.new_tokens} tokens", r_off, r_on)
         if "image" not in args.skip:
             reps = max(2, args.reps // 2)
             i_on = median_time(lambda i: score(on, with_image, i), reps)
             i_off = median_time(lambda i: score(off, with_image, i), reps)
-            rows.append((name, "fast image check (448x448, 256 image tokens)", i_off, i_on))
+            add(name, "fast image check (448x448, 256 image tokens)", i_off, i_on)
         for backend in pair.values():
             backend.close()
 
