@@ -176,7 +176,8 @@ class Guard:
 
         ``options``: the guard's own (see :class:`Guard`), and the backend's loader options;
         for transformers ``device``, ``dtype``, ``device_map``, ``trust_remote_code``,
-        ``revision`` and the model's ``from_pretrained`` keywords (docs/backends/transformers.md).
+        ``revision``, ``prefix_cache`` (default on: reuse the instruction's KV cache) and the
+        model's ``from_pretrained`` keywords (docs/backends/transformers.md).
         """
         from guardrail.backends import _load
 
@@ -217,7 +218,8 @@ class Guard:
         (``HF_HUB_OFFLINE=1``) the cached snapshot is used (docs/hub.md). ``options``: the guard's own (see
         :class:`Guard`), the others go to the llama.cpp backend: ``n_threads`` (default:
         llama-cpp-python's), ``n_ctx`` (context tokens, default 8192), ``n_batch``,
-        ``image_min_pixels``/``image_max_pixels``, ``verbose`` and llama-cpp-python's ``Llama``
+        ``image_min_pixels``/``image_max_pixels``, ``prefix_cache`` (default on), ``verbose`` and
+        llama-cpp-python's ``Llama``
         keywords (docs/backends/llamacpp.md).
         """
         from guardrail.backends.llamacpp import LlamaCppBackend

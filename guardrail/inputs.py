@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import logging
 import os
@@ -253,7 +254,10 @@ def prepare(
     if item.audios and not profile.supports_audio:
         raise InputError(f"the '{profile.name}' profile takes no audio; this request has audio")
     item = replace(item, policy=effective_policy(profile, policy))
-    return Prepared(item=item, prompt=profile.render(item))
+    prompt = profile.render(item)
+    if not prompt.prefix:  # the hint for prefix caching (backends/prefix_cache.py)
+        prompt = dataclasses.replace(prompt, prefix=profile.fixed_prefix())
+    return Prepared(item=item, prompt=prompt)
 
 
 def conversation_input(profile: Profile, messages: Any, limits: InputLimits) -> ModerationInput:

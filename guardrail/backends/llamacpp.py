@@ -44,6 +44,7 @@ from guardrail.backends.llamacpp_vision import (
     VisionContext,
     qwen_smart_resize,
 )
+from guardrail.backends.prefix_cache import ResidentTokens, leading_text_ids
 from guardrail.backends.scoring import continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
 from guardrail.gguf_metadata import architecture
@@ -118,6 +119,7 @@ class LlamaCppBackend(Backend):
         image_max_pixels: int | None = None,
         verbose: bool = False,
         close_llama: bool = False,
+        prefix_cache: bool = True,
     ):
         self._llama_cpp = require("llama_cpp", extra=_EXTRA, package="llama-cpp-python")
         self._np = require("numpy", extra=_EXTRA)
@@ -140,6 +142,10 @@ class LlamaCppBackend(Backend):
         self._vision: VisionContext | None = None
         self._resize: tuple[int, int, int] | None = None  # (factor, min_pixels, max_pixels)
         self._loaded_from: dict[str, Any] | None = None  # what _load loaded (see identity)
+        # Prefix caching: the context keeps the last prompt's leading tokens; the next prompt
+        # evaluates only what follows their common start (backends/prefix_cache.py).
+        self.prefix_cache = prefix_cache
+        self._resident = ResidentTokens()
         if self.mmproj is not None:
             try:
                 self._vision = VisionContext(
@@ -175,6 +181,7 @@ class LlamaCppBackend(Backend):
         filename: str | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        prefix_cache: bool = True,
         **llama_kwargs: Any,
     ) -> LlamaCppBackend:
         """Load a GGUF guard (a ``.gguf`` file, or a directory holding one model GGUF and at
@@ -186,7 +193,8 @@ class LlamaCppBackend(Backend):
         ``n_threads``: CPU threads (default: llama-cpp-python's, half the cores). ``n_ctx``:
         context size in tokens: prompt (images included) plus the output must fit.
         ``n_batch``: prompt tokens per decode call. Other keywords go to ``llama_cpp.Llama``
-        (``n_gpu_layers``, ``flash_attn``, ``type_k``, ``use_mmap``...).
+        (``n_gpu_layers``, ``flash_attn``, ``type_k``, ``use_mmap``...). ``prefix_cache``: keep
+        the prompt's leading tokens evaluated in the context between checks (default on).
         """
         llama_cpp = require("llama_cpp", extra=_EXTRA, package="llama-cpp-python")
         from guardrail.export.gguf import find_gguf_files
@@ -215,6 +223,7 @@ class LlamaCppBackend(Backend):
             backend = cls(
                 llama, files.mmproj, model_name=os.fspath(files.model), image_min_pixels=image_min_pixels,
                 image_max_pixels=image_max_pixels, verbose=verbose, close_llama=True,
+                prefix_cache=prefix_cache,
             )  # fmt: skip
         except BaseException:
             llama.close()
@@ -360,12 +369,28 @@ class LlamaCppBackend(Backend):
             self._vision.free(parts)
 
     def _prefill(self, parts: Parts, cancel: threading.Event | None) -> tuple[int, int]:
-        """Evaluate the prompt from an empty context; return (next position, cells used)."""
+        """Evaluate the prompt; return (next position, cells used).
+
+        With prefix caching, the context's first cells still hold the previous prompt's leading
+        tokens (before its first image): the common start with this prompt stays, everything
+        after it is dropped, and evaluation starts there. Otherwise (or after the app used the
+        ``Llama`` object itself, which then counts tokens of its own) the context is emptied."""
         decoder = self._decoder
-        decoder.clear()
         if not parts or isinstance(parts[-1], EncodedImage):
             raise BackendError("a prompt must end with text", retryable=False)
-        pos = used = 0
+        head = leading_text_ids(parts)
+        resident = self._resident
+        if self.llama.n_tokens != 0:  # evaluated by llama-cpp-python itself since our last call
+            resident.forget()
+        keep = resident.keep(head) if self.prefix_cache else 0
+        if keep:
+            decoder.rewind(keep)
+        else:
+            decoder.clear()
+        resident.ids = head[:keep]  # what stays true if this evaluation fails or is cancelled
+        resident.reused += keep
+        resident.evaluated += len(head) - keep
+        pos = used = keep
         with decoder.abortable(cancel):  # lets a cancelled call stop inside a long prompt
             for k, p in enumerate(parts):
                 if decoder.cancelled():
@@ -375,9 +400,12 @@ class LlamaCppBackend(Backend):
                     pos = vision.evaluate(p, self.llama.ctx, pos, decoder.n_batch, decoder.cancelled)
                     used += p.info.n_tokens
                 else:
-                    decoder.decode(p, pos, logits_last=k == len(parts) - 1)
-                    pos += len(p)
-                    used += len(p)
+                    tokens = p[keep:] if k == 0 else p
+                    decoder.decode(tokens, pos, logits_last=k == len(parts) - 1)
+                    pos += len(tokens)
+                    used += len(tokens)
+        if self.prefix_cache:
+            resident.ids = head
         return pos, used
 
     def _check_fits(self, parts: Parts, labels: int | None = None) -> None:

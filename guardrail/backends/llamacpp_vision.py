@@ -38,6 +38,11 @@ log = logging.getLogger("guardrail.llamacpp")
 _QWEN_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger")
 QWEN25VL_MIN_PIXELS = 56 * 56
 QWEN25VL_MAX_PIXELS = 28 * 28 * 16384
+#: On a CPU, an image of more image tokens than this is logged once per backend as a warning:
+#: the vision tower's cost grows faster than its token count (a full-size 3B guard: 7.5 s for
+#: 256 tokens, about 70 s for 999). The reference bounds stay the default (the same input as
+#: the reference processor); ``image_max_pixels=256 * 28 * 28`` caps it.
+CPU_IMAGE_TOKENS_WARN = 256
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class VisionContext:
             mtmd.mtmd_free(ctx)
             raise ConfigurationError(f"{path} has no vision encoder")
         self.mtmd, self.ctx = mtmd, ctx
+        self._on_cpu = not params.use_gpu
+        self._warned = False
 
     def encode(self, image: Any, index: int) -> EncodedImage:
         """Resize image number ``index`` (a PIL image) and preprocess it into mtmd chunks."""
@@ -143,6 +150,14 @@ class VisionContext:
         info = ImageTokens(
             index=index, n_tokens=n_tokens, n_pos=n_pos, width=image.width, height=image.height
         )
+        if self._on_cpu and n_tokens > CPU_IMAGE_TOKENS_WARN and not self._warned:
+            self._warned = True
+            log.warning(
+                "an image takes %d image tokens (%dx%d) on a CPU: its vision encoding alone may take "
+                "a minute for a 3B guard; image_max_pixels=%d caps images at %d tokens "
+                "(docs/backends/llamacpp.md). Logged once.",
+                n_tokens, image.width, image.height, CPU_IMAGE_TOKENS_WARN * 28 * 28, CPU_IMAGE_TOKENS_WARN,
+            )  # fmt: skip
         return EncodedImage(info=info, chunks=chunks)
 
     def parts(self, image: EncodedImage) -> Iterator[tuple[str, Any]]:

@@ -38,6 +38,7 @@ from guardrail.backends.base import (
     ScoreResult,
     prompt_tokens,
 )
+from guardrail.backends.prefix_cache import PrefixStore, prefix_ids, reuse_length
 from guardrail.backends.scoring import TokenTrie, continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, ConfigurationError, ImageError, MediaError
 from guardrail.model_paths import local_problem
@@ -71,7 +72,9 @@ class TransformersBackend(Backend):
     #: :mod:`guardrail.policies.trained`), which Guard hands to the profile; None for others.
     trained_policy: Policy | None = None
 
-    def __init__(self, model: Any, processor: Any, *, model_name: str | None = None):
+    def __init__(
+        self, model: Any, processor: Any, *, model_name: str | None = None, prefix_cache: bool = True
+    ):
         self.model = model
         self.processor = processor
         transformers_vision.prepare_model(model)  # Llama 4 workarounds, for that model only
@@ -101,6 +104,10 @@ class TransformersBackend(Backend):
         self._encode_text = functools.lru_cache(maxsize=256)(self._encode_text_uncached)
         # What _load loaded (see identity); a model wrapped here is known only as itself.
         self._loaded_from: dict[str, Any] | None = None
+        # Prefix caching (backends/prefix_cache.py): the fixed prefix's keys/values, per prefix.
+        self.prefix_cache = prefix_cache
+        self._prefixes = PrefixStore(self._prefix_kv)
+        self._cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"
 
     # ------------------------------------------------------------------------ loading
     @classmethod
@@ -120,6 +127,7 @@ class TransformersBackend(Backend):
         revision: str | None = None,
         device_map: Any = None,
         progress: bool = False,
+        prefix_cache: bool = True,
         **model_kwargs: Any,
     ) -> TransformersBackend:
         """Load a guard from a local directory or a Hugging Face hub id.
@@ -127,7 +135,8 @@ class TransformersBackend(Backend):
         ``device``: ``"cuda"``, ``"cpu"``, ``"cuda:1"``... (default: CUDA when available).
         ``dtype``: a torch dtype or its name (default: bfloat16 on GPU, float32 on CPU).
         ``device_map``: passed to transformers (e.g. ``"auto"`` to spread a large model over
-        several GPUs); when given, ``device`` is ignored.
+        several GPUs); when given, ``device`` is ignored. ``prefix_cache``: reuse the fixed
+        prefix's key/value cache (default on; :mod:`guardrail.backends.prefix_cache`).
         ``progress``: show transformers' weight-loading progress bar (off: a guard loads quietly).
         """
         from guardrail.hub import pretrained_problem
@@ -166,7 +175,7 @@ class TransformersBackend(Backend):
         if device_map is None:
             model.to(device)
         model.eval()
-        backend = cls(model, processor, model_name=path)
+        backend = cls(model, processor, model_name=path, prefix_cache=prefix_cache)
         if os.path.isdir(path):
             backend.trained_policy = read_trained_policy(path)
         backend._loaded_from = {
@@ -251,17 +260,37 @@ class TransformersBackend(Backend):
         return ids, pixel_values, grid
 
     def _batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
+        """Encoded, left-padded prompts: a model's whole inputs (no cache)."""
         return self._pad([self.encode(p) for p in prompts])
 
-    def _pad(self, encoded: Sequence[tuple[list[int], Any, Any]]) -> dict[str, Any]:
-        """Left-pad encoded prompts into one batch."""
+    def _generation_batch(self, prompts: Sequence[RenderedPrompt]) -> dict[str, Any]:
+        """Encoded, padded prompts; with a reused prefix, its cache (``self._cache_kw``)."""
+        encoded = [self.encode(p) for p in prompts]
+        k, kv = self._reuse(prompts, [ids for ids, _, _ in encoded])
+        batch = self._pad(encoded, k)
+        if k:
+            batch[self._cache_kw] = self._prefix_cache(kv, k, len(encoded))
+            # Qwen2.5-VL keeps the last call's M-RoPE offsets on the model and would apply them
+            # to a call that starts from a cache: have them recomputed from this batch.
+            if hasattr(getattr(self.model, "model", None), "rope_deltas"):
+                self.model.model.rope_deltas = None
+        return batch
+
+    def _pad(self, encoded: Sequence[tuple[list[int], Any, Any]], k: int = 0) -> dict[str, Any]:
+        """Pad encoded prompts into one batch: each row is its first ``k`` tokens (the reused
+        prefix, the same in every row), the padding, then the rest; ``k=0`` is left padding.
+        Positions come from the attention mask (transformers counts only unmasked tokens)."""
         torch = self._torch
         width = max(len(ids) for ids, _, _ in encoded)
         input_ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, (ids, _, _) in enumerate(encoded):  # left padding
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[row, width - len(ids) :] = 1
+        for row, (ids, _, _) in enumerate(encoded):
+            start = width - len(ids) + k
+            input_ids[row, start:] = torch.tensor(ids[k:], dtype=torch.long)
+            mask[row, start:] = 1
+            if k:
+                input_ids[row, :k] = torch.tensor(ids[:k], dtype=torch.long)
+                mask[row, :k] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
         pixels = [pv for _, pv, _ in encoded if pv is not None]
         if any(isinstance(pv, _media.MediaInputs) for pv in pixels):  # video/audio: its own batching
@@ -276,6 +305,44 @@ class TransformersBackend(Backend):
             batch["image_grid_thw"] = torch.cat(grids, dim=0)
         device = self.model.device
         return {k: v.to(device) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ prefix cache
+    def _reuse(self, prompts: Sequence[RenderedPrompt], rows: Sequence[Sequence[int]]) -> tuple[int, Any]:
+        """How many leading tokens of every row come from the prefix cache, and its keys and
+        values: ``(0, None)`` when nothing is reused."""
+        if not self.prefix_cache or not prompts[0].prefix:
+            return 0, None
+        ids = prefix_ids(prompts[0], self._encode_text, self._special_id, self.tokenizer.bos_token_id)
+        k = reuse_length(ids, rows)
+        if not k:
+            return 0, None
+        kv = self._prefixes.get(ids)
+        return (k, kv) if kv is not None else (0, None)
+
+    def _prefix_kv(self, ids: tuple[int, ...]) -> Any:
+        """The keys and values of every layer for ``ids`` (one sequence), or None when the
+        model's cache is not a plain per-layer one (sliding windows): then nothing is reused."""
+        torch = self._torch
+        transformers = require("transformers", extra=_EXTRA)
+        cache = transformers.DynamicCache(config=self.model.config)
+        if any(type(layer) is not transformers.cache_utils.DynamicLayer for layer in cache.layers):
+            return None
+        inputs = torch.tensor([ids], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        return tuple((layer.keys, layer.values) for layer in cache.layers)
+
+    def _prefix_cache(self, kv: Any, k: int, n: int) -> Any:
+        """A fresh cache holding the prefix's first ``k`` tokens for ``n`` rows (the stored
+        tensors are never written: the cache's first update copies them)."""
+        transformers = require("transformers", extra=_EXTRA)
+        return transformers.DynamicCache(
+            [
+                (keys[:, :, :k].expand(n, -1, -1, -1), values[:, :, :k].expand(n, -1, -1, -1))
+                for keys, values in kv
+            ]
+        )
 
     # ---------------------------------------------------------------------- generation
     def generation_config(self, options: GenerationOptions) -> Any:
@@ -301,7 +368,7 @@ class TransformersBackend(Backend):
             return []
         torch = self._torch
         with self._lock:
-            batch = self._batch(prompts)
+            batch = self._generation_batch(prompts)
             config = self.generation_config(options)
             extra: dict[str, Any] = {}
             if options.stop and options.answer_end is None:
@@ -396,6 +463,7 @@ class TransformersBackend(Backend):
             return []
         results: list[ScoreResult | None] = [None] * len(requests)
         rows: list[tuple[int, tuple[list[int], Any, Any], TokenTrie]] = []
+        prompts: list[RenderedPrompt] = []
         with self._lock:
             for i, request in enumerate(requests):
                 try:
@@ -404,15 +472,18 @@ class TransformersBackend(Backend):
                     results[i] = ScoreResult(error=exc)
                     continue
                 rows.append((i, encoded, trie))
+                prompts.append(request.prompt)
             if rows:
                 tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
                 # media prompts: one sequence per continuation, the model placing its own positions
                 tree = tree and not any(isinstance(e[1], _media.MediaInputs) for _, e, _ in rows)
                 try:
+                    pairs = [(e, t) for _, e, t in rows]
+                    k, kv = 0, None
+                    if tree:  # the prefix cache needs the custom mask (flat scoring pads on the left)
+                        k, kv = self._reuse(prompts, [ids for (ids, _, _), _ in pairs])
                     with self._torch.inference_mode():
-                        scored = (self._score_tree if tree else self._score_flat)(
-                            [(e, t) for _, e, t in rows]
-                        )
+                        scored = self._score_tree(pairs, k, kv) if tree else self._score_flat(pairs)
                 except (RuntimeError, ValueError) as exc:
                     raise BackendError(f"scoring failed: {exc}", retryable=False) from exc
                 for (i, _, _), logprobs in zip(rows, scored, strict=True):
@@ -426,7 +497,11 @@ class TransformersBackend(Backend):
             prompt, request.continuations, self._encode_text, self._encode_text_uncached
         )
 
-    def _score_tree(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
+    def _score_tree(
+        self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]], k: int = 0, kv: Any = None
+    ) -> list[list[float]]:
+        """Each row is ``[first k prompt tokens][padding][rest of the prompt][trie]``; with
+        ``k`` the first ``k`` come from the prefix cache ``kv`` and only the rest is evaluated."""
         torch = self._torch
         device = self.model.device
         dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
@@ -438,20 +513,25 @@ class TransformersBackend(Backend):
         prompt_mask = torch.zeros((n, width), dtype=torch.long)
         allowed = torch.zeros((n, 1, width, width), dtype=torch.bool)
         positions = torch.zeros((n, width), dtype=torch.long)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
         for row, ((ids, _, _), trie) in enumerate(rows):
-            off, size = width - lengths[row], len(ids)
-            start = off + size
-            input_ids[row, off:start] = torch.tensor(ids, dtype=torch.long)
+            off, size = width - lengths[row] + k, len(ids)  # the rest of the prompt starts at off
+            start = off + size - k
+            input_ids[row, :k] = torch.tensor(ids[:k], dtype=torch.long)
+            input_ids[row, off:start] = torch.tensor(ids[k:], dtype=torch.long)
             input_ids[row, start:] = torch.tensor(trie.tokens, dtype=torch.long)
+            prompt_mask[row, :k] = 1
             prompt_mask[row, off:start] = 1
-            allowed[row, 0, off:start, off:start] = torch.ones(size, size, dtype=torch.bool).tril()
-            allowed[row, 0, start:, off:start] = True  # every node sees the whole prompt...
+            seen = prompt_mask[row].bool()
+            allowed[row, 0, :start] = causal[:start] & seen  # the prompt: causal, padding unseen
+            allowed[row, 0, start:] = seen  # every node sees the whole prompt...
             allowed[row, 0, start:, start:] = torch.tensor(
                 _tree_block(trie), dtype=torch.bool
             )  # ...and its path
-            idx = torch.arange(off)
+            idx = torch.arange(k, off)
             allowed[row, 0, idx, idx] = True  # padding rows see themselves (no empty softmax)
-            positions[row, off:start] = torch.arange(size)
+            positions[row, :k] = torch.arange(k)
+            positions[row, off:start] = torch.arange(k, size)
             positions[row, start:] = size - 1 + torch.tensor(trie.depths, dtype=torch.long)
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
@@ -462,10 +542,15 @@ class TransformersBackend(Backend):
         if grids:  # Qwen2-VL style: 3D rotary positions from the image grids
             grid = torch.cat(grids, dim=0)
             inputs["image_grid_thw"] = grid
-            positions = self._rope_positions(input_ids, prompt_mask, grid, rows, lengths, width)
+            positions = self._rope_positions(input_ids, prompt_mask, grid, rows, lengths, width, k)
         inputs["position_ids"] = positions
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        logits = self.model(**inputs, logits_to_keep=keep, use_cache=False).logits
+        if k:  # evaluate only what follows the cached prefix
+            inputs["input_ids"] = input_ids[:, k:]
+            inputs["attention_mask"] = mask[:, :, k:, :]
+            inputs["position_ids"] = positions[..., k:]
+            inputs[self._cache_kw] = self._prefix_cache(kv, k, n)
+        inputs = {name: v if name == self._cache_kw else v.to(device) for name, v in inputs.items()}
+        logits = self.model(**inputs, logits_to_keep=keep, use_cache=bool(k)).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         out = []
         for row, (_, trie) in enumerate(rows):
@@ -476,9 +561,10 @@ class TransformersBackend(Backend):
         return out
 
     def _rope_positions(self, input_ids: Any, prompt_mask: Any, grid: Any, rows: Any, lengths: list[int],
-                        width: int) -> Any:  # fmt: skip
+                        width: int, k: int = 0) -> Any:  # fmt: skip
         """Qwen2-VL style 3D rotary positions: the model's own for the prompts (images get their
-        grid positions), then one text position per trie level after each prompt."""
+        grid positions; masked padding is skipped), then one text position per trie level after
+        each prompt."""
         torch = self._torch
         rope = getattr(getattr(self.model, "model", None), "get_rope_index", None)
         if rope is None:
@@ -488,7 +574,7 @@ class TransformersBackend(Backend):
         positions = positions.clone()
         for row, ((ids, _, _), trie) in enumerate(rows):
             start = width - lengths[row] + len(ids)
-            nxt = int(positions[:, row, start - len(ids) : start].max()) + 1
+            nxt = int(positions[:, row, prompt_mask[row].bool()].max()) + 1
             depths = torch.tensor(trie.depths, dtype=positions.dtype)
             positions[:, row, start:] = (nxt - 1 + depths).to(positions.device)
         return positions

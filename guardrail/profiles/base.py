@@ -22,6 +22,7 @@ tokenizing each piece as plain text gives the same token ids as the reference to
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -159,6 +160,11 @@ class RenderedPrompt:
     video_marker: str = "<video>"
     audio_marker: str = "<audio>"
     media: Any = None
+    # The leading parts every prompt of this profile starts with (the instruction and the
+    # template up to the user's text; see :meth:`Profile.fixed_prefix`), the last one possibly
+    # the start of a text part. A hint for prefix caching: backends that reuse the prefix's
+    # computed state still compare token ids, so a wrong hint costs speed, never correctness.
+    prefix: tuple[Part, ...] = ()
 
     @property
     def text(self) -> str:
@@ -356,6 +362,46 @@ class Profile(ABC):
         if len(text) > self.context_chars:
             text = "..." + text[len(text) - self.context_chars :]
         return f"[Earlier in the conversation]\n{text}\n[Current message]\n{prompt or ''}"
+    # ------------------------------------------------------------------- prefix caching
+    def fixed_prefix(self) -> tuple[Part, ...]:
+        """The leading parts shared by every prompt this profile renders: what local backends
+        evaluate once and reuse (prefix caching), and what stays byte-identical across requests
+        for an engine's prefix cache.
+
+        Derived, not declared: the prompts of a few probe requests (text, text + response,
+        response only, an image where the profile takes images) are rendered, and their common
+        leading parts kept; where they first differ, the common start of two text parts is
+        kept. So it follows any option that changes the template (``system_prompt``...),
+        and a new profile gets it without code.
+
+        >>> from guardrail.profiles import GuardReasonerVLProfile
+        >>> GuardReasonerVLProfile().fixed_prefix()[-1]
+        'user\\nHuman user:\\n'
+        """
+        key = (type(self), repr(self))
+        cached = _FIXED_PREFIXES.get(key)
+        if cached is None:
+            cached = _common_parts(self._probe_renders())
+            if len(_FIXED_PREFIXES) > 64:
+                _FIXED_PREFIXES.clear()
+            _FIXED_PREFIXES[key] = cached
+        return cached
+
+    def _probe_renders(self) -> list[tuple[Part, ...]]:
+        probes = [
+            ModerationInput(prompt="a"),
+            ModerationInput(prompt="b", response="c"),
+            ModerationInput(response="d"),
+        ]
+        if self.supports_images:
+            probes.append(ModerationInput(images=(_PROBE_IMAGE,)))
+        out = []
+        for probe in probes:
+            try:
+                out.append(tuple(self.render(probe).parts))
+            except Exception:  # noqa: BLE001 - a probe the profile refuses tells nothing
+                continue
+        return out
 
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
@@ -481,6 +527,29 @@ def label_regex(task: str, *, line_start: bool = False) -> re.Pattern[str]:
     key, alternatives = _LABEL_PATTERNS[task]
     prefix = r"(?m)^[ \t*#>-]*" if line_start else ""
     return re.compile(prefix + key + r"\s*:\s*(" + alternatives + r")", re.IGNORECASE)
+
+
+_FIXED_PREFIXES: dict[tuple[type, str], tuple[Part, ...]] = {}
+_PROBE_IMAGE = object()  # renders never look inside an image
+
+
+def _common_parts(renders: Sequence[Sequence[Part]]) -> tuple[Part, ...]:
+    """The leading parts common to every rendering (the common start of the first text parts
+    that differ included); () for fewer than two renderings."""
+    if len(renders) < 2:
+        return ()
+    out: list[Part] = []
+    for column in zip(*renders, strict=False):
+        first = column[0]
+        if all(p == first for p in column[1:]):
+            out.append(first)
+            continue
+        if all(isinstance(p, str) for p in column):
+            head = os.path.commonprefix(list(column))
+            if head:
+                out.append(head)
+        break
+    return tuple(out)
 
 
 def merge_text(parts: list[Part]) -> list[Part]:

@@ -12,7 +12,9 @@ set -euo pipefail
 : "${MODEL:?set MODEL to the model GGUF}" "${MMPROJ:?set MMPROJ to the mmproj GGUF}"
 HOST="${HOST:-127.0.0.1}" PORT="${PORT:-8080}" CTX="${CTX:-8192}" THREADS="${THREADS:-$(nproc)}"
 if [ "${SERVER:-python}" = "native" ]; then
-  # llama.cpp's own server renders the chat template stored in the GGUF (--jinja)
+  # llama.cpp's own server renders the chat template stored in the GGUF (--jinja); it keeps the
+  # previous prompt in its slot and evaluates only what follows the common start (cache_prompt,
+  # on by default per request): the guard's instruction is evaluated once per slot
   key=()
   [ -n "${API_KEY:-}" ] && key=(--api-key "$API_KEY")
   exec llama-server -m "$MODEL" --mmproj "$MMPROJ" --host "$HOST" --port "$PORT" -c "$CTX" -t "$THREADS" \
@@ -20,6 +22,9 @@ if [ "${SERVER:-python}" = "native" ]; then
 fi
 # pip install "llama-cpp-python[server]". guardrail's launcher runs llama-cpp-python's server with
 # its qwen2.5-vl template fixed to end in "<|im_start|>assistant\n", the reference prompt.
+# Prefix caching: llama-cpp-python 0.3.36's multimodal chat handler clears the context for every
+# chat request, so this server evaluates the whole prompt each time; use SERVER=native (or the
+# in-process llama.cpp backend, Guard.from_gguf) where that cost matters.
 key=()
 [ -n "${API_KEY:-}" ] && key=(--api_key "$API_KEY")
 exec python -m guardrail.integrations.llamacpp_server --model "$MODEL" --clip_model_path "$MMPROJ" \

@@ -17,6 +17,8 @@ args=(
   --mem-fraction-static "${MEM_FRACTION:-0.85}"
   # the Qwen2.5-VL chat template, which GuardReasoner-VL was trained with
   --chat-template qwen2-vl
+  # prefix caching: SGLang's radix cache is on by default and reuses the guard's instruction
+  # across requests; do not pass --disable-radix-cache
 )
 [ -n "${API_KEY:-}" ] && args+=(--api-key "$API_KEY")
 exec python -m sglang.launch_server "${args[@]}" "$@"

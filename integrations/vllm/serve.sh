@@ -28,6 +28,10 @@ args=(
   --mm-processor-kwargs '{"max_pixels": 1003520}'
   # greedy decoding comes from the request (temperature 0); don't let generation_config override it
   --generation-config vllm
+  # every guard prompt starts with the same instruction (guardrail keeps it byte-identical up to
+  # the user's text): reuse its KV blocks across requests (on by default in vLLM's V1 engine;
+  # explicit so an older vLLM or a changed default does not silently recompute it)
+  --enable-prefix-caching
 )
 [ -n "${API_KEY:-}" ] && args+=(--api-key "$API_KEY")
 exec vllm serve "${args[@]}" "$@"

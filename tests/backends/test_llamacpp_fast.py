@@ -94,7 +94,9 @@ def test_cascade_and_generation_after_scoring(llama_vl):
     plain = Guard(llama_vl, max_new_tokens=6).moderate(**CASES["text"])
     # the scoring pass left nothing behind in the context: generation gives the same output
     assert reasoned.path == "reasoning" and reasoned.raw_output == plain.raw_output
-    assert reasoned.request_score == pytest.approx(score)
+    # the same scores up to float rounding: with prefix caching the two passes may evaluate the
+    # prompt in different pieces (what the previous prompt left in the context differs)
+    assert reasoned.request_score == pytest.approx(score, abs=1e-4)
 
 
 def test_a_prompt_over_the_context_fails_that_item_only(tiny_gguf):
