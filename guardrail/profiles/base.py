@@ -236,6 +236,11 @@ class Profile(ABC):
     native_conversation: ClassVar[bool] = False
     #: The family answers with a graded middle label (Qwen3Guard's "Controversial").
     graded: ClassVar[bool] = False
+    #: A classifier family scored per (image, category) prompt (ShieldGemma 2): it writes no
+    #: answer, every mode runs its scoring (:meth:`category_prompts`, :attr:`category_labels`).
+    scoring_only: ClassVar[bool] = False
+    #: For a scoring-only family: the positive and the negative answer scored per prompt.
+    category_labels: ClassVar[tuple[str, ...]] = ()
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
@@ -356,6 +361,11 @@ class Profile(ABC):
         if len(text) > self.context_chars:
             text = "..." + text[len(text) - self.context_chars :]
         return f"[Earlier in the conversation]\n{text}\n[Current message]\n{prompt or ''}"
+
+    def category_prompts(self, item: ModerationInput) -> tuple[tuple[str, RenderedPrompt], ...]:
+        """A scoring-only family's prompts for ``item``: ``(category code, prompt)`` pairs, each
+        scored with :attr:`category_labels` (see :func:`guardrail.fast.plan`)."""
+        raise NotImplementedError(f"the {self.name} profile is not a per-category classifier")
 
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
