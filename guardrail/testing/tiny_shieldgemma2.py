@@ -21,6 +21,7 @@ __all__ = ["SHIELDGEMMA2_CHAT_TEMPLATE", "build"]
 #: The processor's chat template (see templates/README.md for its source).
 SHIELDGEMMA2_CHAT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "shieldgemma2.jinja"
 _IMAGE_TOKENS = 4  # soft tokens per image: 28 px / 14 px patches = 2 x 2, no pooling
+_PROJECTOR_STD = 0.5
 
 _CORPUS = [
     "You are a policy expert trying to help determine whether a generated or real image is in violation of "
@@ -90,6 +91,9 @@ def build(vocab_size: int) -> tuple[Any, Any]:
     config.yes_token_index = vocab["Yes"]
     config.no_token_index = vocab["No"]
     model = transformers.ShieldGemma2ForImageClassification(config)
+    torch = require("torch", extra="transformers")
+    with torch.no_grad():  # Gemma 3 initialises the image projection to zeros: images would not count
+        model.model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, _PROJECTOR_STD)
     image_processor = transformers.Gemma3ImageProcessor(size={"height": 28, "width": 28})
     processor = transformers.ShieldGemma2Processor(
         image_processor=image_processor, tokenizer=tok, image_seq_length=_IMAGE_TOKENS,
