@@ -24,7 +24,15 @@ from guardrail.backends.base import prompt_tokens
 from guardrail.errors import ImageError, UnsupportedError
 from guardrail.profiles.base import ImageSlot, RenderedPrompt
 
-__all__ = ["GEMMA3_TYPES", "bidirectional_images", "encode", "model_class", "prepare_model", "unwrap", "uses_processor_images"]
+__all__ = [
+    "GEMMA3_TYPES",
+    "bidirectional_images",
+    "encode",
+    "model_class",
+    "prepare_model",
+    "unwrap",
+    "uses_processor_images",
+]
 
 
 def prepare_model(model: Any) -> None:
@@ -91,7 +99,9 @@ def encode(backend: Any, prompt: RenderedPrompt) -> tuple[list[int], Any, Any]:
         if gemma:  # the profile writes the "\n\n" around it; the slot is the image's tokens
             config = backend.model.config
             n = int(getattr(processor, "image_seq_length", config.mm_tokens_per_image))
-            expansions.append([config.boi_token_index, *[config.image_token_index] * n, config.eoi_token_index])
+            expansions.append(
+                [config.boi_token_index, *[config.image_token_index] * n, config.eoi_token_index]
+            )
             pixels.append(processor.image_processor(images=[image], return_tensors="pt")["pixel_values"])
             continue
         out = processor(text=placeholder, images=[image], return_tensors="pt", add_special_tokens=False)

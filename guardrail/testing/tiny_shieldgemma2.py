@@ -54,7 +54,11 @@ def tokenizer(vocab_size: int) -> Any:
     for t in (*SHIELDGEMMA2_SPECIAL_TOKENS, *(f"<0x{b:02X}>" for b in range(256)), *model["vocab"]):
         vocab.setdefault(t, len(vocab))
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    named = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    }
     out = transformers.GemmaTokenizer(
         vocab=vocab, merges=merges, add_bos_token=True,
         extra_special_tokens={**named, "start_of_turn": "<start_of_turn>", "end_of_turn": "<end_of_turn>"},

@@ -62,7 +62,9 @@ def test_default_policy_prompt_is_the_processors(code):
 def test_default_policy_texts_are_the_processors():
     mod = pytest.importorskip("transformers.models.shieldgemma2.processing_shieldgemma2")
     assert dict(SHIELDGEMMA2_POLICY_TEXTS) == mod.DEFAULT_SHIELDGEMMA2_POLICIES
-    assert [c.description for c in SHIELDGEMMA2_POLICY.categories] == list(mod.DEFAULT_SHIELDGEMMA2_POLICIES.values())
+    assert [c.description for c in SHIELDGEMMA2_POLICY.categories] == list(
+        mod.DEFAULT_SHIELDGEMMA2_POLICIES.values()
+    )
     assert all(c.maps_to for c in SHIELDGEMMA2_POLICY.categories)
 
 
@@ -110,7 +112,11 @@ def test_plan_and_category_scores():
     profile = get_profile("shieldgemma-2")
     item = prepare(profile, {"images": [IMAGE]}, LIMITS).item
     p = plan(profile, item)
-    assert p.continuations == ("Yes", "No") and [c for c, _ in p.prompts] == ["dangerous", "sexual", "violence"]
+    assert p.continuations == ("Yes", "No") and [c for c, _ in p.prompts] == [
+        "dangerous",
+        "sexual",
+        "violence",
+    ]
     scores = category_scores(p, [[math.log(0.9), math.log(0.1)], [0.0, 0.0], [-5.0, 0.0]])
     assert scores["dangerous"] == pytest.approx(0.9) and scores["sexual"] == pytest.approx(0.5)
     assert scores["violence"] == pytest.approx(1 / (1 + math.e**5))
