@@ -36,7 +36,7 @@ from guardrail._deprecated import moved
 from guardrail.backends.base import ScoreRequest
 from guardrail.errors import ConfigurationError
 from guardrail.inputs import Prepared
-from guardrail.profiles.base import TASK_LABELS, ModerationInput, Profile
+from guardrail.profiles.base import TASK_LABELS, ModerationInput, Profile, RenderedPrompt
 from guardrail.verdict import Verdict
 
 __all__ = [
@@ -44,8 +44,10 @@ __all__ = [
     "FastPlan",
     "Mode",
     "marginals",
+    "category_scores",
     "plan",
     "score_request",
+    "score_requests",
     "uncertain",
     "validate_band",
     "validate_mode",
@@ -86,10 +88,19 @@ class FastPlan:
     tasks: tuple[str, ...]
     assignments: tuple[tuple[str, ...], ...]
     continuations: tuple[str, ...]
+    #: A scoring-only family (ShieldGemma 2): ``(category code, prompt)`` pairs, each scored
+    #: with the continuations (the positive answer first) instead of the request's one prompt.
+    prompts: tuple[tuple[str, RenderedPrompt], ...] = ()
 
 
 def plan(profile: Profile, item: ModerationInput) -> FastPlan:
-    """The candidate label lines for ``item`` (every combination of the tasks' labels)."""
+    """The candidate label lines for ``item`` (every combination of the tasks' labels); for a
+    scoring-only family, its per-category prompts and answers."""
+    if profile.scoring_only:
+        return FastPlan(
+            ("request",), (("harmful",), ("unharmful",)), tuple(profile.category_labels),
+            prompts=profile.category_prompts(item),
+        )  # fmt: skip
     tasks = profile.fast_tasks(item)
     key = profile.answer_keys[tasks[0]] + ":"
     # a family whose answer starts with the label itself (Llama Guard's safe/unsafe) has no key
@@ -106,6 +117,33 @@ def score_request(profile: Profile, prepared: Prepared, fast_plan: FastPlan) -> 
     return ScoreRequest(
         prompt=prepared.prompt, prefix=profile.fast_prefix, continuations=fast_plan.continuations
     )
+
+
+def score_requests(profile: Profile, prepared: Prepared, fast_plan: FastPlan) -> list[ScoreRequest]:
+    """The scoring requests of one check: one, or one per category prompt (scoring-only families)."""
+    if not fast_plan.prompts:
+        return [score_request(profile, prepared, fast_plan)]
+    return [ScoreRequest(prompt=p, prefix=profile.fast_prefix, continuations=fast_plan.continuations)
+            for _, p in fast_plan.prompts]  # fmt: skip
+
+
+def category_scores(fast_plan: FastPlan, logprobs: Sequence[Sequence[float]]) -> dict[str, float]:
+    """P(positive answer) per category code from each category prompt's log-probabilities
+    (normalised over the answers: the softmax of the two logits for Yes/No), the largest over
+    the prompts of one code (several images). Raises ``ValueError`` like :func:`marginals`.
+
+    >>> p = FastPlan(("request",), (("harmful",), ("unharmful",)), ("Yes", "No"),
+    ...              prompts=(("sexual", None), ("sexual", None)))
+    >>> round(category_scores(p, [[math.log(0.2), math.log(0.8)], [math.log(0.6), math.log(0.4)]])["sexual"], 4)
+    0.6
+    """
+    if len(logprobs) != len(fast_plan.prompts):
+        raise ValueError(f"{len(logprobs)} results for {len(fast_plan.prompts)} category prompts")
+    out: dict[str, float] = {}
+    for (code, _), values in zip(fast_plan.prompts, logprobs, strict=True):
+        p = marginals(fast_plan, values)["request"]
+        out[code] = max(p, out.get(code, 0.0))
+    return out
 
 
 def marginals(fast_plan: FastPlan, logprobs: Sequence[float], *, controversial: str = "block") -> dict[str, float]:

@@ -402,6 +402,12 @@ class Guard:
         return [prepare(self.profile, item, self.limits, self.policy) for item in items]
 
     def _check_mode(self, mode: Mode) -> None:
+        if self.profile.scoring_only and not getattr(self.backend, "supports_scoring", False):
+            raise UnsupportedError(
+                f"the {self.profile.name!r} guard is a classifier scored from label probabilities in every "
+                f"mode, which the {self.backend.name!r} backend cannot give; use the transformers or "
+                "llama.cpp backend"
+            )
         if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
             raise UnsupportedError(
                 f"mode={mode!r} needs label probabilities, which the {self.backend.name!r} backend cannot "

@@ -120,18 +120,26 @@ def moderation_pass(
     """Check ``works``; see the module docstring."""
     out: list[Outcome | None] = [None] * len(works)
     fast_verdicts: dict[int, Verdict] = {}
-    to_generate = [i for i, w in enumerate(works) if w.mode == "reasoning"]
+    # a scoring-only family (ShieldGemma 2) writes no answer: every mode is its scoring
+    scoring_only = s.profile.scoring_only
+    to_generate = [i for i, w in enumerate(works) if w.mode == "reasoning" and not scoring_only]
 
-    scored = [i for i, w in enumerate(works) if w.mode != "reasoning"]
+    scored = [i for i, w in enumerate(works) if w.mode != "reasoning" or scoring_only]
     if scored:
         plans = {i: fast.plan(s.profile, works[i].prepared.item) for i in scored}
-        call = ScoreCall([fast.score_request(s.profile, works[i].prepared, plans[i]) for i in scored])
-        _count_call(stats, len(scored))
-        results = _results((yield call), len(scored), s, lambda e: ScoreResult(error=e), stats)
+        requests = {i: fast.score_requests(s.profile, works[i].prepared, plans[i]) for i in scored}
+        call = ScoreCall([r for i in scored for r in requests[i]])
+        _count_call(stats, len(call.requests))
+        flat = _results((yield call), len(call.requests), s, lambda e: ScoreResult(error=e), stats)
+        grouped, at = [], 0
+        for i in scored:  # each check's results (several for per-category prompts)
+            grouped.append(flat[at : at + len(requests[i])])
+            at += len(requests[i])
         now = clock()
-        for i, result in zip(scored, results, strict=True):
+        for i, group in zip(scored, grouped, strict=True):
             w = works[i]
             latency = (now - w.start) * 1000.0
+            result = next((r for r in group if r.error is not None), group[0])
             try:
                 if result.error is not None:
                     if isinstance(result.error, UnsupportedError):
@@ -139,21 +147,29 @@ def moderation_pass(
                     _count_error(stats, result.error)
                     out[i] = _error_verdict(s, result.error, latency, path="fast")
                     continue
+                per_category = None
                 try:
-                    scores = fast.marginals(plans[i], result.logprobs, controversial=s.controversial)
+                    if plans[i].prompts:
+                        per_category = fast.category_scores(plans[i], [r.logprobs for r in group])
+                        scores = {"request": max(per_category.values())}
+                    else:
+                        scores = fast.marginals(plans[i], result.logprobs, controversial=s.controversial)
                 except ValueError as exc:
                     out[i] = _error_verdict(s, RuntimeError(f"unusable label probabilities: {exc}"), latency,
                                             path="fast")  # fmt: skip
                     continue
                 verdict = verdict_from_scores(s.profile, w.prepared, scores, threshold=s.threshold,
-                                              latency_ms=latency, model=s.model)  # fmt: skip
-                if w.mode == "cascade" and fast.uncertain(verdict, s.band):
+                                              latency_ms=latency, model=s.model,
+                                              category_scores=per_category)  # fmt: skip
+                if w.mode == "cascade" and not scoring_only and fast.uncertain(verdict, s.band):
                     fast_verdicts[i] = verdict
                     to_generate.append(i)
                     stats.incr("escalations")
                 else:
                     out[i] = verdict
                     stats.incr("fast_verdicts")
+                    if per_category is not None:
+                        _count_categories(stats, w.prepared.item.policy, verdict)
             except UnsupportedError:
                 raise
             except Exception as exc:  # noqa: BLE001 - this request's own failure

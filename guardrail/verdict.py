@@ -236,10 +236,13 @@ def verdict_from_scores(
     threshold: float,
     latency_ms: float,
     model: str | None,
+    category_scores: Mapping[str, float] | None = None,
 ) -> Verdict:
     """The fast-mode verdict for one request from its task scores (P(harmful) per task, see
     :func:`guardrail.fast.marginals`): a task is harmful when its score reaches ``threshold``,
-    a response a refusal when P(refusal) reaches 0.5."""
+    a response a refusal when P(refusal) reaches 0.5. ``category_scores`` (a per-category
+    classifier, :func:`guardrail.fast.category_scores`): the verdict's ``categories`` are those
+    at or over ``threshold``, in the policy's order."""
     item = prepared.item
     request = task_scores.get("request") if item.has_request else None
     response = task_scores.get("response") if item.has_response else None
@@ -252,12 +255,17 @@ def verdict_from_scores(
     scores = [s for s in ((response,) if item.response_only else (request, response)) if s is not None]
     score = max(scores) if scores else None
     harmful = labels["response"] == "harmful" or (not item.response_only and labels["request"] == "harmful")
+    categories: tuple[str, ...] = ()
+    if category_scores is not None:
+        categories = _categories(item, tuple(c for c, p in category_scores.items() if p >= threshold))
     return Verdict(
         request_harmful=None if request is None else labels["request"] == "harmful",
         response_harmful=None if response is None else labels["response"] == "harmful",
         response_refusal=None if refusal is None else labels["refusal"] == "refusal",
         harmful=harmful,
-        allowed=decide_allowed(item, harmful, ()),
+        allowed=decide_allowed(item, harmful, categories),
+        categories=categories,
+        category_scores=dict(category_scores) if category_scores is not None else None,
         policy=item.policy.name if item.policy is not None else None,
         reasoning=None,
         raw_output=profile.fast_output(labels),

@@ -75,6 +75,9 @@ class TransformersBackend(Backend):
     def __init__(
         self, model: Any, processor: Any, *, model_name: str | None = None, prefix_cache: bool = True
     ):
+        #: the model as given (ShieldGemma 2: its classifier); ``model`` is what the backend runs
+        self.loaded_model = model
+        model = transformers_vision.unwrap(model)
         self.model = model
         self.processor = processor
         transformers_vision.prepare_model(model)  # Llama 4 workarounds, for that model only
@@ -298,6 +301,8 @@ class TransformersBackend(Backend):
             pixels = []
         if pixels and self._wants_mm_types and self._image_pad_id:
             batch["mm_token_type_ids"] = (input_ids == self._image_pad_id[0]).long()
+        if pixels and transformers_vision.bidirectional_images(self.model):
+            batch["token_type_ids"] = (input_ids == self.model.config.image_token_index).long()
         grids = [g for _, _, g in encoded if g is not None]
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)
@@ -477,13 +482,21 @@ class TransformersBackend(Backend):
                 tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
                 # media prompts: one sequence per continuation, the model placing its own positions
                 tree = tree and not any(isinstance(e[1], _media.MediaInputs) for _, e, _ in rows)
+                # Gemma 3: its own masks (images bidirectional), never a custom one
+                gemma = transformers_vision.bidirectional_images(self.model)
+                scorer = self._score_tree if tree and not gemma else self._score_flat
+                if gemma and all(max(t.depths, default=1) == 1 for _, _, t in rows):
+                    scorer = self._score_last  # one-token answers (Yes/No): one forward per prompt
                 try:
                     pairs = [(e, t) for _, e, t in rows]
                     k, kv = 0, None
-                    if tree:  # the prefix cache needs the custom mask (flat scoring pads on the left)
+                    if tree and not gemma:  # the prefix cache needs the custom mask (flat scoring pads left)
                         k, kv = self._reuse(prompts, [ids for (ids, _, _), _ in pairs])
                     with self._torch.inference_mode():
-                        scored = self._score_tree(pairs, k, kv) if tree else self._score_flat(pairs)
+                        if tree and not gemma:
+                            scored = self._score_tree(pairs, k, kv)
+                        else:
+                            scored = scorer(pairs)
                 except (RuntimeError, ValueError) as exc:
                     raise BackendError(f"scoring failed: {exc}", retryable=False) from exc
                 for (i, _, _), logprobs in zip(rows, scored, strict=True):
@@ -579,6 +592,13 @@ class TransformersBackend(Backend):
             positions[:, row, start:] = (nxt - 1 + depths).to(positions.device)
         return positions
 
+    def _score_last(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
+        """Continuations of one token each: one forward per prompt, log-probs at its last token."""
+        logits = self.model(**self._pad([e for e, _ in rows]), logits_to_keep=1, use_cache=False).logits
+        logprobs = self._torch.log_softmax(logits[:, -1].float(), dim=-1)
+        return [[float(logprobs[row, trie.tokens[path[0]]]) for path in trie.paths]
+                for row, (_, trie) in enumerate(rows)]  # fmt: skip
+
     def _score_flat(self, rows: Sequence[tuple[tuple[list[int], Any, Any], TokenTrie]]) -> list[list[float]]:
         """One sequence per continuation (for attention implementations without custom masks)."""
         torch = self._torch
@@ -671,7 +691,11 @@ def _load_parts(
     load = dict(common, dtype=dtype, use_safetensors=True, **model_kwargs)
     if device_map is not None:
         load["device_map"] = device_map
-    if getattr(config, "vision_config", None) is not None:
+    special = transformers_vision.model_class(transformers, config)
+    if special is not None:
+        model = special.from_pretrained(path, **load)
+        processor = transformers.AutoProcessor.from_pretrained(path, **common)
+    elif getattr(config, "vision_config", None) is not None:
         model = transformers.AutoModelForImageTextToText.from_pretrained(path, **load)
         processor = transformers.AutoProcessor.from_pretrained(path, **common)
     else:

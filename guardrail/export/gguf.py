@@ -163,6 +163,13 @@ def export_gguf(
             "llama.cpp has no Mllama architecture: Llama Guard 3 11B Vision cannot be exported to GGUF. "
             "Run it with the transformers backend or a vLLM endpoint, or use Llama Guard 4 (GGUF with mmproj)"
         )
+    if config.get("model_type") == "shieldgemma2":
+        raise UnsupportedError(
+            "ShieldGemma 2 cannot be exported to GGUF yet: llama.cpp's converter has no "
+            "ShieldGemma2ForImageClassification, and the re-pack as a plain Gemma 3 (which converts and runs) has "
+            "no checked score parity with the transformers model for images in this library. Run it with the "
+            "transformers backend (docs/guards/shieldgemma-2.md)"
+        )
     if quant not in QUANT_TYPES:
         raise ConfigurationError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
     if out_dir.exists() and not out_dir.is_dir():

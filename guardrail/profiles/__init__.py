@@ -16,6 +16,7 @@ name                   models                                     output
 ``gpt-oss-safeguard``  gpt-oss-safeguard 20b/120b (gpt-oss)       harmony: analysis + final JSON
 ``llama-guard-4``      Llama-Guard-4-12B (Llama 4, images)        ``safe`` / ``unsafe`` + codes
 ``llama-guard-3``      Llama-Guard-3-1B/-8B/-11B-Vision           ``safe`` / ``unsafe`` + codes
+``shieldgemma-2``      shieldgemma-2-4b-it (Gemma 3, images)      P(Yes) per image x policy
 =====================  =========================================  ==============================
 """
 
@@ -45,6 +46,7 @@ from guardrail.profiles.guardreasoner_vl import (
 from guardrail.profiles.labels import TASK_LABELS, TASKS, answer_labels, gold_label
 from guardrail.profiles.llama_guard import LlamaGuard3Profile, LlamaGuard4Profile
 from guardrail.profiles.qwen3guard import QWEN3GUARD_POLICY, Qwen3GuardProfile
+from guardrail.profiles.shieldgemma2 import SHIELDGEMMA2_POLICY, ShieldGemma2Profile
 
 __all__ = [
     "END_TOKENS",
@@ -55,6 +57,8 @@ __all__ = [
     "PROFILES",
     "QWEN3GUARD_POLICY",
     "Qwen3GuardProfile",
+    "SHIELDGEMMA2_POLICY",
+    "ShieldGemma2Profile",
     "GuardReasonerOmniProfile",
     "GuardReasonerProfile",
     "GuardReasonerVLProfile",
@@ -88,6 +92,7 @@ PROFILES: dict[str, type[Profile]] = {
     LlamaGuard4Profile.name: LlamaGuard4Profile,
     LlamaGuard3Profile.name: LlamaGuard3Profile,
     GuardReasonerOmniProfile.name: GuardReasonerOmniProfile,
+    ShieldGemma2Profile.name: ShieldGemma2Profile,
 }
 
 # Model identifiers -> profile name, for choosing a profile from a loaded model: each profile
@@ -162,6 +167,8 @@ def _by_name(name: Any) -> str | None:
     for family in ("llama-guard-4", "llama-guard-3"):
         if family in text or family.replace("-guard-", "guard-") in text:
             return family
+    if "shieldgemma-2" in text or "shieldgemma2" in text:  # its GGUF is a plain `gemma3`
+        return ShieldGemma2Profile.name
     return None
 
 

@@ -242,6 +242,11 @@ class Profile(ABC):
     native_conversation: ClassVar[bool] = False
     #: The family answers with a graded middle label (Qwen3Guard's "Controversial").
     graded: ClassVar[bool] = False
+    #: A classifier family scored per (image, category) prompt (ShieldGemma 2): it writes no
+    #: answer, every mode runs its scoring (:meth:`category_prompts`, :attr:`category_labels`).
+    scoring_only: ClassVar[bool] = False
+    #: For a scoring-only family: the positive and the negative answer scored per prompt.
+    category_labels: ClassVar[tuple[str, ...]] = ()
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
@@ -402,6 +407,11 @@ class Profile(ABC):
             except Exception:  # noqa: BLE001 - a probe the profile refuses tells nothing
                 continue
         return out
+
+    def category_prompts(self, item: ModerationInput) -> tuple[tuple[str, RenderedPrompt], ...]:
+        """A scoring-only family's prompts for ``item``: ``(category code, prompt)`` pairs, each
+        scored with :attr:`category_labels` (see :func:`guardrail.fast.plan`)."""
+        raise NotImplementedError(f"the {self.name} profile is not a per-category classifier")
 
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ _VL_CHAT_TEMPLATE_NAME = "qwen2_5_vl"
 FAMILY_BUILDERS: dict[str, str] = {
     "qwen3guard": "guardrail.testing.tiny_qwen3guard:build",
     "gpt-oss-safeguard": "guardrail.testing.tiny_gpt_oss:build",
+    "shieldgemma-2": "guardrail.testing.tiny_shieldgemma2:build",
 }
 
 
@@ -265,7 +266,7 @@ def build_tiny_model(
         saver = tokenizer
     elif profile in FAMILY_BUILDERS:
         model, saver = _family_builder(profile)(vocab_size)
-        config, vocab = model.config, saver.get_vocab()
+        config, vocab = model.config, getattr(saver, "tokenizer", saver).get_vocab()
     elif profile in ("llama-guard-3", "llama-guard-4"):
         from guardrail.testing import tiny_llama_guard
 
@@ -278,7 +279,10 @@ def build_tiny_model(
     else:
         raise ValueError(f"unknown profile {profile!r}")
     with torch.no_grad():
-        head = model.get_output_embeddings().weight
+        output = model.get_output_embeddings()
+        if output is None:  # ShieldGemma 2's classifier wraps the generative Gemma 3
+            output = model.model.get_output_embeddings()
+        head = output.weight
         head.mul_(logit_scale)
         # A random model should not end its turn by chance: with their output rows at zero the
         # end-of-turn tokens score 0 while the best other token scores well above, so greedy
