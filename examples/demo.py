@@ -5,10 +5,13 @@
 
 1. **The guard.** With ``GUARDRAIL_MODEL`` unset, a small demo guard is built offline with the
    project's own recipe: a tiny Qwen2.5-VL base from :mod:`guardrail.testing`, trained with the
-   tiny CPU recipe ``training/tiny.yaml`` (R-SFT, rejection sampling, augmentation, a few GRPO
-   steps) on the demo set in ``examples/demo_data/`` (written for this project: short prompts,
-   prompt+response pairs, a few pictures; mild content). Its F1 on the held-out part is measured
-   with :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
+   tiny CPU recipe's policy variant ``training/tiny-policy.yaml`` (R-SFT, rejection sampling,
+   augmentation, a few GRPO steps; the demo policy ``training/policies/demo.yaml`` in the prompt,
+   the rows' categories in the answers) on the demo set in ``examples/demo_data/`` (written for
+   this project: short prompts, prompt+response pairs, a few pictures; mild content). The policy
+   travels with the guard, so its verdicts name categories (``Verdict.categories``). Its F1 on
+   the held-out part, and its precision/recall per category, are measured with
+   :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
    under ``$GUARDRAIL_CACHE_DIR/demo/<key>`` (default ``~/.cache/guardrail/demo``), the key
    hashing the recipe, the data and the library, so later runs skip straight to part 2.
    With ``GUARDRAIL_MODEL`` set (a local directory or a hub id such as
@@ -21,7 +24,8 @@
 3. **The table.** One row per channel and sample: the verdict, the guard's latency, how many
    checks ran, what decided (``model``, or ``policy`` when the output could not be read) and
    which path (``reasoning``, or ``fast`` for label probabilities; ``-`` where the API, such as
-   OpenAI's moderation result, does not report it).
+   OpenAI's moderation result, does not report it), and the categories the verdict names (on
+   ``/v1/moderations`` also the OpenAI keys they map to).
 
 Options: ``--quick`` (a much shorter training run, for tests and CI), ``--cache-dir DIR``,
 ``--retrain`` (ignore the cache), ``--mode reasoning|fast|cascade`` (how the traffic is decided;
@@ -121,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         demo.mode = args.mode
         with console.timed(f"loading the guard ({demo.model}, {args.mode} mode)"):
             guard = load_guard(demo, args.mode)
+        trained = guard.profile.trained_policy  # guardrail_policy.yaml beside the weights
+        if trained is not None:
+            flagged = [c.code for c in trained.categories if c.action == "flag"]
+            console.step(f"the guard was trained on policy {trained.name or '(unnamed)'}: it names "
+                         f"{', '.join(trained.codes)}" + (f" ({', '.join(flagged)}: flag, not block)" if flagged else ""))  # fmt: skip
     except (GuardrailError, OSError) as exc:
         what = repr(model) if model else "(the demo guard)"
         console.say(f"cannot load the guard {what}: {type(exc).__name__}: {exc}")

@@ -22,7 +22,7 @@ DEMO_DATA = HERE / "demo_data"
 TRAIN = DEMO_DATA / "train.jsonl"
 HELDOUT = DEMO_DATA / "heldout.jsonl"
 SAMPLES = HERE / "samples.jsonl"
-RECIPE = REPO / "training" / "tiny.yaml"
+RECIPE = REPO / "training" / "tiny-policy.yaml"  # tiny.yaml trained on training/policies/demo.yaml
 
 
 class Console:

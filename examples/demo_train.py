@@ -1,6 +1,7 @@
 """Part 1 of the main job without ``GUARDRAIL_MODEL``: build the tiny demo guard offline with the
-project's own recipe (``training/tiny.yaml`` on ``examples/demo_data/``), cached under a key that
-hashes the recipe, the data and the library."""
+project's own recipe (``training/tiny-policy.yaml``: the tiny CPU recipe trained on the demo policy
+``training/policies/demo.yaml``, on ``examples/demo_data/``), cached under a key that hashes the
+recipe, the policy, the data and the library. The guard names the policy's categories."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def demo_recipe(quick: bool) -> dict[str, Any]:
     return recipe
 
 
+def policy_path(recipe: dict[str, Any]) -> Path:
+    """The recipe's policy file (relative paths are relative to the repository root)."""
+    path = Path(recipe["policy"])
+    return path if path.is_absolute() else REPO / path
+
+
 def cache_key(recipe: dict[str, Any]) -> str:
     """Hash of what the demo guard depends on: recipe, data, library version and sources,
     and the versions of the training stack."""
@@ -84,6 +91,8 @@ def cache_key(recipe: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     _hash_path(h, DEMO_DATA)
+    if recipe.get("policy"):
+        _hash_path(h, policy_path(recipe))
     for source in LIBRARY_SOURCES:
         _hash_path(h, REPO / source)
     h.update(f"guardrail {guardrail.__version__}".encode())
@@ -174,9 +183,13 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
         stages = " -> ".join(recipe["stages"])
         console.step(
             f"training the demo guard: {stages} with {RECIPE.relative_to(REPO)} on "
-            f"{TRAIN.relative_to(REPO)} ({len(rows)} examples); the first run takes a few minutes"
+            f"{TRAIN.relative_to(REPO)} ({len(rows)} examples)"
+            + (f", policy {Path(recipe['policy']).as_posix()}" if recipe.get("policy") else "")
+            + "; the first run takes a few minutes"
         )
         recipe.update(model=str(base), output_dir=str(runs), data=[str(TRAIN)])
+        if recipe.get("policy"):
+            recipe["policy"] = str(policy_path(recipe))  # the working directory may be anywhere
         t0 = time.perf_counter()
         progress = {stage: {"callbacks": [progress_lines(console, stage)]} for stage in ("sft", "rl")}
         with contextlib.redirect_stdout(TrainerPrintFilter(sys.stdout)):
@@ -189,7 +202,7 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
 
     guard = DemoGuard(
         model=str(final),
-        description="tiny demo guard (~0.2M parameters) trained here on the demo set",
+        description="tiny demo guard (~0.2M parameters) trained here on the demo set and policy",
         tiny=True,
         cache_dir=root,
         trained_now=trained_now,
