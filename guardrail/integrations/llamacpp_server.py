@@ -85,7 +85,7 @@ def _reusing(original: Any) -> Any:
         if getattr(llama, "_is_recurrent", False) or getattr(llama, "_is_hybrid", False):
             return original(self, **kwargs)  # a recurrent state cannot be cut back to a prefix
         ctx, run = llama._ctx, _Reuse(llama)
-        real_reset, real_clear, real_eval = llama.reset, ctx.kv_cache_clear, llama.eval
+        real_clear, real_eval = ctx.kv_cache_clear, llama.eval
         real_mtmd = self._mtmd_cpp
 
         def reset() -> None:  # the handler's reset: the position goes back, the context stays
@@ -123,7 +123,9 @@ def _reusing(original: Any) -> Any:
                 return getattr(real_mtmd, name)
 
             @staticmethod
-            def mtmd_helper_eval_chunk_single(mctx: Any, lctx: Any, chunk: Any, n_past: Any, *args: Any) -> Any:
+            def mtmd_helper_eval_chunk_single(
+                mctx: Any, lctx: Any, chunk: Any, n_past: Any, *args: Any
+            ) -> Any:
                 if run.first:  # the prompt starts with an image: nothing is reused
                     run.first = False
                     real_clear()

@@ -166,7 +166,9 @@ def test_launcher_keeps_the_instruction_evaluated_between_requests(llama_server,
     evaluates only the tokens after the common prefix, and answers exactly as the in-process
     backend (which evaluates everything here: prefix_cache=False) does. An image request in
     between is evaluated in full and leaves the text before its image reusable."""
-    remote = Guard.from_endpoint(llama_server, "tiny-guard", max_new_tokens=8, timeout=120, extra_body=NEUTRAL)
+    remote = Guard.from_endpoint(
+        llama_server, "tiny-guard", max_new_tokens=8, timeout=120, extra_body=NEUTRAL
+    )
     here = Guard(local, max_new_tokens=8)
     try:
         items = [{"prompt": "How do I bake bread?"}, {"prompt": "How do I fix a flat bike tyre?"},
