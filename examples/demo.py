@@ -5,13 +5,14 @@
 
 1. **The guard.** With ``GUARDRAIL_MODEL`` unset, a small demo guard is built offline with the
    project's own recipe: a tiny Qwen2.5-VL base from :mod:`guardrail.testing`, trained with the
-   tiny CPU recipe's policy variant ``training/tiny-policy.yaml`` (R-SFT, rejection sampling,
-   augmentation, a few GRPO steps; the demo policy ``training/policies/demo.yaml`` in the prompt,
-   the rows' categories in the answers) on the demo set in ``examples/demo_data/`` (written for
-   this project: short prompts, prompt+response pairs, a few pictures; mild content). The policy
-   travels with the guard, so its verdicts name categories (``Verdict.categories``). Its F1 on
-   the held-out part, and its precision/recall per category, are measured with
-   :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
+   tiny CPU recipe ``training/tiny.yaml`` (R-SFT, rejection sampling, augmentation, a few GRPO
+   steps) on the demo set in ``examples/demo_data/`` (written for this project: short prompts,
+   prompt+response pairs, a few pictures; mild content). With ``--policy`` it trains the
+   recipe's policy variant ``training/tiny-policy.yaml`` instead (the demo policy
+   ``training/policies/demo.yaml`` in the prompt, the rows' categories in the answers): the
+   policy travels with the guard, so its verdicts name categories (``Verdict.categories``) and
+   the held-out evaluation scores them per category. Its F1 on the held-out part is measured
+   with :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
    under ``$GUARDRAIL_CACHE_DIR/demo/<key>`` (default ``~/.cache/guardrail/demo``), the key
    hashing the recipe, the data and the library, so later runs skip straight to part 2.
    With ``GUARDRAIL_MODEL`` set (a local directory or a hub id such as
@@ -27,7 +28,8 @@
    OpenAI's moderation result, does not report it), and the categories the verdict names (on
    ``/v1/moderations`` also the OpenAI keys they map to).
 
-Options: ``--quick`` (a much shorter training run, for tests and CI), ``--cache-dir DIR``,
+Options: ``--quick`` (a much shorter training run, for tests and CI), ``--policy`` (train on the
+demo policy: verdicts name categories), ``--cache-dir DIR``,
 ``--retrain`` (ignore the cache), ``--mode reasoning|fast|cascade`` (how the traffic is decided;
 the table's ``path`` column says which path decided each check), ``--json FILE`` (everything
 shown, machine-readable); with ``GUARDRAIL_MODEL``: ``--export-gguf`` (or
@@ -77,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="where the demo guard is cached "
                         "(default: $GUARDRAIL_CACHE_DIR/demo, else ~/.cache/guardrail/demo)")  # fmt: skip
     parser.add_argument("--retrain", action="store_true", help="ignore the cached demo guard")
+    parser.add_argument("--policy", action="store_true",
+                        help="train the demo guard on the demo policy (training/tiny-policy.yaml): "
+                        "verdicts name categories, the held-out report scores them")  # fmt: skip
     parser.add_argument("--export-gguf", action="store_true",
                         help="with GUARDRAIL_MODEL a local directory: export it to GGUF for llama.cpp")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=int,
@@ -121,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 max_new_tokens=args.max_new_tokens, evaluate=args.eval,
             )  # fmt: skip
         else:
-            demo = build_demo_guard(console, cache_root, quick=args.quick, retrain=args.retrain)
+            demo = build_demo_guard(
+                console, cache_root, quick=args.quick, retrain=args.retrain, policy=args.policy
+            )
         demo.mode = args.mode
         with console.timed(f"loading the guard ({demo.model}, {args.mode} mode)"):
             guard = load_guard(demo, args.mode)

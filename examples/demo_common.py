@@ -22,7 +22,9 @@ DEMO_DATA = HERE / "demo_data"
 TRAIN = DEMO_DATA / "train.jsonl"
 HELDOUT = DEMO_DATA / "heldout.jsonl"
 SAMPLES = HERE / "samples.jsonl"
-RECIPE = REPO / "training" / "tiny-policy.yaml"  # tiny.yaml trained on training/policies/demo.yaml
+RECIPE = REPO / "training" / "tiny.yaml"
+#: ``--policy``: tiny.yaml trained on ``training/policies/demo.yaml`` (verdicts name categories)
+POLICY_RECIPE = REPO / "training" / "tiny-policy.yaml"
 
 
 class Console:

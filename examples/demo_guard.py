@@ -133,7 +133,8 @@ def evaluate_heldout(guard: Guard, out_dir: Path) -> dict[str, Any]:
     samples = load_examples(HELDOUT, on_bad_row="fail").examples  # labelled samples, as eval reads them
     shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run: never resume another model's predictions
     run = run_benchmark(guard, Benchmark(HELDOUT_NAME, tuple(samples), source=str(HELDOUT)), out_dir)
-    report = score_sets([read_predictions(run.path)])
+    # per category only for a guard trained on a policy (a guard without one names no codes)
+    report = score_sets([read_predictions(run.path)], policy=guard.profile.trained_policy)
     scores: dict[str, Any] = {"benchmark": str(HELDOUT.relative_to(REPO)), "samples": len(samples)}
     for task in ("request", "response"):
         s = report.get(HELDOUT_NAME, task)
