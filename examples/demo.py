@@ -7,7 +7,11 @@
    project's own recipe: a tiny Qwen2.5-VL base from :mod:`guardrail.testing`, trained with the
    tiny CPU recipe ``training/tiny.yaml`` (R-SFT, rejection sampling, augmentation, a few GRPO
    steps) on the demo set in ``examples/demo_data/`` (written for this project: short prompts,
-   prompt+response pairs, a few pictures; mild content). Its F1 on the held-out part is measured
+   prompt+response pairs, a few pictures; mild content). With ``--policy`` it trains the
+   recipe's policy variant ``training/tiny-policy.yaml`` instead (the demo policy
+   ``training/policies/demo.yaml`` in the prompt, the rows' categories in the answers): the
+   policy travels with the guard, so its verdicts name categories (``Verdict.categories``) and
+   the held-out evaluation scores them per category. Its F1 on the held-out part is measured
    with :mod:`guardrail.eval`, and it is exported to GGUF for llama.cpp. Everything is cached
    under ``$GUARDRAIL_CACHE_DIR/demo/<key>`` (default ``~/.cache/guardrail/demo``), the key
    hashing the recipe, the data and the library, so later runs skip straight to part 2.
@@ -21,9 +25,11 @@
 3. **The table.** One row per channel and sample: the verdict, the guard's latency, how many
    checks ran, what decided (``model``, or ``policy`` when the output could not be read) and
    which path (``reasoning``, or ``fast`` for label probabilities; ``-`` where the API, such as
-   OpenAI's moderation result, does not report it).
+   OpenAI's moderation result, does not report it), and the categories the verdict names (on
+   ``/v1/moderations`` also the OpenAI keys they map to).
 
-Options: ``--quick`` (a much shorter training run, for tests and CI), ``--cache-dir DIR``,
+Options: ``--quick`` (a much shorter training run, for tests and CI), ``--policy`` (train on the
+demo policy: verdicts name categories), ``--cache-dir DIR``,
 ``--retrain`` (ignore the cache), ``--mode reasoning|fast|cascade`` (how the traffic is decided;
 the table's ``path`` column says which path decided each check), ``--json FILE`` (everything
 shown, machine-readable); with ``GUARDRAIL_MODEL``: ``--export-gguf`` (or
@@ -73,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="where the demo guard is cached "
                         "(default: $GUARDRAIL_CACHE_DIR/demo, else ~/.cache/guardrail/demo)")  # fmt: skip
     parser.add_argument("--retrain", action="store_true", help="ignore the cached demo guard")
+    parser.add_argument("--policy", action="store_true",
+                        help="train the demo guard on the demo policy (training/tiny-policy.yaml): "
+                        "verdicts name categories, the held-out report scores them")  # fmt: skip
     parser.add_argument("--export-gguf", action="store_true",
                         help="with GUARDRAIL_MODEL a local directory: export it to GGUF for llama.cpp")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=int,
@@ -117,10 +126,17 @@ def main(argv: list[str] | None = None) -> int:
                 max_new_tokens=args.max_new_tokens, evaluate=args.eval,
             )  # fmt: skip
         else:
-            demo = build_demo_guard(console, cache_root, quick=args.quick, retrain=args.retrain)
+            demo = build_demo_guard(
+                console, cache_root, quick=args.quick, retrain=args.retrain, policy=args.policy
+            )
         demo.mode = args.mode
         with console.timed(f"loading the guard ({demo.model}, {args.mode} mode)"):
             guard = load_guard(demo, args.mode)
+        trained = guard.profile.trained_policy  # guardrail_policy.yaml beside the weights
+        if trained is not None:
+            flagged = [c.code for c in trained.categories if c.action == "flag"]
+            console.step(f"the guard was trained on policy {trained.name or '(unnamed)'}: it names "
+                         f"{', '.join(trained.codes)}" + (f" ({', '.join(flagged)}: flag, not block)" if flagged else ""))  # fmt: skip
     except (GuardrailError, OSError) as exc:
         what = repr(model) if model else "(the demo guard)"
         console.say(f"cannot load the guard {what}: {type(exc).__name__}: {exc}")

@@ -102,6 +102,7 @@ def channel_server(guard: Guard, traffic: list[Traffic]) -> list[Row]:
     from openai import OpenAI
 
     from guardrail.server import ServerSettings, create_app
+    from guardrail.server.schemas import REQUEST_HARMFUL
     from guardrail.testing import serve_app
 
     key = secrets.token_urlsafe(16)
@@ -109,6 +110,7 @@ def channel_server(guard: Guard, traffic: list[Traffic]) -> list[Row]:
     with serve_app(create_app(guard, ServerSettings(api_key=key))) as base_url:
         client = OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0, timeout=600)
         for t in traffic:
+            openai: list[str] | None = None
             if t.response is not None:
                 body = {"prompt": t.prompt, "response": t.response, "images": t.data_urls() or None}
                 verdict: dict[str, Any] = client.post("/guard", body=body, cast_to=object)  # type: ignore[arg-type]
@@ -117,8 +119,10 @@ def channel_server(guard: Guard, traffic: list[Traffic]) -> list[Row]:
                 if t.prompt:
                     parts.append({"type": "text", "text": t.prompt})
                 result = client.moderations.create(model="guard", input=parts if t.images else t.prompt)
-                verdict = result.results[0].model_dump()["guardrail"]
-            rows.append(row_from_verdict("server + OpenAI client", t, verdict))
+                data = result.results[0].model_dump()
+                verdict = data["guardrail"]  # the native codes; OpenAI's keys through the policy's maps_to
+                openai = [k for k, on in data["categories"].items() if on and k != REQUEST_HARMFUL]
+            rows.append(row_from_verdict("server + OpenAI client", t, verdict, openai))
     return rows
 
 

@@ -23,6 +23,8 @@ TRAIN = DEMO_DATA / "train.jsonl"
 HELDOUT = DEMO_DATA / "heldout.jsonl"
 SAMPLES = HERE / "samples.jsonl"
 RECIPE = REPO / "training" / "tiny.yaml"
+#: ``--policy``: tiny.yaml trained on ``training/policies/demo.yaml`` (verdicts name categories)
+POLICY_RECIPE = REPO / "training" / "tiny-policy.yaml"
 
 
 class Console:

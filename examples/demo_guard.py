@@ -124,14 +124,17 @@ def _pre_tokenizer_fallback(model_dir: Path) -> str | None:
 
 
 def evaluate_heldout(guard: Guard, out_dir: Path) -> dict[str, Any]:
-    """F1 on the held-out set (harmful = positive), as ``python -m guardrail.eval`` scores it."""
+    """F1 on the held-out set (harmful = positive), as ``python -m guardrail.eval`` scores it, and
+    per-category precision/recall when the guard names categories (a guard trained on a policy;
+    the held-out rows carry the demo policy's codes, ``[]`` when safe)."""
     from guardrail.eval import Benchmark, read_predictions, run_benchmark, score_sets
     from guardrail.training.data import load_examples
 
     samples = load_examples(HELDOUT, on_bad_row="fail").examples  # labelled samples, as eval reads them
     shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run: never resume another model's predictions
     run = run_benchmark(guard, Benchmark(HELDOUT_NAME, tuple(samples), source=str(HELDOUT)), out_dir)
-    report = score_sets([read_predictions(run.path)])
+    # per category only for a guard trained on a policy (a guard without one names no codes)
+    report = score_sets([read_predictions(run.path)], policy=guard.profile.trained_policy)
     scores: dict[str, Any] = {"benchmark": str(HELDOUT.relative_to(REPO)), "samples": len(samples)}
     for task in ("request", "response"):
         s = report.get(HELDOUT_NAME, task)
@@ -144,6 +147,16 @@ def evaluate_heldout(guard: Guard, out_dir: Path) -> dict[str, Any]:
                 "n": s.n,
                 "parse_failures": s.parse_failures,
             }
+    for c in report.categories:  # per category, where the guard names a policy's categories
+        scores["categories"] = {
+            "policy": c.policy,
+            "scores": [
+                {"category": x.category, "support": x.support, "predicted": x.predicted,
+                 "precision": round(x.precision, 1), "recall": round(x.recall, 1), "f1": round(x.f1, 1)}
+                for x in (*c.scores, *((c.micro,) if c.micro else ()))
+            ],
+            "unknown_codes": c.unknown_codes,
+        }  # fmt: skip
     return scores
 
 
@@ -170,6 +183,19 @@ def load_gguf_guard(demo: DemoGuard) -> tuple[Guard | None, str | None]:
         return Guard.from_gguf(demo.gguf["model"], demo.gguf.get("mmproj"), **options), None
     except GuardrailError as exc:  # MissingDependencyError without llama-cpp-python, BackendError
         return None, f"cannot load the GGUF guard ({type(exc).__name__}: {exc}): llama.cpp channel skipped"
+
+
+def describe_categories(heldout: dict[str, Any]) -> list[str]:
+    """One line per category of the held-out per-category scores (none for a guard without them)."""
+    cats = heldout.get("categories")
+    if not cats:
+        return []
+    lines = [f"per category (policy {cats['policy']}; precision / recall / F1, percent):"]
+    for x in cats["scores"]:
+        name = "all (micro)" if x["category"] == "micro" else x["category"]
+        lines.append(f"  {name:<12} P {x['precision']:5.1f}  R {x['recall']:5.1f}  F1 {x['f1']:5.1f}  "
+                     f"(support {x['support']}, named {x['predicted']})")  # fmt: skip
+    return lines
 
 
 def describe_heldout(heldout: dict[str, Any]) -> str:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from demo_common import REPO, TRAIN, Console
-from demo_guard import DemoGuard, describe_heldout
+from demo_guard import DemoGuard, describe_categories, describe_heldout
 from demo_traffic import Row
 
 
 def print_table(console: Console, rows: list[Row]) -> None:
     show_path = any(r.path for r in rows)
+    show_categories = any(r.categories for r in rows)
     header = ["channel", "sample", "input kind", "verdict", "checks", "guard ms", "decided by"]
     if show_path:
         header.append("path")
+    if show_categories:
+        header.append("categories")
     table = [header]
     for r in rows:
         line = [r.channel, r.sample, r.kind, r.verdict, str(r.checks or "-"),
                 f"{r.latency_ms:.0f}" if r.checks else "-", r.decided_by]  # fmt: skip
         if show_path:
             line.append(r.path or "-")
+        if show_categories:
+            line.append(category_cell(r))
         table.append(line)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     right = {4, 5}
@@ -29,6 +34,15 @@ def print_table(console: Console, rows: list[Row]) -> None:
         console.say("  ".join(cells).rstrip())
         if i == 0:
             console.say("  ".join("-" * w for w in widths))
+
+
+def category_cell(r: Row) -> str:
+    """The verdict's category codes; where the channel answers as OpenAI moderation, the keys they
+    map to (``theft -> illicit``)."""
+    if not r.categories:
+        return "-"
+    codes = ",".join(r.categories)
+    return f"{codes} -> {','.join(r.openai_categories)}" if r.openai_categories else codes
 
 
 def gguf_parity(rows: list[Row]) -> tuple[int, int] | None:
@@ -51,6 +65,11 @@ def print_report(console: Console, demo: DemoGuard, rows: list[Row], problems: l
     console.say(
         "decided by: 'model' = read from the guard's output, 'policy' = unreadable output, blocked (fail closed)."
     )
+    if any(r.categories for r in rows):
+        console.say(
+            "categories: the codes of the guard's policy the verdict names (Verdict.categories; "
+            "'-': none); on /v1/moderations, -> the OpenAI keys they map to."
+        )
     if any(r.path for r in rows):
         console.say(
             "path: 'reasoning' = the model reasoned, then answered; 'fast' = label probabilities, no "
@@ -69,6 +88,8 @@ def print_report(console: Console, demo: DemoGuard, rows: list[Row], problems: l
                     f"{demo.training_seconds or 0:.0f}s on {TRAIN.relative_to(REPO)}).")  # fmt: skip
         console.say(f"      Held-out F1 (harmful = positive) on {h.get('samples', '?')} unseen samples: "
                     f"{describe_heldout(h)} (it varies between machines: see the README).")  # fmt: skip
+        for line in describe_categories(h):
+            console.say(f"      {line}")
         console.say(
             "      It shows the whole product working, not a guard to rely on: set GUARDRAIL_MODEL to a"
         )
@@ -77,5 +98,7 @@ def print_report(console: Console, demo: DemoGuard, rows: list[Row], problems: l
         )
     elif demo.heldout:
         console.say(f"\nHeld-out F1 of {demo.model} on the demo set: {describe_heldout(demo.heldout)}.")
+        for line in describe_categories(demo.heldout):
+            console.say(line)
     for p in problems:
         console.say(f"problem: {p}")

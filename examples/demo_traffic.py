@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,10 @@ class Row:
     path: str | None = None
     error: str | None = None
     reply: str | None = None
+    #: codes of the violated policy categories (``Verdict.categories``) of the deciding check
+    categories: list[str] = field(default_factory=list)
+    #: the OpenAI moderation keys they map to, where the channel answers in that format
+    openai_categories: list[str] | None = None
 
 
 def row_from_checks(channel: str, t: Traffic, checks: list[tuple[str, Verdict]]) -> Row:
@@ -93,14 +97,18 @@ def row_from_checks(channel: str, t: Traffic, checks: list[tuple[str, Verdict]])
     row.verdict = f"BLOCK ({stage})" if deciding else "allow"
     row.decided_by = verdict.decided_by
     row.path = getattr(verdict, "path", None)  # fast/reasoning, where the guard has speed modes
+    row.categories = list(verdict.categories)
     return row
 
 
-def row_from_verdict(channel: str, t: Traffic, verdict: Verdict | dict[str, Any]) -> Row:
+def row_from_verdict(
+    channel: str, t: Traffic, verdict: Verdict | dict[str, Any], openai_categories: list[str] | None = None
+) -> Row:
     v = verdict if isinstance(verdict, dict) else verdict.model_dump()
     return Row(
         channel, t.name, t.kind, verdict="allow" if v["allowed"] else "BLOCK", checks=1,
         latency_ms=v["latency_ms"], decided_by=v["decided_by"], path=v.get("path"),
+        categories=list(v.get("categories") or ()), openai_categories=openai_categories,
     )  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """Part 1 of the main job without ``GUARDRAIL_MODEL``: build the tiny demo guard offline with the
-project's own recipe (``training/tiny.yaml`` on ``examples/demo_data/``), cached under a key that
-hashes the recipe, the data and the library."""
+project's own recipe (``training/tiny.yaml`` on ``examples/demo_data/``; with ``--policy`` its
+policy variant ``training/tiny-policy.yaml``, trained on the demo policy
+``training/policies/demo.yaml``, whose guard names the policy's categories), cached under a key
+that hashes the recipe, the policy, the data and the library."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from demo_common import DEMO_DATA, HELDOUT, RECIPE, REPO, TRAIN, Console, write_json
+from demo_common import DEMO_DATA, HELDOUT, POLICY_RECIPE, RECIPE, REPO, TRAIN, Console, write_json
 from demo_guard import (
     DEMO_MAX_NEW_TOKENS,
     GGUF_QUANT_TINY,
@@ -64,16 +66,23 @@ def _hash_path(h: Any, path: Path) -> None:
         h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
 
 
-def demo_recipe(quick: bool) -> dict[str, Any]:
-    """The tiny recipe with the demo's overrides (model, data and output paths are set when
-    training, so that the cache key does not depend on where the cache is)."""
+def demo_recipe(quick: bool, policy: bool = False) -> dict[str, Any]:
+    """The tiny recipe (its policy variant with ``policy``) with the demo's overrides (model,
+    data and output paths are set when training, so that the cache key does not depend on where
+    the cache is)."""
     from guardrail.training import load_recipe
 
-    recipe = load_recipe(RECIPE)
+    recipe = load_recipe(POLICY_RECIPE if policy else RECIPE)
     for overrides in (DEMO_OVERRIDES, QUICK_OVERRIDES if quick else {}):
         for stage, values in overrides.items():
             recipe[stage] = {**(recipe.get(stage) or {}), **values}
     return recipe
+
+
+def policy_path(recipe: dict[str, Any]) -> Path:
+    """The recipe's policy file (relative paths are relative to the repository root)."""
+    path = Path(recipe["policy"])
+    return path if path.is_absolute() else REPO / path
 
 
 def cache_key(recipe: dict[str, Any]) -> str:
@@ -84,6 +93,8 @@ def cache_key(recipe: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     _hash_path(h, DEMO_DATA)
+    if recipe.get("policy"):
+        _hash_path(h, policy_path(recipe))
     for source in LIBRARY_SOURCES:
         _hash_path(h, REPO / source)
     h.update(f"guardrail {guardrail.__version__}".encode())
@@ -134,9 +145,12 @@ class TrainerPrintFilter(io.StringIO):
         return len(text)
 
 
-def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain: bool) -> DemoGuard:
+def build_demo_guard(
+    console: Console, cache_root: Path, *, quick: bool, retrain: bool, policy: bool = False
+) -> DemoGuard:
     """Train (or find in the cache) the tiny demo guard, measure it on the held-out set, export it."""
-    recipe = demo_recipe(quick)
+    recipe = demo_recipe(quick, policy)
+    recipe_file = POLICY_RECIPE if policy else RECIPE
     key = cache_key(recipe)
     root = cache_root / key
     if retrain and root.exists():
@@ -173,10 +187,14 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
         rows = load_examples(TRAIN, on_bad_row="fail").examples
         stages = " -> ".join(recipe["stages"])
         console.step(
-            f"training the demo guard: {stages} with {RECIPE.relative_to(REPO)} on "
-            f"{TRAIN.relative_to(REPO)} ({len(rows)} examples); the first run takes a few minutes"
+            f"training the demo guard: {stages} with {recipe_file.relative_to(REPO)} on "
+            f"{TRAIN.relative_to(REPO)} ({len(rows)} examples)"
+            + (f", policy {Path(recipe['policy']).as_posix()}" if recipe.get("policy") else "")
+            + "; the first run takes a few minutes"
         )
         recipe.update(model=str(base), output_dir=str(runs), data=[str(TRAIN)])
+        if recipe.get("policy"):
+            recipe["policy"] = str(policy_path(recipe))  # the working directory may be anywhere
         t0 = time.perf_counter()
         progress = {stage: {"callbacks": [progress_lines(console, stage)]} for stage in ("sft", "rl")}
         with contextlib.redirect_stdout(TrainerPrintFilter(sys.stdout)):
@@ -189,7 +207,8 @@ def build_demo_guard(console: Console, cache_root: Path, *, quick: bool, retrain
 
     guard = DemoGuard(
         model=str(final),
-        description="tiny demo guard (~0.2M parameters) trained here on the demo set",
+        description="tiny demo guard (~0.2M parameters) trained here on the demo set"
+        + (" and policy" if policy else ""),
         tiny=True,
         cache_dir=root,
         trained_now=trained_now,

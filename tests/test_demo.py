@@ -1,8 +1,8 @@
 """The main job (examples/demo.py) and its demo training set (examples/demo_data/).
 
 The end-to-end tests run the real script in a subprocess, offline, with a temporary cache: the
-reduced training budget (``--quick``) trains a real tiny guard with the tiny recipe, scores it on
-the held-out set, then moderates the sample traffic through every channel; a second run must
+reduced training budget (``--quick``) trains a real tiny guard with the tiny recipe (``--policy``: its policy
+variant, whose verdicts name categories), scores it on the held-out set, then moderates the sample traffic through every channel; a second run must
 reuse the cached guard. Full-size timings are measured by hand (see the README), not here.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from guardrail.policies import Policy
 from guardrail.profiles import GUARDREASONER_VL_INSTRUCTION, GuardReasonerVLProfile, ModerationInput
 from guardrail.profiles.base import ImageSlot
 from tests.conftest import PYTHON, REPO, subprocess_env
@@ -193,6 +194,46 @@ def test_main_job_trains_reports_f1_moderates_every_channel_and_reuses_its_cache
     assert [(r["channel"], r["sample"], r["verdict"]) for r in again["rows"]] == [
         (r["channel"], r["sample"], r["verdict"]) for r in result["rows"]
     ]
+
+
+def test_policy_option_trains_the_policy_variant_under_its_own_key():
+    demo = _load("demo_main_job", DEMO)
+    plain, policy = demo.demo_recipe(quick=True), demo.demo_recipe(quick=True, policy=True)
+    assert "policy" not in plain and policy["policy"] == "training/policies/demo.yaml"
+    assert demo.cache_key(plain) != demo.cache_key(policy)
+    assert {k: v for k, v in policy.items() if k not in ("policy", "output_dir")} == {
+        k: v for k, v in plain.items() if k != "output_dir"
+    }  # the same stages and budget
+
+
+@pytest.mark.slow
+def test_main_job_with_policy_shows_categories_end_to_end(tmp_path):
+    """--policy: trained on the demo policy, the guard carries it (guardrail_policy.yaml), the
+    verdicts can name only its codes, the table and /v1/moderations show them, and the held-out
+    evaluation scores every category of the held-out rows. (With --quick's budget the tiny guard
+    may not yet write readable answers, so which rows name a category is not asserted.)"""
+    proc, result = _run(tmp_path / "cache", tmp_path / "out.json", "--quick", "--policy")
+    out = proc.stdout
+    policy = Policy.from_yaml(REPO / "training" / "policies" / "demo.yaml")
+    model_dir = Path(result["guard"]["model"])
+    assert Policy.from_yaml(model_dir / "guardrail_policy.yaml").codes == policy.codes
+    assert "with training/tiny-policy.yaml" in out and "policy training/policies/demo.yaml" in out
+    assert "the guard was trained on policy demo" in out and "(cheating: flag, not block)" in out
+    _check_rows(result, llamacpp=HAVE_LLAMA_CPP, paths={"reasoning"})
+    rows = [r for r in result["rows"] if r["verdict"] != "skipped"]
+    assert all(set(r["categories"]) <= set(policy.codes) for r in rows)
+    table = out[out.index("Part 3: verdicts") :].splitlines()
+    assert ("categories" in table[1]) == any(r["categories"] for r in rows)
+    for r in rows:
+        if r["channel"] == "server + OpenAI client" and r["openai_categories"] is not None:
+            want = {k for c in r["categories"] for k in policy.get(c).maps_to}
+            assert set(r["openai_categories"]) == want, r  # through the policy's maps_to
+    cats = result["guard"]["heldout"]["categories"]
+    assert cats["policy"] == "demo"
+    scored = {x["category"]: x for x in cats["scores"]}
+    assert set(scored) == {"theft", "harassment", "privacy", "fraud", "cheating", "micro"}
+    assert scored["micro"]["support"] == 17  # the harmful held-out rows, one category each
+    assert "per category (policy demo" in out and "all (micro)" in out
 
 
 @pytest.mark.slow

@@ -67,3 +67,12 @@ def test_recipe_binds_loopback_unless_host_is_set(script, tmp_path):
         assert host_of(argv) == "10.1.2.3"
         flag = argv.index("k-123") - 1
         assert argv[flag] in ("--api-key", "--api_key"), argv  # exposed: the key goes with it
+
+
+def test_llamacpp_python_recipe_keeps_the_prompt_prefix(tmp_path):
+    """The python variant turns the launcher's prefix reuse on (llama-cpp-python alone clears
+    its context on every chat request)."""
+    script = next(p for p in RECIPES if p.parent.name == "llamacpp-server")
+    argv = run_recipe(script, tmp_path, SERVER="python")
+    assert "guardrail.integrations.llamacpp_server" in argv, argv
+    assert argv[argv.index("--prefix_cache") + 1] == "true", argv

@@ -8,7 +8,9 @@ with the system prompt and user text rendered by the library's ``guardreasoner-v
 they read exactly as what :class:`guardrail.Guard` sends (``<image>`` where each image goes), and
 the assistant text ``<think>numbered steps</think><result>labels</result>``; harmful rows name
 their harm categories (``"categories": ["theft"]``, codes of ``training/policies/demo.yaml``,
-from ``source.categories``), which a recipe with ``policy:`` trains on and others ignore. The pictures are
+from ``source.categories``; ``[]`` for a safe row, so that the evaluation's per-category scores
+count a category named on a safe row as a false positive), which a recipe with ``policy:`` trains
+on and others ignore. The pictures are
 drawn here with PIL: simple scenes and typographic cards with short, mild text.
 """
 
@@ -61,7 +63,7 @@ def to_record(row: R, row_id: str, profile: GuardReasonerVLProfile) -> dict:
             {"role": "assistant", "content": profile.answer(reasoning(row), labels)},
         ],
         "images": [f"images/{name}.png" for name in row.images],
-        **({"categories": list(categories(row))} if categories(row) else {}),
+        "categories": list(categories(row)),  # [] for a safe row: scored per category as "none"
     }
 
 

@@ -23,10 +23,11 @@ fi
 # pip install "llama-cpp-python[server]". guardrail's launcher runs llama-cpp-python's server with
 # its qwen2.5-vl template fixed to end in "<|im_start|>assistant\n", the reference prompt.
 # Prefix caching: llama-cpp-python 0.3.36's multimodal chat handler clears the context for every
-# chat request, so this server evaluates the whole prompt each time; use SERVER=native (or the
-# in-process llama.cpp backend, Guard.from_gguf) where that cost matters.
+# chat request; the launcher's --prefix_cache true (its default, said here) keeps it and evaluates
+# only the tokens after the common start of the previous prompt, so the guard's instruction is
+# evaluated once (measured: bench/remote_prefix_cache.py, docs/performance.md).
 key=()
 [ -n "${API_KEY:-}" ] && key=(--api_key "$API_KEY")
 exec python -m guardrail.integrations.llamacpp_server --model "$MODEL" --clip_model_path "$MMPROJ" \
-  --chat_format qwen2.5-vl --model_alias "${SERVED_NAME:-guardreasoner-vl}" \
+  --chat_format qwen2.5-vl --model_alias "${SERVED_NAME:-guardreasoner-vl}" --prefix_cache true \
   --n_ctx "$CTX" --n_threads "$THREADS" --port "$PORT" --host "$HOST" ${key[@]+"${key[@]}"} "$@"

@@ -13,6 +13,7 @@ Two server habits the comparison allows for, both only visible with a random mod
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -45,6 +46,8 @@ CASES = {
     "unicode": {"prompt": "Wie backe ich Brot? 面包 🍞"},
 }
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
+SERVER_LOG: dict[str, object] = {}  # the server's log file (the launcher's prefix-reuse lines)
+REUSE_LINE = re.compile(r"guardrail prefix reuse: (\d+) prompt tokens reused, (\d+) evaluated")
 
 
 def test_patched_server_template_renders_the_reference_prompt():
@@ -92,6 +95,7 @@ def llama_server(tiny_gguf, tmp_path_factory):
         cwd=REPO, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/v1"
+    SERVER_LOG["path"] = log_path
     try:
         wait_until_up(base + "/models", proc, log_path)
         yield base
@@ -150,3 +154,39 @@ async def test_remote_async_against_the_server(llama_server, local):
         assert same_output(got.raw_output, want.raw_output)
     finally:
         await remote.aclose()
+
+
+def _reuse_lines() -> list[tuple[int, int]]:
+    text = SERVER_LOG["path"].read_text(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    return [(int(a), int(b)) for a, b in REUSE_LINE.findall(text)]
+
+
+def test_launcher_keeps_the_instruction_evaluated_between_requests(llama_server, local):
+    """The launcher's prefix reuse (on by default): a second request with the same instruction
+    evaluates only the tokens after the common prefix, and answers exactly as the in-process
+    backend (which evaluates everything here: prefix_cache=False) does. An image request in
+    between is evaluated in full and leaves the text before its image reusable."""
+    remote = Guard.from_endpoint(
+        llama_server, "tiny-guard", max_new_tokens=8, timeout=120, extra_body=NEUTRAL
+    )
+    here = Guard(local, max_new_tokens=8)
+    try:
+        items = [{"prompt": "How do I bake bread?"}, {"prompt": "How do I fix a flat bike tyre?"},
+                 {"prompt": "How do I fix a flat bike tyre?"}, CASES["text+image"], {"prompt": "Hello there."}]  # fmt: skip
+        for item in items:
+            before = len(_reuse_lines())
+            got = remote.moderate(**item)
+            assert same_output(got.raw_output, here.moderate(**item).raw_output), item
+            lines = _reuse_lines()
+            assert len(lines) == before + 1, lines  # one line per chat request
+            reused, evaluated = lines[-1]
+            if item is items[0]:
+                continue  # whatever the server held before
+            if "images" in item:
+                assert reused > 0 and evaluated > 8  # the text before the image, then the image's tokens
+            elif item is items[2]:
+                assert evaluated == 1  # the same prompt: one token is evaluated again for fresh logits
+            else:
+                assert reused > 20 and evaluated < reused, (reused, evaluated)  # the instruction is reused
+    finally:
+        remote.close()
