@@ -29,9 +29,9 @@ require("langchain_core", extra="langchain", feature="guardrail.integrations.lan
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
-from guardrail.inputs import prepare  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
 from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
+from guardrail.integrations.history import guard_input  # noqa: E402
 from guardrail.integrations.langchain_inputs import (  # noqa: E402
     IMAGE_KEYS,
     INPUT_KEYS,
@@ -170,7 +170,7 @@ class GuardRunnable(Runnable[Any, Any]):
         limits = self.limits
         for item in items:
             try:
-                out.append(prepare(self.guard.profile, item, limits).item)
+                out.append(guard_input(self.guard, item, limits))
             except GuardrailError as exc:
                 out.append(exc)
         return out
@@ -189,7 +189,7 @@ class GuardRunnable(Runnable[Any, Any]):
             return self._merge(validated, self.guard.moderate_batch(valid))
 
     async def _amoderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
-        if any(item.get("images") for item in items):
+        if any(item.get("images") or item.get("messages") for item in items):
             validated = await asyncio.to_thread(self._validate, items)  # decoding is CPU work
         else:
             validated = self._validate(items)

@@ -2,8 +2,9 @@
 :mod:`guardrail.integrations.langchain`; needs langchain-core).
 
 A runnable receives its whole input, so every part of it that can carry user content is
-checked: all the request keys of a dict (not the first found), every human turn of a chat
-(message chunks included), the images of every image key, and images anywhere in the other keys
+checked: all the request keys of a dict (not the first found), a chat as a conversation (its
+last human or tool turn judged with the turn before as context:
+:mod:`guardrail.integrations.history`), the images of every image key, and images anywhere in the other keys
 (``{"question": ..., "picture": <image>}``; :mod:`guardrail.integrations.content`) unless
 ``key=``/``image_key=`` name the fields exactly. The key names are the shared vocabulary of
 :mod:`guardrail.integrations.fields`. See
@@ -12,6 +13,7 @@ checked: all the request keys of a dict (not the first found), every human turn 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,9 +26,9 @@ from guardrail.integrations.content import scan as scan_value
 from guardrail.integrations.extract import (
     Extracted,
     request_from_fields,
-    request_from_messages,
     request_from_value,
 )
+from guardrail.integrations.history import history_request
 from guardrail.integrations.fields import IMAGE_FIELDS, REQUEST_FIELDS
 
 __all__ = ["IMAGE_KEYS", "INPUT_KEYS", "key_names", "langchain_request", "read_files"]
@@ -55,9 +57,9 @@ def langchain_request(
             raise InputError("the ImagePromptValue has no image URL")
         return Extracted(images=(url,))
     if isinstance(value, PromptValue):
-        return request_from_messages(value.to_messages(), require_user=require_user)
+        return history_request(value.to_messages(), require_user=require_user)
     if isinstance(value, BaseMessage):
-        return request_from_messages([value], require_user=require_user)
+        return history_request([value], require_user=require_user)
     if isinstance(value, Mapping):
         found = request_from_fields(
             value,
@@ -87,7 +89,7 @@ def read_files(request: Extracted, limits: Any) -> Extracted:
     anything else raises UncheckableContentError)."""
     if not request.images:
         return request
-    return Extracted(prompt=request.prompt, images=materialize(request.images, limits))
+    return dataclasses.replace(request, images=materialize(request.images, limits))
 
 
 def key_names(option: str, value: Any) -> tuple[str, ...]:
