@@ -55,7 +55,9 @@ class Message:
     audios: tuple[Any, ...] = ()
 
 
-def parse_messages(messages: Any, *, max_messages: int = 256, max_text_chars: int = 200_000) -> tuple[Message, ...]:
+def parse_messages(
+    messages: Any, *, max_messages: int = 256, max_text_chars: int = 200_000
+) -> tuple[Message, ...]:
     """Validate a conversation and return its turns (see the module docstring)."""
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
         raise InputError(
@@ -108,7 +110,9 @@ def _content(content: Any, i: int) -> tuple[str | None, list[Any], list[Any], li
     if isinstance(content, Mapping):
         content = [content]
     if not isinstance(content, Sequence) or isinstance(content, (bytes, bytearray)):
-        raise InputError(f"messages[{i}].content must be a string or a list of parts, not {type(content).__name__}")
+        raise InputError(
+            f"messages[{i}].content must be a string or a list of parts, not {type(content).__name__}"
+        )
     texts: list[str] = []
     images: list[Any] = []
     videos: list[Any] = []

@@ -56,7 +56,11 @@ def history_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
     for i, message in enumerate(messages):
         role, content = _role_and_content(message, i)
         role = _ROLES.get(role, role)
-        calls = message.get("tool_calls") if isinstance(message, Mapping) else getattr(message, "tool_calls", None)
+        calls = (
+            message.get("tool_calls")
+            if isinstance(message, Mapping)
+            else getattr(message, "tool_calls", None)
+        )
         turn: dict[str, Any] = {"role": role, "content": _parts(content, f"message {i}")}
         if calls:
             turn["tool_calls"] = [dict(c) if isinstance(c, Mapping) else c for c in calls]
@@ -76,7 +80,10 @@ def _parts(content: Any, where: str) -> Any:
             if kind in SKIPPED_PART_TYPES:
                 continue
             if kind in IMAGE_PART_TYPES:
-                part = {"type": "image_url", "image_url": {"url": _image_source(part, f"{where} content part {j}")}}
+                part = {
+                    "type": "image_url",
+                    "image_url": {"url": _image_source(part, f"{where} content part {j}")},
+                }
         parts.append(part)
     return parts
 
@@ -111,7 +118,9 @@ def guard_input(guard: Guard, item: Mapping[str, Any], limits: InputLimits) -> M
     from guardrail.conversation import Message, parse_messages
 
     messages = list(item["messages"])[-limits.max_messages :]
-    turns = list(parse_messages(messages, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars))
+    turns = list(
+        parse_messages(messages, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars)
+    )
     prompt, images = item.get("prompt"), tuple(item.get("images") or ())
     if prompt or images:
         last = turns[-1]

@@ -28,8 +28,8 @@ from guardrail.integrations.extract import (
     request_from_fields,
     request_from_value,
 )
-from guardrail.integrations.history import history_request
 from guardrail.integrations.fields import IMAGE_FIELDS, REQUEST_FIELDS
+from guardrail.integrations.history import history_request
 
 __all__ = ["IMAGE_KEYS", "INPUT_KEYS", "key_names", "langchain_request", "read_files"]
 
