@@ -269,7 +269,7 @@ def conversation_turns_input(profile: Profile, turns: Sequence[Any], limits: Inp
     A video or audio part in any turn is refused when the profile takes none (never passed unseen)."""
     for kind, ok in (("videos", profile.supports_video), ("audios", profile.supports_audio)):
         if not ok and any(getattr(t, kind, ()) for t in turns):
-            raise InputError(f"the '{profile.name}' profile takes no {kind[:-1]}; this conversation has {kind}")
+            raise InputError(f"the '{profile.name}' profile takes no {kind[:-1]}; the messages have {kind}")
     view = profile.conversation_view(turns)
     item = normalize_input(
         view.prompt, view.response, list(view.images), limits=limits,
