@@ -10,8 +10,11 @@ after that conversation.
 
 - :func:`history_request` reads chat messages (OpenAI dicts, LangChain messages, ``(role,
   content)`` pairs) into an :class:`~guardrail.integrations.extract.Extracted` holding them as
-  plain OpenAI-style dicts, cut after the last user/tool turn (the assistant turns after it are
-  the app's own output, checked at the output stage).
+  plain OpenAI-style dicts.
+- The request is the history's last user/tool turn (assistant turns after it are the app's own
+  output, checked at the output stage), unless other fields of the same input hold request text
+  or images (``{"messages": history, "input": question}``, as a prompt template with a history
+  placeholder receives it): those are a new user turn after the whole history.
 - :func:`guard_input` turns one integration request (``Extracted.item()``) into a validated
   :class:`~guardrail.profiles.ModerationInput` under the integration's limits and the guard's
   policy, as ``guard.moderate`` would.
@@ -22,7 +25,6 @@ user turn (:mod:`guardrail.server.litellm_api`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ __all__ = ["CHECKED_ROLES", "guard_input", "history_messages", "history_request"
 
 #: Roles whose turn is checked as a request (a tool result is untrusted input).
 CHECKED_ROLES = frozenset({"user", "tool"})
+NO_USER_TURN = "the messages hold no user turn to check"
 _ROLES = {"human": "user", "ai": "assistant", "developer": "system", "function": "tool"}
 
 
@@ -89,18 +92,15 @@ def _parts(content: Any, where: str) -> Any:
 
 
 def history_request(messages: Sequence[Any], *, require_user: bool = True) -> Extracted:
-    """The request made by a chat history: the conversation up to its last user or tool turn
-    (see the module docstring). Without such a turn: InputError with ``require_user``, else an
-    empty request (another field of the same input holds the request)."""
+    """The request made by a chat history (see the module docstring). Without a user or tool
+    turn: InputError with ``require_user``; else the history is context for the request another
+    field of the same input holds."""
     if isinstance(messages, (str, Mapping)) or not isinstance(messages, Sequence):
         raise InputError(f"messages must be a list of chat messages, not {type(messages).__name__}")
     turns = history_messages(messages)
-    last = max((i for i, t in enumerate(turns) if t["role"] in CHECKED_ROLES), default=None)
-    if last is None:
-        if require_user:
-            raise InputError("the messages hold no user turn to check")
-        return Extracted()
-    return Extracted(messages=tuple(turns[: last + 1]))
+    if require_user and not any(t["role"] in CHECKED_ROLES for t in turns):
+        raise InputError(NO_USER_TURN)
+    return Extracted(messages=tuple(turns)) if turns else Extracted()
 
 
 def guard_input(guard: Guard, item: Mapping[str, Any], limits: InputLimits) -> ModerationInput:
@@ -108,8 +108,9 @@ def guard_input(guard: Guard, item: Mapping[str, Any], limits: InputLimits) -> M
     ``limits`` with the guard's profile and policy; raises InputError like ``guard.moderate``.
 
     With ``messages``: the other request fields found next to the history (``prompt``,
-    ``images``) belong to its last turn, the ``response`` is appended as an assistant turn, and
-    only the last ``limits.max_messages`` turns are kept (earlier ones are never shown)."""
+    ``images``) are a new user turn after it, else the history ends at its last user/tool turn;
+    the ``response`` is appended as an assistant turn; only the last ``limits.max_messages``
+    turns are kept (earlier ones are never shown)."""
     from guardrail.inputs import conversation_turns_input, prepare
 
     policy = getattr(guard, "policy", None)
@@ -122,10 +123,13 @@ def guard_input(guard: Guard, item: Mapping[str, Any], limits: InputLimits) -> M
         parse_messages(messages, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars)
     )
     prompt, images = item.get("prompt"), tuple(item.get("images") or ())
-    if prompt or images:
-        last = turns[-1]
-        text = "\n\n".join(t for t in (last.text, prompt) if t) or None
-        turns[-1] = dataclasses.replace(last, text=text, images=last.images + images)
+    if prompt is not None or images:
+        turns.append(Message("user", prompt, images))
+    else:
+        checked = [i for i, t in enumerate(turns) if t.role in CHECKED_ROLES]
+        if not checked:
+            raise InputError(NO_USER_TURN)
+        turns = turns[: checked[-1] + 1]
     if item.get("response") is not None:
         turns.append(Message("assistant", item["response"]))
     return prepare(guard.profile, conversation_turns_input(guard.profile, turns, limits), limits, policy).item
