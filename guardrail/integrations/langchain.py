@@ -7,6 +7,12 @@ Needs ``pip install "guardrail-vl[langchain]"`` (langchain-core).
     chain = guard.as_runnable() | prompt | llm | parser     # checks the chain's input
     chain = prompt | guard.wrap(llm) | parser               # checks the LLM's input and output
     chain = guard.wrap(prompt | llm | parser, fallback="Sorry, I can't help with that.")
+    agent = create_agent(llm, tools, middleware=[GuardrailMiddleware(guard)])   # agents
+
+A wrapped chat model is still a chat model: ``bind_tools`` and ``with_structured_output``
+return the bound model wrapped the same way. ``GuardrailMiddleware`` (a LangChain v1
+``AgentMiddleware``, :mod:`guardrail.integrations.langchain_agents`) is imported from here but
+lives in its own module, which imports the ``langchain`` package only when it is asked for.
 
 :class:`GuardRunnable` checks the input before the wrapped runnable runs (a blocked input never
 reaches it) and its output together with the request; a batch makes one guard call per stage,
@@ -26,6 +32,7 @@ from guardrail._deps import require
 
 require("langchain_core", extra="langchain", feature="guardrail.integrations.langchain")
 
+from langchain_core.messages import BaseMessage, BaseMessageChunk  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
@@ -115,6 +122,7 @@ class GuardRunnable(Runnable[Any, Any]):
         self.fallback = fallback
         self.window = window
         self.optimistic = optimistic
+        self._structured = False
         self.name = name or ("guardrail" if runnable is None else f"guardrail({runnable.get_name()})")
 
     # --------------------------------------------------------------------------- typing
@@ -155,10 +163,57 @@ class GuardRunnable(Runnable[Any, Any]):
         return user_limits(self.guard.limits, self.allow_paths)
 
     def response(self, value: Any) -> str | None:
-        """The text of one output (or streamed chunk); None when there is nothing to check."""
+        """The text of one output (or streamed chunk); None when there is nothing to check. A
+        message's tool calls are part of it (``[tool call] name(arguments)``); a structured output
+        (:meth:`with_structured_output`) is read as JSON."""
+        if self._structured:
+            return _as_json(value)
         if self.output_key is not None and isinstance(value, Mapping):
             value = value.get(self.output_key)
-        return response_text(value, hint="pass output_key= to guard.wrap to say where it is")
+        text = response_text(value, hint="pass output_key= to guard.wrap to say where it is")
+        if isinstance(value, BaseMessageChunk):  # streamed: the calls' fragments, in order
+            calls = [
+                f"{c.get('name') or ''}{c.get('args') or ''}" for c in getattr(value, "tool_call_chunks", ())
+            ]
+        elif isinstance(value, BaseMessage):
+            from guardrail.conversation import _tool_call_text
+
+            calls = [_tool_call_text(c) for c in getattr(value, "tool_calls", None) or ()]
+        else:
+            calls = []
+        return "\n".join([*([text] if text else []), *calls]) if calls else text
+
+    # ------------------------------------------------------------- a chat model still
+    def bind_tools(self, tools: Any, **kwargs: Any) -> GuardRunnable:
+        """The wrapped chat model's ``bind_tools``, guarded the same way (so ``create_agent``
+        and tool-calling chains keep the guard). For agents, :class:`GuardrailMiddleware` also
+        checks tool results before the model sees them and can end the run cleanly."""
+        return self._rewrap(self._chat_model("bind_tools").bind_tools(tools, **kwargs))
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> GuardRunnable:
+        """The wrapped chat model's ``with_structured_output``, guarded: the structured result is
+        checked as JSON."""
+        guarded = self._rewrap(
+            self._chat_model("with_structured_output").with_structured_output(schema, **kwargs)
+        )
+        guarded._structured = True
+        return guarded
+
+    def _chat_model(self, method: str) -> Any:
+        if self.runnable is None or not callable(getattr(self.runnable, method, None)):
+            raise ConfigurationError(
+                f"guard.wrap(...).{method}: the wrapped runnable "
+                f"({type(self.runnable).__name__}) is not a chat model with {method}; wrap the chat "
+                "model itself, or for agents use guardrail.integrations.langchain.GuardrailMiddleware"
+            )
+        return self.runnable
+
+    def _rewrap(self, runnable: Runnable[Any, Any]) -> GuardRunnable:
+        return GuardRunnable(
+            self.guard, runnable, input=self.check_input, output=self.check_output, key=self.key,
+            image_key=self.image_key, output_key=self.output_key, fallback=self.fallback,
+            window=self.window, optimistic=self.optimistic, name=self.name, allow_paths=self.allow_paths,
+        )  # fmt: skip
 
     def _chunk_text(self, chunk: Any) -> str:
         return self.response(chunk) or ""
@@ -539,6 +594,32 @@ def _merge_chunks(chunks: Iterator[Any] | Sequence[Any]) -> Any:
     if merged is _UNSET:
         raise ConfigurationError("the guard runnable received an empty input stream")
     return merged
+
+
+def _as_json(value: Any) -> str | None:
+    """A structured output as the text the guard reads."""
+    import json
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseMessage):
+        return response_text(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        value = dump(mode="json")
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def __getattr__(name: str) -> Any:
+    """``GuardrailMiddleware`` lives in :mod:`guardrail.integrations.langchain_agents` (it needs
+    the ``langchain`` package, imported only when asked for)."""
+    if name == "GuardrailMiddleware":
+        from guardrail.integrations.langchain_agents import GuardrailMiddleware
+
+        return GuardrailMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_runnable(guard: Guard, **options: Any) -> GuardRunnable:
