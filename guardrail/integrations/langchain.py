@@ -25,25 +25,25 @@ input are the request: :mod:`guardrail.integrations.langchain_inputs`; how each 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from guardrail._deps import require
 
 require("langchain_core", extra="langchain", feature="guardrail.integrations.langchain")
 
-from langchain_core.messages import BaseMessage, BaseMessageChunk  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
-from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
+from guardrail.integrations.extract import Extracted, user_limits  # noqa: E402
 from guardrail.integrations.history import guard_input  # noqa: E402
 from guardrail.integrations.langchain_inputs import (  # noqa: E402
     IMAGE_KEYS,
     INPUT_KEYS,
     key_names,
     langchain_request,
+    langchain_response,
     read_files,
 )
 from guardrail.integrations.langchain_tracing import TRACE_EVENT, atrace, trace  # noqa: E402
@@ -166,22 +166,7 @@ class GuardRunnable(Runnable[Any, Any]):
         """The text of one output (or streamed chunk); None when there is nothing to check. A
         message's tool calls are part of it (``[tool call] name(arguments)``); a structured output
         (:meth:`with_structured_output`) is read as JSON."""
-        if self._structured:
-            return _as_json(value)
-        if self.output_key is not None and isinstance(value, Mapping):
-            value = value.get(self.output_key)
-        text = response_text(value, hint="pass output_key= to guard.wrap to say where it is")
-        if isinstance(value, BaseMessageChunk):  # streamed: the calls' fragments, in order
-            calls = [
-                f"{c.get('name') or ''}{c.get('args') or ''}" for c in getattr(value, "tool_call_chunks", ())
-            ]
-        elif isinstance(value, BaseMessage):
-            from guardrail.conversation import _tool_call_text
-
-            calls = [_tool_call_text(c) for c in getattr(value, "tool_calls", None) or ()]
-        else:
-            calls = []
-        return "\n".join([*([text] if text else []), *calls]) if calls else text
+        return langchain_response(value, self.output_key, structured=self._structured)
 
     # ------------------------------------------------------------- a chat model still
     def bind_tools(self, tools: Any, **kwargs: Any) -> GuardRunnable:
@@ -594,22 +579,6 @@ def _merge_chunks(chunks: Iterator[Any] | Sequence[Any]) -> Any:
     if merged is _UNSET:
         raise ConfigurationError("the guard runnable received an empty input stream")
     return merged
-
-
-def _as_json(value: Any) -> str | None:
-    """A structured output as the text the guard reads."""
-    import json
-
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, BaseMessage):
-        return response_text(value)
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        value = dump(mode="json")
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def __getattr__(name: str) -> Any:
