@@ -37,6 +37,7 @@ from guardrail.integrations.extract import (
     REQUEST_KEYS,
     Extracted,
     combine,
+    is_history,
     load_images,
     request_from_fields,
     request_from_value,
@@ -317,6 +318,10 @@ class _Checker:
             fields = {f"{plan.var_args}[0]": arguments[plan.var_args][0]}
         elif extra:
             fields = {k: extra.get(k) for k in REQUEST_KEYS}
+        if plan.scan_others:  # a chat history in another argument is a conversation, not images
+            for name, value in {**arguments, **extra}.items():
+                if name not in fields and name not in (plan.var_args, plan.var_kwargs) and is_history(value):
+                    fields[name] = value
         consumed.update(fields)
         images: tuple[Any, ...] = ()
         for name in plan.image_params or tuple(k for k in IMAGE_KEYS if k in extra):

@@ -299,6 +299,8 @@ def request_from_fields(
         for key, v in ((key, _get(value, key)) for key in keys)
         if v is not None and not (callable(v) and not isinstance(v, str))
     ]
+    if scan_rest:  # a chat history under another name (``history``, ``chat``) is a conversation too
+        named += _history_fields(value, {*keys, *image_keys})
     if not named and message is None:
         return None
     strict = require_user and len(named) + (message is not None) == 1
@@ -311,9 +313,41 @@ def request_from_fields(
     if scan_rest:
         from guardrail.integrations.content import scan_fields
 
-        skip = {*keys, *image_keys}
+        skip = {*keys, *image_keys, *(key for key, _ in named)}
         images += tuple(scan_fields(value, where or "input", skip))
     return combine([*parts, Extracted(images=images)])
+
+
+def _history_fields(value: Any, skip: set[str]) -> list[tuple[str, Any]]:
+    """The fields of ``value`` outside ``skip`` that hold a chat history: a non-empty list of
+    chat messages (not plain strings), read as a conversation rather than searched for images
+    (so a history's earlier pictures are not all checked, and counted, again)."""
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        model_fields = getattr(type(value), "model_fields", None)
+        if not isinstance(model_fields, Mapping):
+            return []
+        items = [(name, getattr(value, name, None)) for name in model_fields]
+    return [(k, v) for k, v in items if k not in skip and is_history(v)]
+
+
+def is_history(value: Any) -> bool:
+    """Whether ``value`` is a chat history: a non-empty list or tuple of chat messages (dicts with
+    ``role`` and ``content``, LangChain messages) whose roles are all chat roles."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(_chat_message(m) for m in value)
+
+
+_CHAT_ROLES = frozenset({"system", "developer", "user", "human", "assistant", "ai", "tool", "function"})
+
+
+def _chat_message(m: Any) -> bool:
+    if not _is_message(m):
+        return False
+    role = (
+        (m.get("role") or m.get("type")) if isinstance(m, Mapping) else (getattr(m, "role", None) or m.type)
+    )
+    return isinstance(role, str) and _role_of(role) in _CHAT_ROLES
 
 
 def request_from_value(

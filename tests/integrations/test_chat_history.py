@@ -11,7 +11,7 @@ from itertools import cycle
 import pytest
 from pydantic import BaseModel
 
-from guardrail import Guard, InputLimits, TooManyImagesError
+from guardrail import Guard, GuardViolation, InputLimits, TooManyImagesError
 from guardrail.testing import FakeBackend, result_output
 from tests.integrations.conftest import data_url
 
@@ -248,3 +248,28 @@ async def test_langchain_async_history_and_output_check():
     # as_runnable at the head of a chain judges the history's last turn the same way
     head = cg.guard.as_runnable() | (lambda value: "ran")
     assert await head.ainvoke(as_langchain(after_refusal())) == "ran"
+
+
+def test_a_history_under_another_name_is_a_conversation():
+    """``{"history": [...], "question": ...}`` (a prompt template's placeholder, a request body):
+    the question is a new user turn after the history, whose earlier images are not re-counted."""
+    cg = ContextGuard(limits=InputLimits(max_images=2))
+    llm = model()
+    chain = cg.guard.wrap(PROMPT | llm | StrOutputParser())
+    pictures = [
+        HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]) for m in picture_chat()
+    ]
+    pictures.append(AIMessage("Set 4 shows coloured squares."))
+    assert chain.invoke({"history": pictures, "question": "Thanks!"}) == "Here you go."
+    assert cg.checks[0][2] == 0 and "Set 4 shows" in cg.checks[0][0] and "Thanks!" in cg.checks[0][0]
+    history = as_langchain(cleaning_chat()[1:3])
+    with pytest.raises(GuardViolation):
+        chain.invoke({"history": history, "question": FOLLOW_UP})
+
+    @cg.guard.check
+    def handler(question: str, history: list[dict]) -> str:
+        return "ok"
+
+    assert handler("Thanks!", [*picture_chat(), {"role": "assistant", "content": "Nice."}]) == "ok"
+    with pytest.raises(GuardViolation):
+        handler(FOLLOW_UP, cleaning_chat()[1:3])
