@@ -265,8 +265,20 @@ def conversation_input(profile: Profile, messages: Any, limits: InputLimits) -> 
     its model sees (:meth:`~guardrail.profiles.Profile.conversation_view`), and only the images
     it shows are decoded and counted against the limits."""
     turns = parse_messages(messages, max_messages=limits.max_messages, max_text_chars=limits.max_text_chars)
+    return conversation_turns_input(profile, turns, limits)
+
+
+def conversation_turns_input(profile: Profile, turns: Sequence[Any], limits: InputLimits) -> ModerationInput:
+    """:func:`conversation_input` for turns already validated (:class:`guardrail.conversation.Message`).
+    A video or audio part in any turn is refused when the profile takes none (never passed unseen)."""
+    for kind, ok in (("videos", profile.supports_video), ("audios", profile.supports_audio)):
+        if not ok and any(getattr(t, kind, ()) for t in turns):
+            raise InputError(f"the '{profile.name}' profile takes no {kind[:-1]}; the messages have {kind}")
     view = profile.conversation_view(turns)
-    item = normalize_input(view.prompt, view.response, list(view.images), limits=limits)
+    item = normalize_input(
+        view.prompt, view.response, list(view.images), limits=limits,
+        videos=list(view.videos) or None, audios=list(view.audios) or None, sampling=profile.video_sampling,
+    )  # fmt: skip
     return replace(item, conversation=view.turns, response_only=view.response_only)
 
 

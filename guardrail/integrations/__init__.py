@@ -6,6 +6,11 @@
   for LangChain chains (``pip install "guardrail-vl[langchain]"``);
   :mod:`guardrail.integrations.langchain_inputs` says which parts of a chain's input are checked,
   :mod:`guardrail.integrations.langchain_tracing` how each check is traced.
+- :mod:`guardrail.integrations.langchain_agents`: ``GuardrailMiddleware`` for LangChain v1
+  agents (``create_agent``; ``pip install "guardrail-vl[langchain-agents]"``), imported from
+  :mod:`guardrail.integrations.langchain` on demand.
+- :mod:`guardrail.integrations.history`: an app's chat history handed to the guard as a
+  conversation (docs/conversations.md).
 - :mod:`guardrail.integrations.extract`: how requests and responses are found in the shapes
   apps use (OpenAI-style messages, LangChain messages, content blocks).
 - :mod:`guardrail.integrations.streaming`: windowed checking of streamed output.

@@ -37,6 +37,7 @@ from guardrail.integrations.extract import (
     REQUEST_KEYS,
     Extracted,
     combine,
+    is_history,
     load_images,
     request_from_fields,
     request_from_value,
@@ -44,6 +45,7 @@ from guardrail.integrations.extract import (
     user_limits,
 )
 from guardrail.integrations.fields import RESPONSE_FIELDS, names_an_image
+from guardrail.integrations.history import guard_input
 from guardrail.integrations.policy import blocks
 from guardrail.integrations.streaming import agate_stream, gate_stream
 from guardrail.observers import called_by
@@ -291,7 +293,7 @@ class _Checker:
         if request is None or not request.images:
             return request
         images = await amaterialize(request.images, self.limits)  # uploads: their async read
-        return await asyncio.to_thread(self.load, Extracted(request.prompt, images))  # CPU work
+        return await asyncio.to_thread(self.load, dataclasses.replace(request, images=images))  # CPU work
 
     # ------------------------------------------------------------------------- request
     def request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Extracted | None:
@@ -316,6 +318,10 @@ class _Checker:
             fields = {f"{plan.var_args}[0]": arguments[plan.var_args][0]}
         elif extra:
             fields = {k: extra.get(k) for k in REQUEST_KEYS}
+        if plan.scan_others:  # a chat history in another argument is a conversation, not images
+            for name, value in {**arguments, **extra}.items():
+                if name not in fields and name not in (plan.var_args, plan.var_kwargs) and is_history(value):
+                    fields[name] = value
         consumed.update(fields)
         images: tuple[Any, ...] = ()
         for name in plan.image_params or tuple(k for k in IMAGE_KEYS if k in extra):
@@ -366,10 +372,18 @@ class _Checker:
         return request.item(response)
 
     def moderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        if request is not None and request.messages is not None:  # a chat history: a conversation
+            item = guard_input(self.guard, self.item(request, response), self.limits)
+            with called_by("decorator", stage):
+                return self.guard.moderate_batch([item])[0]
         with called_by("decorator", stage):  # what the guard's observers are told
             return self.guard.moderate(**self.item(request, response))
 
     async def amoderate(self, stage: str, request: Extracted | None, response: str | None = None) -> Verdict:
+        if request is not None and request.messages is not None:
+            item = await asyncio.to_thread(guard_input, self.guard, self.item(request, response), self.limits)
+            with called_by("decorator", stage):
+                return (await self.guard.amoderate_batch([item]))[0]
         with called_by("decorator", stage):
             return await self.guard.amoderate(**self.item(request, response))
 

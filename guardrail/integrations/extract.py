@@ -3,8 +3,9 @@
 Pure functions, no third-party imports: LangChain and OpenAI objects are recognised by duck
 typing, so this module works whether or not those libraries are installed.
 
-A request is a string, chat messages (every user turn: texts joined by blank lines, images in
-order), one message, or a mapping/object with request fields (all of those set are checked; the
+A request is a string, chat messages (a conversation handed to the guard as ``messages=``, judged
+on its last user turn: :mod:`guardrail.integrations.history`; :func:`request_from_messages`, which
+joins every user turn, is for histories nobody checked), one message, or a mapping/object with request fields (all of those set are checked; the
 names are in :mod:`guardrail.integrations.fields`), whose other fields are searched for images
 (:mod:`guardrail.integrations.content`). A response is a string, a chat completion or chunk, a
 message, or a mapping/object with response fields (``answer``, ``text``...). Content the guard
@@ -65,14 +66,21 @@ IMAGE_KEYS = IMAGE_FIELDS
 @dataclass(frozen=True)
 class Extracted:
     """A request found in an app's arguments: the prompt text and the images (any source
-    :func:`guardrail.inputs.load_image` accepts). Either may be empty."""
+    :func:`guardrail.inputs.load_image` accepts). Either may be empty. ``messages``: a chat
+    history (OpenAI-style dicts, :mod:`guardrail.integrations.history`); the prompt and images
+    then belong to its last turn."""
 
     prompt: str | None = None
     images: tuple[Any, ...] = ()
+    messages: tuple[Any, ...] | None = None
 
     def item(self, response: str | None = None) -> dict[str, Any]:
-        """The ``moderate_batch`` item for this request, with ``response`` when given."""
-        return {"prompt": self.prompt, "images": list(self.images) or None, "response": response}
+        """The request with ``response`` when given: a ``moderate_batch`` item, or with
+        ``messages`` the item :func:`guardrail.integrations.history.guard_input` reads."""
+        item = {"prompt": self.prompt, "images": list(self.images) or None, "response": response}
+        if self.messages is not None:
+            item["messages"] = list(self.messages)
+        return item
 
 
 def combine(parts: Sequence[Extracted]) -> Extracted:
@@ -83,7 +91,9 @@ def combine(parts: Sequence[Extracted]) -> Extracted:
         prompt: str | None = "\n\n".join(texts)
     else:
         prompt = "" if any(p.prompt is not None for p in parts) else None
-    return Extracted(prompt=prompt, images=tuple(img for p in parts for img in p.images))
+    histories = [p.messages for p in parts if p.messages is not None]
+    messages = tuple(m for h in histories for m in h) if histories else None
+    return Extracted(prompt=prompt, images=tuple(img for p in parts for img in p.images), messages=messages)
 
 
 def user_limits(limits: InputLimits, allow_paths: bool = False) -> InputLimits:
@@ -103,7 +113,7 @@ def load_images(request: Extracted, limits: InputLimits) -> Extracted:
 
     images = materialize(request.images, limits)  # file objects and uploads read, classified
     decoded = normalize_input(None, None, list(images), limits=limits).images
-    return Extracted(prompt=request.prompt, images=decoded)
+    return replace(request, images=decoded)
 
 
 # ---------------------------------------------------------------------------------- content
@@ -289,21 +299,55 @@ def request_from_fields(
         for key, v in ((key, _get(value, key)) for key in keys)
         if v is not None and not (callable(v) and not isinstance(v, str))
     ]
+    if scan_rest:  # a chat history under another name (``history``, ``chat``) is a conversation too
+        named += _history_fields(value, {*keys, *image_keys})
     if not named and message is None:
         return None
     strict = require_user and len(named) + (message is not None) == 1
     parts = [read(v, strict, key if where is None else f"{where}.{key}") for key, v in named]
     if message is not None:
-        parts.append(request_from_messages([message], require_user=strict))
+        parts.append(_history([message], strict))
     if require_user and not strict and all(p.prompt is None and not p.images for p in parts):
         raise InputError(f"none of the fields {', '.join(map(str, keys))} holds a user turn to check")
     images = tuple(img for key in image_keys for img in _as_images(_get(value, key)))
     if scan_rest:
         from guardrail.integrations.content import scan_fields
 
-        skip = {*keys, *image_keys}
+        skip = {*keys, *image_keys, *(key for key, _ in named)}
         images += tuple(scan_fields(value, where or "input", skip))
     return combine([*parts, Extracted(images=images)])
+
+
+def _history_fields(value: Any, skip: set[str]) -> list[tuple[str, Any]]:
+    """The fields of ``value`` outside ``skip`` that hold a chat history: a non-empty list of
+    chat messages (not plain strings), read as a conversation rather than searched for images
+    (so a history's earlier pictures are not all checked, and counted, again)."""
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        model_fields = getattr(type(value), "model_fields", None)
+        if not isinstance(model_fields, Mapping):
+            return []
+        items = [(name, getattr(value, name, None)) for name in model_fields]
+    return [(k, v) for k, v in items if k not in skip and is_history(v)]
+
+
+def is_history(value: Any) -> bool:
+    """Whether ``value`` is a chat history: a non-empty list or tuple of chat messages (dicts with
+    ``role`` and ``content``, LangChain messages) whose roles are all chat roles."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(_chat_message(m) for m in value)
+
+
+_CHAT_ROLES = frozenset({"system", "developer", "user", "human", "assistant", "ai", "tool", "function"})
+
+
+def _chat_message(m: Any) -> bool:
+    if not _is_message(m):
+        return False
+    role = (
+        (m.get("role") or m.get("type")) if isinstance(m, Mapping) else (getattr(m, "role", None) or m.type)
+    )
+    return isinstance(role, str) and _role_of(role) in _CHAT_ROLES
 
 
 def request_from_value(
@@ -325,9 +369,9 @@ def request_from_value(
     if isinstance(value, str):
         return Extracted(prompt=value)
     if _is_message(value):
-        return request_from_messages([value], require_user=require_user)
+        return _history([value], require_user)
     if isinstance(value, (list, tuple)) and (not scan or _any_message(value)):
-        return request_from_messages(value, require_user=require_user)
+        return _history(value, require_user)
     if value is not None and not isinstance(
         value, (bytes, bytearray, memoryview, int, float, bool, list, tuple)
     ):
@@ -351,11 +395,21 @@ def request_from_value(
         if images:
             return Extracted(images=tuple(images))
         if isinstance(value, (list, tuple)):  # no images: read as chat messages (says what is wrong)
-            return request_from_messages(value, require_user=require_user)
+            return _history(value, require_user)
     raise ConfigurationError(
         f"cannot tell what to check in {where} (a value of type {type(value).__name__}; "
         f"expected a string, chat messages, or an object with {'/'.join(REQUEST_KEYS)}); {hint}"
     )
+
+
+def _history(messages: Any, require_user: bool) -> Extracted:
+    """An app's chat history as a conversation (:func:`guardrail.integrations.history.history_request`);
+    a list of plain strings is not a history: every string is checked (joined)."""
+    if isinstance(messages, (list, tuple)) and messages and all(isinstance(m, str) for m in messages):
+        return request_from_messages(messages, require_user=require_user)
+    from guardrail.integrations.history import history_request
+
+    return history_request(messages, require_user=require_user)
 
 
 def _any_message(value: Sequence[Any]) -> bool:

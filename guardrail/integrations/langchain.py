@@ -7,6 +7,12 @@ Needs ``pip install "guardrail-vl[langchain]"`` (langchain-core).
     chain = guard.as_runnable() | prompt | llm | parser     # checks the chain's input
     chain = prompt | guard.wrap(llm) | parser               # checks the LLM's input and output
     chain = guard.wrap(prompt | llm | parser, fallback="Sorry, I can't help with that.")
+    agent = create_agent(llm, tools, middleware=[GuardrailMiddleware(guard)])   # agents
+
+A wrapped chat model is still a chat model: ``bind_tools`` and ``with_structured_output``
+return the bound model wrapped the same way. ``GuardrailMiddleware`` (a LangChain v1
+``AgentMiddleware``, :mod:`guardrail.integrations.langchain_agents`) is imported from here but
+lives in its own module, which imports the ``langchain`` package only when it is asked for.
 
 :class:`GuardRunnable` checks the input before the wrapped runnable runs (a blocked input never
 reaches it) and its output together with the request; a batch makes one guard call per stage,
@@ -19,7 +25,7 @@ input are the request: :mod:`guardrail.integrations.langchain_inputs`; how each 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from guardrail._deps import require
@@ -29,14 +35,15 @@ require("langchain_core", extra="langchain", feature="guardrail.integrations.lan
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
 from guardrail.errors import ConfigurationError, GuardrailError, GuardViolation  # noqa: E402
-from guardrail.inputs import prepare  # noqa: E402
 from guardrail.integrations.decorator import DEFAULT_WINDOW  # noqa: E402
-from guardrail.integrations.extract import Extracted, response_text, user_limits  # noqa: E402
+from guardrail.integrations.extract import Extracted, user_limits  # noqa: E402
+from guardrail.integrations.history import guard_input  # noqa: E402
 from guardrail.integrations.langchain_inputs import (  # noqa: E402
     IMAGE_KEYS,
     INPUT_KEYS,
     key_names,
     langchain_request,
+    langchain_response,
     read_files,
 )
 from guardrail.integrations.langchain_tracing import TRACE_EVENT, atrace, trace  # noqa: E402
@@ -115,6 +122,7 @@ class GuardRunnable(Runnable[Any, Any]):
         self.fallback = fallback
         self.window = window
         self.optimistic = optimistic
+        self._structured = False
         self.name = name or ("guardrail" if runnable is None else f"guardrail({runnable.get_name()})")
 
     # --------------------------------------------------------------------------- typing
@@ -155,10 +163,42 @@ class GuardRunnable(Runnable[Any, Any]):
         return user_limits(self.guard.limits, self.allow_paths)
 
     def response(self, value: Any) -> str | None:
-        """The text of one output (or streamed chunk); None when there is nothing to check."""
-        if self.output_key is not None and isinstance(value, Mapping):
-            value = value.get(self.output_key)
-        return response_text(value, hint="pass output_key= to guard.wrap to say where it is")
+        """The text of one output (or streamed chunk); None when there is nothing to check. A
+        message's tool calls are part of it (``[tool call] name(arguments)``); a structured output
+        (:meth:`with_structured_output`) is read as JSON."""
+        return langchain_response(value, self.output_key, structured=self._structured)
+
+    # ------------------------------------------------------------- a chat model still
+    def bind_tools(self, tools: Any, **kwargs: Any) -> GuardRunnable:
+        """The wrapped chat model's ``bind_tools``, guarded the same way (so ``create_agent``
+        and tool-calling chains keep the guard). For agents, :class:`GuardrailMiddleware` also
+        checks tool results before the model sees them and can end the run cleanly."""
+        return self._rewrap(self._chat_model("bind_tools").bind_tools(tools, **kwargs))
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> GuardRunnable:
+        """The wrapped chat model's ``with_structured_output``, guarded: the structured result is
+        checked as JSON."""
+        guarded = self._rewrap(
+            self._chat_model("with_structured_output").with_structured_output(schema, **kwargs)
+        )
+        guarded._structured = True
+        return guarded
+
+    def _chat_model(self, method: str) -> Any:
+        if self.runnable is None or not callable(getattr(self.runnable, method, None)):
+            raise ConfigurationError(
+                f"guard.wrap(...).{method}: the wrapped runnable "
+                f"({type(self.runnable).__name__}) is not a chat model with {method}; wrap the chat "
+                "model itself, or for agents use guardrail.integrations.langchain.GuardrailMiddleware"
+            )
+        return self.runnable
+
+    def _rewrap(self, runnable: Runnable[Any, Any]) -> GuardRunnable:
+        return GuardRunnable(
+            self.guard, runnable, input=self.check_input, output=self.check_output, key=self.key,
+            image_key=self.image_key, output_key=self.output_key, fallback=self.fallback,
+            window=self.window, optimistic=self.optimistic, name=self.name, allow_paths=self.allow_paths,
+        )  # fmt: skip
 
     def _chunk_text(self, chunk: Any) -> str:
         return self.response(chunk) or ""
@@ -170,7 +210,7 @@ class GuardRunnable(Runnable[Any, Any]):
         limits = self.limits
         for item in items:
             try:
-                out.append(prepare(self.guard.profile, item, limits).item)
+                out.append(guard_input(self.guard, item, limits))
             except GuardrailError as exc:
                 out.append(exc)
         return out
@@ -189,7 +229,7 @@ class GuardRunnable(Runnable[Any, Any]):
             return self._merge(validated, self.guard.moderate_batch(valid))
 
     async def _amoderate_many(self, items: list[dict[str, Any]], stage: str) -> list[Verdict | Exception]:
-        if any(item.get("images") for item in items):
+        if any(item.get("images") or item.get("messages") for item in items):
             validated = await asyncio.to_thread(self._validate, items)  # decoding is CPU work
         else:
             validated = self._validate(items)
@@ -539,6 +579,16 @@ def _merge_chunks(chunks: Iterator[Any] | Sequence[Any]) -> Any:
     if merged is _UNSET:
         raise ConfigurationError("the guard runnable received an empty input stream")
     return merged
+
+
+def __getattr__(name: str) -> Any:
+    """``GuardrailMiddleware`` lives in :mod:`guardrail.integrations.langchain_agents` (it needs
+    the ``langchain`` package, imported only when asked for)."""
+    if name == "GuardrailMiddleware":
+        from guardrail.integrations.langchain_agents import GuardrailMiddleware
+
+        return GuardrailMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_runnable(guard: Guard, **options: Any) -> GuardRunnable:

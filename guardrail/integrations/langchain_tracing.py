@@ -2,7 +2,9 @@
 :mod:`guardrail.integrations.langchain`; needs langchain-core).
 
 Every check becomes a child run of the guard runnable's run, named ``guardrail_<stage>_check``,
-with filterable tags and metadata and the full verdict as its output, and a custom event
+with filterable tags (``guardrail:category:S1`` per violated category) and metadata (stage,
+blocked, harmful labels, ``guardrail_categories``, ``guardrail_policy``...) and the full verdict as
+its output, and a custom event
 :data:`TRACE_EVENT` carrying the same output (see docs/integrations.md, "Tracing").
 """
 
@@ -22,10 +24,12 @@ TRACE_EVENT = "guardrail_verdict"
 def trace_payload(stage: str, verdict: Verdict) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     """The tags, metadata and outputs recorded for one check."""
     blocked = blocks(verdict, stage)
+    categories = list(verdict.categories)
     tags = [
         "guardrail",
         f"guardrail:{stage}",
         "guardrail:blocked" if blocked else "guardrail:allowed",
+        *(f"guardrail:category:{code}" for code in categories),
     ]
     metadata = {
         "guardrail_stage": stage,
@@ -33,6 +37,9 @@ def trace_payload(stage: str, verdict: Verdict) -> tuple[list[str], dict[str, An
         "guardrail_harmful": verdict.harmful,
         "guardrail_request_harmful": verdict.request_harmful,
         "guardrail_response_harmful": verdict.response_harmful,
+        "guardrail_categories": categories,
+        "guardrail_flagged": verdict.flagged,
+        "guardrail_policy": verdict.policy,
         "guardrail_decided_by": verdict.decided_by,
         "guardrail_model": verdict.model,
         "guardrail_latency_ms": verdict.latency_ms,

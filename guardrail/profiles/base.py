@@ -105,6 +105,8 @@ class ConversationView:
     images: tuple[Any, ...] = ()
     turns: tuple[Turn, ...] | None = None
     response_only: bool = False
+    videos: tuple[Any, ...] = ()  # video and audio sources of the checked turn (same rule as images)
+    audios: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -358,7 +360,10 @@ class Profile(ABC):
         context = body[max(0, req - self.context_turns) : max(req, 0)] if self.context_turns > 0 else []
         if context:
             prompt = self._with_context(context, prompt)
-        return ConversationView(prompt=prompt, response=response, images=images, response_only=response_only)
+        return ConversationView(
+            prompt=prompt, response=response, images=images, response_only=response_only,
+            videos=tuple(getattr(request, "videos", ())), audios=tuple(getattr(request, "audios", ())),
+        )  # fmt: skip
 
     def _with_context(self, context: Sequence[Any], prompt: str | None) -> str:
         speaker = {"user": "Human user", "assistant": "AI assistant", "tool": "Tool result"}

@@ -31,7 +31,8 @@ class KeywordGuard:
         self.guard = Guard(self.backend, **guard_options)
 
     def _respond(self, prompt) -> str:
-        human, _, ai = prompt.text.partition("AI assistant:")
+        # the response follows "\n\nAI assistant:\n" (quoted context lines read "AI assistant: ...")
+        human, _, ai = prompt.text.partition("\n\nAI assistant:\n")
         human = human.split("Human user:", 1)[-1]
         with self._lock:
             self.checks.append((human, ai, len(prompt.images)))

@@ -246,8 +246,10 @@ def test_openai_messages_with_images_and_completion_response(kw):
     out = chat(messages)
     assert out["choices"][0]["message"]["content"] == "A red square."
     request, response, n_images = kw.checks[-1]
-    assert "First question" in request and "What is this?" in request
-    assert "You are helpful" not in request and "First answer" not in request
+    # a conversation (docs/conversations.md): the last user turn, with the turn before as context;
+    # the earlier user turn is not re-litigated and the system turn is not user content
+    assert "What is this?" in request and "First answer" in request
+    assert "You are helpful" not in request and "First question" not in request
     assert n_images == 2 and "A red square." in response
 
     with pytest.raises(GuardViolation):

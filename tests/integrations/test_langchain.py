@@ -366,9 +366,12 @@ def test_wrap_checks_every_field_the_chain_receives(kw):
     benign = {"input": "hello", "messages": [HumanMessage("earlier question"), AIMessage("earlier answer")]}
     assert chain.invoke(benign) == AIMessage("fine")
     request = kw.checks[-1][0]
-    assert "hello" in request and "earlier question" in request and "earlier answer" not in request
+    # a history is a conversation (docs/conversations.md): the other field is a new user turn after
+    # it, judged with the turn before as context; the earlier user turn is not re-litigated
+    assert "hello" in request and "earlier answer" in request and "earlier question" not in request
     # a field without a human turn is context; the other field is the request
-    assert chain.invoke({"input": "hi", "messages": [AIMessage(BAD_REQUEST)]}) == AIMessage("fine")
+    assert chain.invoke({"input": "hi", "messages": [AIMessage("an answer")]}) == AIMessage("fine")
+    assert "an answer" in kw.checks[-2][0] and "hi" in kw.checks[-2][0]
     with pytest.raises(InputError, match="no user turn"):
         chain.invoke({"messages": [AIMessage("x")], "question": None})
     with pytest.raises(InputError, match="holds a user turn"):
