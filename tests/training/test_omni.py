@@ -72,7 +72,6 @@ def omni_path(tiny_cache) -> Path:
 @pytest.fixture
 def omni_file(tmp_path) -> Path:
     rows = omni_rows(tmp_path / "data")
-    rows[4]["response"] = "Here is how."
     return write_rows(tmp_path / "data" / "train.jsonl", rows)
 
 
@@ -152,7 +151,9 @@ def test_tiny_omni_sft_run_on_clips_learns_and_guard_loads_it(omni_path, omni_fi
     assert len(losses) == 6 and losses[-1] < losses[0] / 2, losses
     guard = Guard.from_pretrained(out, device="cpu", max_new_tokens=48)
     assert guard.profile.name == "guardreasoner-omni"
-    verdict = guard.moderate(prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")])
+    verdict = guard.moderate(
+        prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")]
+    )
     assert verdict.raw_output.startswith("<think>"), verdict.raw_output
 
 
