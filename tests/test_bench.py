@@ -61,7 +61,9 @@ def test_cpu_benchmarks_run(run_script):
 
 def test_video_scaling_script_runs_on_the_tiny_omni_model(run_script):
     pytest.importorskip("av")
-    out = run_script("video_scaling.py", "--seconds", "2", "4", "--pixels", "4", "16", "--mid-seconds", "--reps", "1")
+    out = run_script(
+        "video_scaling.py", "--seconds", "2", "4", "--pixels", "4", "16", "--mid-seconds", "--reps", "1"
+    )
     rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
     assert len(rows) == 4  # 2 clip lengths x 2 pixel budgets
     frames = [int(line.split("|")[4]) for line in rows]
