@@ -25,7 +25,8 @@ class Sample:
     - ``labels``: ``task -> label`` for the tasks the sample has a gold label for (see
       :mod:`guardrail.profiles.labels`): ``request`` and ``response`` (``harmful`` /
       ``unharmful``), ``refusal`` (``refusal`` / ``compliance``).
-    - ``images``: file paths (decoded only when needed).
+    - ``images``: file paths (decoded only when needed); ``videos``, ``audios``: clip file
+      paths, likewise (GuardReasoner-Omni data).
     - ``id``: unique within its data set (benchmark predictions refer to samples by it, which is
       what lets an interrupted run resume).
     - ``target``: the assistant text to train on (SFT); None for evaluation or RL-only samples.
@@ -44,6 +45,8 @@ class Sample:
     target: str | None = None
     source: str = ""
     categories: tuple[str, ...] | None = None
+    videos: tuple[str, ...] = ()
+    audios: tuple[str, ...] = ()
 
     @property
     def request_label(self) -> str | None:
@@ -59,27 +62,44 @@ class Sample:
 
     @property
     def modality(self) -> str:
-        """``text``, ``image`` (images, no text request) or ``text+image``."""
-        if not self.images:
+        """``text``, ``image`` (images, no text request) or ``text+image``; ``video``,
+        ``text+video``, ``audio``, ``text+audio`` likewise (video, then audio, decides when a
+        sample has several kinds of media)."""
+        kind = "video" if self.videos else "audio" if self.audios else "image" if self.images else None
+        if kind is None:
             return "text"
-        return "image" if self.prompt is None else "text+image"
+        return kind if self.prompt is None else f"text+{kind}"
 
     def request(self) -> dict[str, Any]:
         """The item for :meth:`guardrail.Guard.moderate_batch`."""
-        return {"prompt": self.prompt, "response": self.response, "images": list(self.images) or None}
+        item = {"prompt": self.prompt, "response": self.response, "images": list(self.images) or None}
+        if self.videos:
+            item["videos"] = list(self.videos)
+        if self.audios:
+            item["audios"] = list(self.audios)
+        return item
 
-    def moderation_input(self, images: Sequence[Any] | None = None) -> ModerationInput:
-        """The request as the profiles see it; ``images`` replaces the paths (decoded images)."""
+    def moderation_input(
+        self,
+        images: Sequence[Any] | None = None,
+        videos: Sequence[Any] | None = None,
+        audios: Sequence[Any] | None = None,
+    ) -> ModerationInput:
+        """The request as the profiles see it; ``images``, ``videos``, ``audios`` replace the
+        paths (decoded media)."""
         return ModerationInput(
             prompt=self.prompt,
             response=self.response,
             images=tuple(self.images if images is None else images),
+            videos=tuple(self.videos if videos is None else videos),
+            audios=tuple(self.audios if audios is None else audios),
         )
 
     def to_row(self, base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The sample as one JSONL row, the format both the training stages and the evaluation
         read (``{"id", "prompt", "response", "images", "labels": {task: label}, "target"?,
-        "categories"?, "meta"?}``); image paths relative to ``base_dir`` when inside it."""
+        "categories"?, "meta"?, "videos"?, "audios"?}``); media paths relative to ``base_dir``
+        when inside it (``videos``/``audios`` only when the sample has some)."""
         row: dict[str, Any] = {
             "id": self.id,
             "prompt": self.prompt,
@@ -87,6 +107,10 @@ class Sample:
             "images": [_relative(p, base_dir) for p in self.images],
             "labels": dict(self.labels),
         }
+        if self.videos:
+            row["videos"] = [_relative(p, base_dir) for p in self.videos]
+        if self.audios:
+            row["audios"] = [_relative(p, base_dir) for p in self.audios]
         if self.target is not None:
             row["target"] = self.target
         if self.categories is not None:

@@ -57,3 +57,15 @@ def test_cpu_benchmarks_run(run_script):
     assert "reasoning mode" in out and "fast mode" in out and "1 for 4 checks" in out
     out = run_script("cache.py", "--reps", "1", "--new-tokens", "2")
     assert out.count("x\n") == 4
+
+
+def test_video_scaling_script_runs_on_the_tiny_omni_model(run_script):
+    pytest.importorskip("av")
+    out = run_script(
+        "video_scaling.py", "--seconds", "2", "4", "--pixels", "4", "16", "--mid-seconds", "--reps", "1"
+    )
+    rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
+    assert len(rows) == 4  # 2 clip lengths x 2 pixel budgets
+    frames = [int(line.split("|")[4]) for line in rows]
+    assert frames == [2, 4, 2, 4]  # 1 fps: a frame per second
+    assert "time / (frames ratio)" in out and "time / (pixels ratio)" in out

@@ -76,3 +76,27 @@ def test_llamacpp_python_recipe_keeps_the_prompt_prefix(tmp_path):
     argv = run_recipe(script, tmp_path, SERVER="python")
     assert "guardrail.integrations.llamacpp_server" in argv, argv
     assert argv[argv.index("--prefix_cache") + 1] == "true", argv
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_omni_recipe_keeps_the_frames_the_guard_sampled(tmp_path):
+    """vLLM must use every frame guardrail sends, unresized, and take as many clips as the
+    guard's limits allow: the flags carry the profile's own numbers."""
+    import json
+
+    from guardrail.inputs import InputLimits
+    from guardrail.profiles.guardreasoner_omni import OMNI_IMAGE_MAX_PIXELS, OMNI_VIDEO_SAMPLING
+
+    argv = run_recipe(REPO / "integrations" / "vllm-omni" / "serve.sh", tmp_path)
+    flag = {a: json.loads(argv[i + 1]) for i, a in enumerate(argv[:-1])
+            if a in ("--limit-mm-per-prompt", "--media-io-kwargs", "--mm-processor-kwargs")}  # fmt: skip
+    assert flag["--media-io-kwargs"] == {"video": {"num_frames": -1}}
+    pixels = flag["--mm-processor-kwargs"]
+    assert pixels["min_pixels"] <= OMNI_VIDEO_SAMPLING.min_pixels
+    assert pixels["max_pixels"] == OMNI_IMAGE_MAX_PIXELS >= OMNI_VIDEO_SAMPLING.max_pixels
+    limits = InputLimits()
+    assert flag["--limit-mm-per-prompt"] == {"image": limits.max_images, "video": limits.max_videos,
+                                             "audio": limits.max_audios}  # fmt: skip
+    assert argv[1:3] == ["serve", "guard.gguf"]  # MODEL is honoured; the default is the 7B guard
+    script = (REPO / "integrations" / "vllm-omni" / "serve.sh").read_text()
+    assert 'MODEL="${MODEL:-zhu-thu-22/GuardReasoner-Omni-7B}"' in script

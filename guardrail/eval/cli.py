@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from guardrail.cli import add_backend_arguments, guard_from_args, run_handler
+from guardrail.eval.score import PROTOCOLS
 
 __all__ = ["EVAL_COMMANDS", "add_eval", "main"]
 
@@ -122,9 +123,10 @@ def add_score(parser: argparse.ArgumentParser) -> Handler:
         "<Benchmark>/generated_predictions.jsonl folders)."
     )
     parser.add_argument("--predictions", required=True, metavar="FILE_OR_DIR")
-    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict",
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="strict",
                         help="strict (default): a parse failure counts once as wrong; guardreasoner: the "
-                             "papers' scorer, quirks included")  # fmt: skip
+                             "GuardReasoner papers' scorer, quirks included; omni: GuardReasoner-Omni's "
+                             "scorer (per-modality averages)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     parser.add_argument("--name", default=None, help="the guard's name in the report (default: the model)")
     parser.add_argument("--out", action="append", default=[], metavar="FILE",
@@ -152,7 +154,7 @@ def add_report(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "--names", nargs="+", default=None, help="a name per --predictions (default: the model)"
     )
-    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="strict")
     parser.add_argument(
         "--out", nargs="+", required=True, metavar="FILE", help="report files: .md, .json, .png"
     )
@@ -176,8 +178,10 @@ def add_compare(parser: argparse.ArgumentParser) -> Handler:
         "print them side by side; --out also writes .md, .json or .png reports."
     )
     parser.add_argument("--predictions", nargs="+", required=True, metavar="FILE_OR_DIR")
-    parser.add_argument("--names", nargs="+", default=None, help="a name per --predictions (default: the model)")
-    parser.add_argument("--protocol", choices=["strict", "guardreasoner"], default="strict")
+    parser.add_argument(
+        "--names", nargs="+", default=None, help="a name per --predictions (default: the model)"
+    )
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="strict")
     parser.add_argument("--out", nargs="*", default=[], metavar="FILE", help="report files: .md, .json, .png")
     return _compare
 

@@ -29,6 +29,7 @@ __all__ = [
     "load_harmbench",
     "load_jsonl",
     "load_mossbench",
+    "load_omni",
     "load_openai_moderation",
     "load_simplesafetytests",
     "load_vltest",
@@ -97,11 +98,12 @@ def _field(record: Any, key: str, path: Path, line: int, types: type | tuple[typ
     return value
 
 
-def _image_path(base: Path, value: Any, path: Path, line: int) -> str:
-    """An image path of a record, relative to the data file's directory - or, for a data file
-    reached through a symbolic link, the directory of the file it points to."""
+def _image_path(base: Path, value: Any, path: Path, line: int, kind: str = "image") -> str:
+    """An image (or ``kind``: video, audio) path of a record, relative to the data file's
+    directory - or, for a data file reached through a symbolic link, the directory of the file
+    it points to."""
     if not isinstance(value, str) or not value:
-        raise DatasetError("an image must be a file path string", path=str(path), line=line)
+        raise DatasetError(f"an {kind} must be a file path string", path=str(path), line=line)
     p = Path(value)
     if p.is_absolute():
         candidates = [p]
@@ -115,7 +117,7 @@ def _image_path(base: Path, value: Any, path: Path, line: int) -> str:
         if candidate.is_file():
             return str(candidate)
     where = f" (looked in {', '.join(str(c.parent) for c in candidates)})" if not p.is_absolute() else ""
-    raise DatasetError(f"image not found: {value}{where}", path=str(path), line=line)
+    raise DatasetError(f"{kind} not found: {value}{where}", path=str(path), line=line)
 
 
 # --------------------------------------------------------------------------------- loaders
@@ -207,7 +209,7 @@ def _categories(rec: Mapping[str, Any], path: Path, line: int) -> tuple[str, ...
 
 #: Fields of a JSONL row (the format the training stages read and write too).
 _JSONL_KEYS = frozenset({"id", "prompt", "response", "images", "labels", "meta", "target", "categories",
-                         "request_label", "response_label", "refusal_label"})  # fmt: skip
+                         "request_label", "response_label", "refusal_label", "videos", "audios"})  # fmt: skip
 _ROW_LABEL_FIELDS = {"request_label": "request", "response_label": "response", "refusal_label": "refusal"}
 
 
@@ -276,18 +278,75 @@ def _jsonl_sample(rec: Any, base: Path, path: Path, line: int) -> Sample:
     for key, value in (("prompt", prompt), ("response", response)):
         if value is not None and not isinstance(value, str):
             raise DatasetError(f"field {key!r} must be a string or null", path=str(path), line=line)
-    images = rec.get("images") or []
-    if not isinstance(images, list):
-        raise DatasetError("field 'images' must be a list of paths", path=str(path), line=line)
-    if prompt is None and not images:
-        raise DatasetError("a sample needs a prompt or images", path=str(path), line=line)
+    media = {}
+    for kind in ("images", "videos", "audios"):
+        given = rec.get(kind) or []
+        if not isinstance(given, list):
+            raise DatasetError(f"field {kind!r} must be a list of paths", path=str(path), line=line)
+        media[kind] = tuple(_image_path(base, p, path, line, kind[:-1]) for p in given)
+    if prompt is None and not any(media.values()):
+        raise DatasetError("a sample needs a prompt or images (or videos, audios)", path=str(path), line=line)
     if ("response" in labels or "refusal" in labels) and response is None:
         raise DatasetError("response/refusal labels need a response", path=str(path), line=line)
-    paths = tuple(_image_path(base, img, path, line) for img in images)
     meta = rec.get("meta") or {}
     categories = _categories(rec, path, line)
     return Sample(id=str(rec.get("id", line)), labels=labels, prompt=prompt, response=response,
-                  images=paths, meta=meta, target=rec.get("target"), categories=categories)  # fmt: skip
+                  meta=meta, target=rec.get("target"), categories=categories, **media)  # fmt: skip
+
+
+#: The media path field of each GuardReasoner-Omni record kind.
+OMNI_MEDIA_FIELDS = {"image_path": "images", "video_path": "videos", "audio_path": "audios"}
+
+
+def load_omni(path: Path, name: str) -> Benchmark:
+    """GuardReasoner-Omni benchmark files (``data/test_data/{name}.json`` of the reference's
+    ``src/generate.py``): a JSON list (or JSONL) of records::
+
+        {"request": "...", "response": "... or null", "task_type": "request" | "response",
+         "request_gt": "harmful", "response_gt": "unharmful",
+         "video_path": "clips/1.mp4"}            # or image_path / audio_path; none for text
+
+    The sample is scored on ``task_type`` only, with the ``{task}_gt`` label, as the reference
+    does. A missing ``request``/``response`` (null, or the literal ``None`` the reference's
+    ``str.format`` would print) is absent - except a text-only request, which stays the text
+    ``None`` (it renders the same). Media paths are relative to the file (a leading ``./`` is
+    dropped), or absolute. ``id`` defaults to the record's position (0-based).
+    """
+    base = path.parent
+    samples = []
+    for line, rec in _json_records(path):
+        task = _field(rec, "task_type", path, line)
+        if task not in ("request", "response"):
+            raise DatasetError(
+                f"task_type must be 'request' or 'response', not {task!r}", path=str(path), line=line
+            )
+        gold = rec.get(f"{task}_gt")
+        if gold is None:
+            raise DatasetError(f"a {task} record needs '{task}_gt'", path=str(path), line=line)
+        media: dict[str, tuple[str, ...]] = {}
+        for key, kind in OMNI_MEDIA_FIELDS.items():
+            value = rec.get(key)
+            if value is not None:
+                value = value.removeprefix("./") if isinstance(value, str) else value
+                media[kind] = (_image_path(base, value, path, line, kind[:-1]),)
+        prompt, response = (_omni_text(rec, key, path, line) for key in ("request", "response"))
+        if prompt is None and not media:
+            prompt = "None"
+        if task == "response" and response is None:
+            raise DatasetError("a response record needs a response", path=str(path), line=line)
+        samples.append(Sample(id=str(rec.get("id", line - 1)), labels={task: normalise_gold(task, gold,
+                              path=str(path), line=line)}, prompt=prompt, response=response,
+                              meta={"task_type": task}, **media))  # fmt: skip
+    return Benchmark(name, tuple(samples), source=str(path))
+
+
+def _omni_text(rec: Mapping[str, Any], key: str, path: Path, line: int) -> str | None:
+    value = rec.get(key)
+    if value is None or value == "None":
+        return None
+    if not isinstance(value, str):
+        raise DatasetError(f"field {key!r} must be a string or null", path=str(path), line=line)
+    return value
 
 
 def load_xstest_prompts(path: Path, name: str) -> Benchmark:

@@ -1,6 +1,6 @@
 """Predictions files: what ``run`` writes and ``score`` reads.
 
-Two formats are read:
+Three formats are read:
 
 - **guardrail** (written by ``python -m guardrail.eval run``): ``OUT/<benchmark>.jsonl``, one JSON
   object per sample, see :func:`prediction_record`. ``OUT/run.json`` describes the run.
@@ -8,6 +8,12 @@ Two formats are read:
   ``<Benchmark>/generated_predictions.jsonl``): ``{"prompt", "label", "predict"}`` per line, the
   benchmark named by the folder. ``label`` is the gold label (or an ``Answers:`` block); the
   predicted labels are read from ``predict`` with the library's GuardReasoner parser.
+- **omni**: what GuardReasoner-Omni's ``src/generate.py`` writes
+  (``<benchmark>/generated_predictions.jsonl``): ``{"task_type", "text_output", "label",
+  "predict"}`` per line, ``predict`` being the reference's own decision (its regex on
+  ``text_output``, a parse failure already replaced by the opposite of ``label``), kept as
+  :attr:`PredictionRow.reference_label`; the library's labels come from ``text_output`` with the
+  GuardReasoner-VL parser. The modality is the benchmark's (:data:`~guardrail.eval.registry.OMNI_BENCHMARKS`).
 
 Both become :class:`PredictionRow` objects. Any malformed line raises
 :class:`~guardrail.errors.PredictionsError` with the file and line number.
@@ -24,7 +30,7 @@ from typing import Any
 
 from guardrail.errors import DatasetError, FormatError, PredictionsError
 from guardrail.eval.benchmark import TASKS, Sample, answers_labels, infer_task, normalise_gold
-from guardrail.eval.registry import lookup
+from guardrail.eval.registry import OMNI_BENCHMARKS, lookup
 from guardrail.profiles import parse_user_text
 
 __all__ = [
@@ -87,6 +93,8 @@ class PredictionRow:
     #: names (None: no verdict, or a file written before categories were recorded)
     categories: tuple[str, ...] | None = None
     predicted_categories: tuple[str, ...] | None = None
+    #: the label the paper's own script recorded for the row (GuardReasoner-Omni's ``predict``)
+    reference_label: str | None = None
 
     def task_score(self, task: str) -> float | None:
         """P(positive) for ``task``: the per-task score, else (older files) ``score`` for the
@@ -115,7 +123,13 @@ def prediction_record(benchmark: str, sample: Sample, verdict: Any, predicted: M
     return {
         "benchmark": benchmark,
         "id": sample.id,
-        "input": {"prompt": sample.prompt, "response": sample.response, "images": list(sample.images)},
+        "input": {
+            "prompt": sample.prompt,
+            "response": sample.response,
+            "images": list(sample.images),
+            **({"videos": list(sample.videos)} if sample.videos else {}),
+            **({"audios": list(sample.audios)} if sample.audios else {}),
+        },
         "modality": sample.modality,
         "labels": dict(sample.labels),
         "raw_output": verdict.raw_output if verdict is not None else "",
@@ -347,6 +361,37 @@ def _read_guardreasoner(path: Path, items: list[tuple[int, dict[str, Any]]]) -> 
     return PredictionSet(bench, str(path), "guardreasoner", tuple(rows))
 
 
+def _read_omni(path: Path, items: list[tuple[int, dict[str, Any]]]) -> PredictionSet:
+    from guardrail.profiles import GuardReasonerOmniProfile
+    from guardrail.profiles.base import ModerationInput
+
+    bench = path.parent.name if path.name == GR_FILE else path.stem
+    modality = OMNI_BENCHMARKS.get(bench.removeprefix("omni-"), "unknown")
+    profile = GuardReasonerOmniProfile()
+    rows = []
+    for line, rec in items:
+        task = _need(rec, "task_type", str, path, line)
+        if task not in ("request", "response"):
+            raise PredictionsError(f"task_type must be 'request' or 'response', not {task!r}", path=str(path),
+                                   line=line)  # fmt: skip
+        text = rec.get("text_output") or ""
+        if not isinstance(text, str):
+            raise PredictionsError("field 'text_output' must be a string", path=str(path), line=line)
+        try:
+            gold = normalise_gold(task, _need(rec, "label", str, path, line))
+            reference = normalise_gold(task, _need(rec, "predict", str, path, line))
+        except DatasetError as exc:  # the reference's scorer asserts both are harmful/unharmful
+            raise PredictionsError(str(exc), path=str(path), line=line) from None
+        item = ModerationInput(prompt="", response="" if task == "response" else None)
+        parsed = profile.parse(text, item)
+        rows.append(PredictionRow(
+            benchmark=bench, id=str(line - 1), labels={task: gold},
+            predicted={t: parsed.labels.get(t) for t in TASKS}, raw_output=text, modality=modality,
+            parsed=parsed.ok, line=line, reference_label=reference,
+        ))  # fmt: skip
+    return PredictionSet(bench, str(path), "omni", tuple(rows))
+
+
 def read_predictions(path: str | os.PathLike[str]) -> PredictionSet:
     """Read one predictions file (either format, told apart by the fields of its first row)."""
     path = Path(path)
@@ -355,13 +400,16 @@ def read_predictions(path: str | os.PathLike[str]) -> PredictionSet:
     if first is None:
         raise PredictionsError("empty predictions file", path=str(path))
     line, rec = first
+    if {"task_type", "label", "predict"} <= rec.keys():
+        return _read_omni(path, [first, *lines])
     if {"prompt", "label", "predict"} <= rec.keys():
         return _read_guardreasoner(path, [first, *lines])
     if "benchmark" in rec and "labels" in rec:
         return _read_guardrail(path, [first, *lines])
     raise PredictionsError(
-        "unknown predictions format: expected guardrail rows (benchmark, labels, predicted, raw_output) "
-        "or GuardReasoner rows (prompt, label, predict)", path=str(path), line=line,
+        "unknown predictions format: expected guardrail rows (benchmark, labels, predicted, raw_output), "
+        "GuardReasoner rows (prompt, label, predict) or GuardReasoner-Omni rows (task_type, label, predict)",
+        path=str(path), line=line,
     )  # fmt: skip
 
 

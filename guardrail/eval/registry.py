@@ -24,6 +24,7 @@ from guardrail.eval.loaders import (
     load_harmbench,
     load_jsonl,
     load_mossbench,
+    load_omni,
     load_openai_moderation,
     load_simplesafetytests,
     load_vltest,
@@ -35,6 +36,7 @@ __all__ = [
     "BENCHMARKS",
     "DATA_DIR_ENV",
     "FORMATS",
+    "OMNI_BENCHMARKS",
     "BenchmarkSpec",
     "Loader",
     "benchmark_name",
@@ -81,6 +83,23 @@ _GUARDREASONER_FILES = (
     ("BeaverTails", "0_A_beaver_tails.json", "response", 3021),
 )
 
+_OMNI_DIR = "guardreasoner-omni/"
+
+#: The GuardReasoner-Omni paper's benchmark files (``src/generate.py``, ``src/evaluate.py``;
+#: their predictions folders use the same names) -> modality. Registered as ``omni-NAME``
+#: (``data/benchmarks/guardreasoner-omni/NAME.json``, read by :func:`load_omni`).
+OMNI_BENCHMARKS: dict[str, str] = {
+    **dict.fromkeys(("toxic_chat_test", "HarmBench_prompt", "openaimoderation", "Aegis_2_prompt",
+                     "SimpleSafetyTest", "sorrybench", "wildguard_prompt", "xstest_prompt", "or-bench",
+                     "Aegis_2_response", "HarmBench_response", "saferlhf", "BeaverTails",
+                     "wildguard_response"), "text"),
+    **dict.fromkeys(("LlavaGuard", "UnsafeBench", "VLGuard", "SPA-VL_prompt", "holisafe", "SPA-VL_response"),
+                    "image"),
+    **dict.fromkeys(("ucf-crime_test", "XD-Violence_test", "FVC", "safesora", "VA-SafetyBench_video"), "video"),
+    **dict.fromkeys(("AdvBench_prompt", "Jailbreak-AudioBench", "Nemotron_prompt", "mutox",
+                     "VA-SafetyBench_audio", "AdvBench_response", "Nemotron_response"), "audio"),
+}  # fmt: skip
+
 #: Benchmark name -> spec. Names are matched case-insensitively. The CamelCase names are the
 #: GuardReasoner papers' files (their predictions folders use the same names); the lower-case
 #: ones read the original public releases.
@@ -120,6 +139,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "mossbench": BenchmarkSpec(
         "mossbench", load_mossbench, "request, image + question: benign (unharmful) vs contrast (harmful)"
     ),
+    **{
+        f"omni-{name}": BenchmarkSpec(
+            f"{_OMNI_DIR}{name}.json", load_omni, f"{modality} (GuardReasoner-Omni copy)"
+        )
+        for name, modality in OMNI_BENCHMARKS.items()
+    },
 }
 
 # Other spellings: the GuardReasoner predictions folder keeps the original typo.
@@ -130,6 +155,7 @@ FORMATS: dict[str, Loader] = {
     "guardreasoner": load_guardreasoner,
     "vltest": load_vltest,
     "jsonl": load_jsonl,
+    "omni": load_omni,
 }
 
 
@@ -166,6 +192,8 @@ def _detect_format(path: Path) -> str:
         for _, rec in _json_records(path):
             if isinstance(rec, Mapping) and "messages" in rec:
                 return "vltest"
+            if isinstance(rec, Mapping) and "task_type" in rec:
+                return "omni"
             return "guardreasoner"
         raise DatasetError("empty benchmark file", path=str(path))
     raise DatasetError(

@@ -58,10 +58,13 @@ def _check_supported(guard: Any, benchmark: Benchmark) -> None:
             f"benchmark {benchmark.name!r} is scored on {', '.join(unsupported)}, which profile "
             f"{profile.name!r} does not predict (its tasks: {', '.join(profile.tasks)})"
         )
-    if benchmark.modality != "text" and not profile.supports_images:
-        raise ConfigurationError(
-            f"benchmark {benchmark.name!r} has images; profile {profile.name!r} is text-only"
-        )
+    for kind, supported in (("images", profile.supports_images), ("videos", profile.supports_video),
+                            ("audios", profile.supports_audio)):  # fmt: skip
+        if not supported and any(getattr(s, kind) for s in benchmark.samples):
+            what = "is text-only" if kind == "images" else f"takes no {kind}"
+            raise ConfigurationError(
+                f"benchmark {benchmark.name!r} has {kind}; profile {profile.name!r} {what}"
+            )
 
 
 def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:

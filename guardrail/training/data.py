@@ -243,8 +243,9 @@ def parse_row(
         ex = _from_guardrail(raw, prof)
     images = tuple(_resolve_image(p, image_base, check_images) for p in ex.images)
     from guardrail.training.categories import row_categories, with_policy  # uses _BadRow: no cycle
+    from guardrail.training.media import row_media
 
-    ex = replace(ex, images=images, categories=row_categories(raw))
+    ex = replace(ex, images=images, categories=row_categories(raw), **row_media(raw, image_base, prof))
     _check_texts(ex)
     if prof.trained_policy is not None:
         ex = with_policy(ex, prof)
@@ -256,7 +257,7 @@ def _detect(raw: Mapping[str, Any]) -> str:
         return "sharegpt"
     if "instruction" in raw and "output" in raw:
         return "guardreasoner"
-    if "labels" in raw or "request_label" in raw or "prompt" in raw or "images" in raw:
+    if any(k in raw for k in ("labels", "request_label", "prompt", "images", "videos", "audios")):
         return "guardrail"
     raise _BadRow(
         "unknown row format: expected 'messages' (ShareGPT / GuardReasoner-VL), "
@@ -332,12 +333,13 @@ def _from_guardrail(raw: Mapping[str, Any], prof: Profile) -> Sample:
     if target is not None and not isinstance(target, str):
         raise _BadRow("'target' must be a string or null")
     images = _image_list(raw)
-    if prompt is None and not images:
-        raise _BadRow("no request: give 'prompt' and/or 'images'")
+    clips = bool(raw.get("videos") or raw.get("audios"))
+    if prompt is None and not images and not clips:
+        raise _BadRow("no request: give 'prompt' and/or 'images' (or 'videos', 'audios')")
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
     explicit = _explicit_labels(raw)
     if target is not None:  # an unreadable target is reported where a target is needed (SFT)
-        said = _labels_from_target(target, prof, prompt, response, bool(images), partial=True)
+        said = _labels_from_target(target, prof, prompt, response, bool(images) or clips, partial=True)
         _check_agreement(said, explicit)
     return _sample(raw, prompt, response, images, explicit.get("request"), explicit.get("response"),
                    refusal=explicit.get("refusal"), target=target, meta=dict(meta))  # fmt: skip

@@ -29,8 +29,9 @@ _EXTRA = "training"
 def prompt_messages(profile: Profile, example: Sample) -> list[dict[str, Any]]:
     """The chat prompt of one sample, built by the profile exactly as Guard builds it.
 
-    Content parts are uniform ``{"type", "text"}`` records (``text`` None for image parts) so
-    that rows fit one Arrow schema; TRL puts the images into the ``image`` parts in order.
+    Content parts are uniform ``{"type", "text"}`` records (``text`` None for image, video and
+    audio parts) so that rows fit one Arrow schema; TRL puts the images into the ``image`` parts
+    in order (clips go through :mod:`guardrail.training.media` instead).
     """
     rendered = profile.render(example.moderation_input())
     if rendered.messages is None:
@@ -44,7 +45,7 @@ def prompt_messages(profile: Profile, example: Sample) -> list[dict[str, Any]]:
             parts = [
                 {"type": "text", "text": p["text"]}
                 if p["type"] == "text"
-                else {"type": "image", "text": None}
+                else {"type": p["type"] if p["type"] in ("video", "audio") else "image", "text": None}
                 for p in content
             ]
         out.append({"role": message["role"], "content": parts})
@@ -75,10 +76,11 @@ def make_dataset(rows: Sequence[Mapping[str, Any]], *, images: bool) -> Any:
 
 def check_chat_template(processor: Any, profile: Profile, examples: Sequence[Sample]) -> None:
     """Fail early when the processor's chat template would not render the prompt Guard sends
-    (checked on the first sample, and on the first one with images)."""
+    (checked on the first sample, and on the first one with images, videos, audios)."""
     if not is_chat_profile(profile) or not examples:
         return
-    probes = [examples[0]] + [e for e in examples if e.images][:1]
+    probes = [examples[0]] + [e for e in examples if e.images][:1] + [e for e in examples if e.videos][:1]
+    probes += [e for e in examples if e.audios][:1]
     for example in probes:
         want = profile.render(example.moderation_input()).text
         messages = [

@@ -95,11 +95,12 @@ def load_model(cfg: TrainingConfig) -> tuple[Any, Any]:
     if not local.is_file():
         check_model_family(cfg, config.to_dict())
     is_vl = hasattr(processor, "image_processor")
-    if cfg.profile == "guardreasoner-vl" and not is_vl:
+    vision_profile = cfg.profile in ("guardreasoner-vl", "guardreasoner-omni")
+    if vision_profile and not is_vl:
         raise ConfigurationError(
-            f"{cfg.section}: the guardreasoner-vl profile needs a vision-language model; {cfg.model} is text-only"
+            f"{cfg.section}: the {cfg.profile} profile needs a vision-language model; {cfg.model} is text-only"
         )
-    if cfg.profile != "guardreasoner-vl" and is_vl:
+    if not vision_profile and is_vl:
         raise ConfigurationError(
             f"{cfg.section}: the {cfg.profile} profile is text-only; {cfg.model} is a vision-language model"
         )

@@ -172,6 +172,11 @@ def rl_rows(examples: Sequence[Sample], profile: Profile) -> list[dict[str, Any]
     for ex in examples:
         if ex.request_label is None:
             raise ConfigurationError(f"sample {ex.id} has no request label")
+        if ex.videos or ex.audios:
+            raise ConfigurationError(
+                f"sample {ex.id} has videos or audios: RL (TRL's GRPOTrainer) passes only images to the "
+                "model, so clips cannot be trained on with RL yet; use SFT for them (docs/training.md)"
+            )
         prompt: Any = (
             prompt_messages(profile, ex)
             if is_chat_profile(profile)
@@ -254,6 +259,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
 
     data = config.load(require_target=False)
     profile = config.get_profile()
+    rows = rl_rows(data.examples, profile)  # before the model loads: rows it cannot take fail here
     names, weights = monitored_rewards(
         config.rewards, config.reward_weights, categories=profile.trained_policy is not None
     )
@@ -284,7 +290,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         **(trl_args.generation_kwargs or {}),
     }
     check_chat_template(processor, profile, data.examples)
-    dataset = make_dataset(rl_rows(data.examples, profile), images=is_chat_profile(profile))
+    dataset = make_dataset(rows, images=is_chat_profile(profile))
     rewards = build_reward_funcs(
         names,
         beta=config.length_beta,

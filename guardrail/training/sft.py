@@ -22,6 +22,7 @@ from guardrail.profiles import Profile
 from guardrail.samples import Sample
 from guardrail.training.config import TrainingConfig, option
 from guardrail.training.dataset import check_chat_template, is_chat_profile, make_dataset, prompt_messages
+from guardrail.training.media import MediaCollator, media_sft_rows, needs_media_collator
 from guardrail.training.model import load_model, peft_config
 from guardrail.training.runtime import timer, torch_threads
 from guardrail.training.trainer import TrainResult, metrics_callback, metrics_path, train_and_save
@@ -90,11 +91,17 @@ def _train_sft(config: SFTConfig, callbacks: Sequence[Any]) -> TrainResult:
     model, processor = load_model(config)
     check_chat_template(processor, profile, data.examples)
     chat = is_chat_profile(profile)
-    dataset = make_dataset(sft_rows(data.examples, profile), images=chat)
+    collator = None
+    if chat and needs_media_collator(profile, data.examples):  # clips: the inference encoding
+        collator = MediaCollator(model, processor, profile, max_length=config.max_length)
+        dataset = make_dataset(media_sft_rows(data.examples), images=False)
+    else:
+        dataset = make_dataset(sft_rows(data.examples, profile), images=chat)
     trainer = trl.SFTTrainer(
         model=model,
         args=trl_args,
         train_dataset=dataset,
+        data_collator=collator,
         processing_class=processor,
         peft_config=peft_config(config),
         callbacks=[metrics_callback(metrics_path(config)), *callbacks],

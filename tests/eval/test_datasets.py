@@ -79,7 +79,12 @@ def test_image_benchmarks(shared_data):
 
 
 def test_every_registered_benchmark_loads(shared_data):
+    # GuardReasoner-Omni's test data (clips included) is not in the shared data: its files are
+    # checked with small copies in tests/eval/test_omni.py
+    omni = shared_data / "benchmarks" / "guardreasoner-omni"
     for name in BENCHMARKS:
+        if name.startswith("omni-") and not omni.is_dir():
+            continue
         assert len(load_benchmark(name, shared_data)) > 0, name
 
 
