@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail._deps import require
 from guardrail.errors import MediaError, MediaTooLargeError
-from guardrail.media.source import _reason, open_container, source_bytes
+from guardrail.media.source import _reason, first_stream, open_container, source_bytes
 from guardrail.media.types import AUDIO_SAMPLE_RATE, Audio
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,17 +177,7 @@ def _decode(data: bytes, limits: InputLimits, where: str) -> Audio:
     cap = int(limits.max_audio_seconds * AUDIO_SAMPLE_RATE)
     chunks, total = [], 0
     try:
-        if not container.streams.audio:
-            raise MediaError(f"{where}: no audio stream")
-        stream = container.streams.audio[0]
-        ctx = stream.codec_context
-        if (
-            ctx is None
-            or getattr(ctx, "codec", None) is None
-            or not ctx.codec.name
-            or ctx.codec.name == "none"
-        ):
-            raise MediaError(f"{where}: unsupported audio codec")
+        stream = first_stream(container, "audio", where)
         header_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         if header_s is not None and header_s > limits.max_audio_seconds + _SECONDS_SLACK:
             raise MediaTooLargeError(f"{where}: {header_s:.1f} s; the limit is {limits.max_audio_seconds} s")

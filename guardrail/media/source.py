@@ -13,7 +13,7 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.errors import MediaError, MediaTooLargeError
 
-__all__ = ["DEMUXERS", "open_container", "source_bytes"]
+__all__ = ["DEMUXERS", "first_stream", "open_container", "source_bytes"]
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*),(?P<data>.*)$", re.DOTALL)
 
@@ -114,6 +114,19 @@ def open_container(data: bytes, where: str) -> Any:
         container.close()
         raise MediaError(f"{where}: container format {container.format.name!r} is not accepted")
     return container
+
+
+def first_stream(container: Any, kind: str, where: str) -> Any:
+    """The first ``kind`` ("video" or "audio") stream of ``container`` whose codec FFmpeg can
+    decode, or :class:`~guardrail.errors.MediaError`."""
+    streams = getattr(container.streams, kind)
+    if not streams:
+        raise MediaError(f"{where}: no {kind} stream")
+    stream = streams[0]
+    ctx = stream.codec_context
+    if ctx is None or getattr(ctx, "codec", None) is None or not ctx.codec.name or ctx.codec.name == "none":
+        raise MediaError(f"{where}: unsupported {kind} codec")
+    return stream
 
 
 def _reason(exc: BaseException) -> str:

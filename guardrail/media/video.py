@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from guardrail._deps import require
 from guardrail.errors import MediaError, MediaTooLargeError
 from guardrail.media.sampling import frame_count, frame_indices, smart_resize
-from guardrail.media.source import _reason, open_container, source_bytes
+from guardrail.media.source import _reason, first_stream, open_container, source_bytes
 from guardrail.media.types import Video, VideoSampling
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -185,17 +185,8 @@ def _survey(
     decoded), checked against the limits and against the header."""
     container = open_container(data, where)
     try:
-        if not container.streams.video:
-            raise MediaError(f"{where}: no video stream")
-        stream = container.streams.video[0]
+        stream = first_stream(container, "video", where)
         ctx = stream.codec_context
-        if (
-            ctx is None
-            or getattr(ctx, "codec", None) is None
-            or not ctx.codec.name
-            or ctx.codec.name == "none"
-        ):
-            raise MediaError(f"{where}: unsupported video codec")
         if ctx.width and ctx.height:
             _check_frame_pixels(ctx.width, ctx.height, limits, where)
         tb = stream.time_base or Fraction(1, 1)

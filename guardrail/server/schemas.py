@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardrail.policies.builtin import OPENAI_MODERATION_KEYS
+
 __all__ = [
     "OPENAI_CATEGORIES",
     "GuardExtension",
@@ -27,22 +29,8 @@ __all__ = [
     "TextPart",
 ]
 
-# OpenAI's omni-moderation category keys.
-OPENAI_CATEGORIES = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/intent",
-    "self-harm/instructions",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
+# OpenAI's omni-moderation category keys (one list: guardrail.policies).
+OPENAI_CATEGORIES = OPENAI_MODERATION_KEYS
 REQUEST_HARMFUL = "guardrail/request_harmful"
 
 
