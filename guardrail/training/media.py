@@ -88,20 +88,26 @@ class MediaCollator:
         self._backend = TransformersBackend(self.model, self.processor)
         self.limits = self.limits or InputLimits()
 
-    def encode(self, row: Mapping[str, Any]) -> tuple[list[int], list[int], Any, Any]:
-        """(prompt ids, completion ids, media, grid) of one row, as a check encodes its prompt."""
+    def encode_prompt(self, item: Mapping[str, Any], sample_id: Any = None) -> tuple[list[int], Any, Any]:
+        """(prompt ids, media, grid) of one request (``prompt``, ``response``, ``images``,
+        ``videos``, ``audios``): decoded, sampled and rendered by :func:`guardrail.inputs.prepare`
+        and tokenized by the transformers backend, exactly as a check does (RL uses it too)."""
         from guardrail.errors import InputError
         from guardrail.inputs import prepare
 
-        item = {"prompt": row.get("prompt"), "response": row.get("response")}
+        request = {"prompt": item.get("prompt"), "response": item.get("response")}
         for kind in ("images", "videos", "audios"):
-            if row.get(kind):
-                item[kind] = list(row[kind])
+            if item.get(kind):
+                request[kind] = list(item[kind])
         try:
-            prepared = prepare(self.profile, item, self.limits)
+            prepared = prepare(self.profile, request, self.limits)
         except InputError as exc:
-            raise DataError(f"sample {row.get('id')}: {exc}") from exc
-        ids, media, grid = self._backend.encode(prepared.prompt)
+            raise DataError(f"sample {sample_id}: {exc}") from exc
+        return self._backend.encode(prepared.prompt)
+
+    def encode(self, row: Mapping[str, Any]) -> tuple[list[int], list[int], Any, Any]:
+        """(prompt ids, completion ids, media, grid) of one row, as a check encodes its prompt."""
+        ids, media, grid = self.encode_prompt(row, row.get("id"))
         tok = self._backend.tokenizer
         completion = tok.encode(row["completion"], add_special_tokens=False, split_special_tokens=True)
         completion += tok.encode(TURN_END, add_special_tokens=False)

@@ -24,6 +24,7 @@ from guardrail.training.dataset import check_chat_template, is_chat_profile, mak
 from guardrail.training.health import RL_ADVICE, below_thresholds, health_callback, warn_unusable
 from guardrail.training.model import load_model, peft_config, suppressed_token_ids
 from guardrail.training.rewards import REWARDS, build_reward_funcs
+from guardrail.training.rl_media import media_rl_rows, media_trainer_class, needs_media_rl
 from guardrail.training.runtime import timer, torch_threads
 from guardrail.training.trainer import TrainResult, metrics_callback, metrics_path, train_and_save
 
@@ -167,16 +168,16 @@ class RLConfig(TrainingConfig):
 
 def rl_rows(examples: Sequence[Sample], profile: Profile) -> list[dict[str, Any]]:
     """GRPO rows (prompt, images, request_label, response_label, id; ``categories``, the gold
-    codes, for a profile trained on a policy), prompts built by ``profile``."""
+    codes, for a profile trained on a policy), prompts built by ``profile``. Rows with videos or
+    audios, and every row of a profile with a media layout (GuardReasoner-Omni), are
+    :func:`~guardrail.training.rl_media.media_rl_rows`: the trainer encodes their prompts as a
+    check does."""
+    if is_chat_profile(profile) and needs_media_rl(profile, examples):
+        return media_rl_rows(examples, profile)
     rows = []
     for ex in examples:
         if ex.request_label is None:
             raise ConfigurationError(f"sample {ex.id} has no request label")
-        if ex.videos or ex.audios:
-            raise ConfigurationError(
-                f"sample {ex.id} has videos or audios: RL (TRL's GRPOTrainer) passes only images to the "
-                "model, so clips cannot be trained on with RL yet; use SFT for them (docs/training.md)"
-            )
         prompt: Any = (
             prompt_messages(profile, ex)
             if is_chat_profile(profile)
@@ -260,6 +261,12 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     data = config.load(require_target=False)
     profile = config.get_profile()
     rows = rl_rows(data.examples, profile)  # before the model loads: rows it cannot take fail here
+    media = bool(rows) and "video_files" in rows[0]  # prompts encoded by the inference path
+    if media and config.use_vllm:
+        raise ConfigurationError(
+            "rl.use_vllm: vLLM rollouts get token ids only, not the clips of video/audio rows (or "
+            f"the {profile.name} profile's media layout); train them without vLLM"
+        )
     names, weights = monitored_rewards(
         config.rewards, config.reward_weights, categories=profile.trained_policy is not None
     )
@@ -290,7 +297,7 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
         **(trl_args.generation_kwargs or {}),
     }
     check_chat_template(processor, profile, data.examples)
-    dataset = make_dataset(rows, images=is_chat_profile(profile))
+    dataset = make_dataset(rows, images=is_chat_profile(profile) and not media)
     rewards = build_reward_funcs(
         names,
         beta=config.length_beta,
@@ -302,7 +309,12 @@ def _train_rl(config: RLConfig, callbacks: Sequence[Any]) -> TrainResult:
     health = health_callback(
         config.min_parse_rate, config.min_format_reward, stop=config.on_unusable_output == "stop"
     )
-    trainer = _trainer_class(trl)(
+    trainer_class = _trainer_class(trl)
+    if media:
+        from guardrail.training.media import MediaCollator
+
+        trainer_class = media_trainer_class(trainer_class, MediaCollator(model, processor, profile))
+    trainer = trainer_class(
         model=model,
         reward_funcs=rewards,
         args=trl_args,

@@ -157,10 +157,112 @@ def test_tiny_omni_sft_run_on_clips_learns_and_guard_loads_it(omni_path, omni_fi
     assert verdict.raw_output.startswith("<think>"), verdict.raw_output
 
 
-def test_rl_refuses_clip_rows_before_loading_a_model(omni_file):
+def test_rl_rows_of_clips_carry_the_request_for_the_inference_encoding(omni_path, omni_file, tmp_path):
+    from guardrail.training import RLConfig, train_rl
     from guardrail.training.rl import rl_rows
 
     examples = load_examples(omni_file, profile="guardreasoner-omni").examples
-    with pytest.raises(ConfigurationError, match="RL .* passes only images"):
-        rl_rows(examples, OMNI)
-    assert len(rl_rows([e for e in examples if not (e.videos or e.audios)], OMNI)) == 1
+    rows = {r["id"]: r for r in rl_rows(examples, OMNI)}
+    assert rows["omni-1"]["video_files"] == [str(omni_file.parent / "media" / "fight.mp4")]
+    assert rows["omni-2"]["audio_files"] and not rows["omni-2"]["video_files"]
+    assert rows["omni-4"]["response"] == "Here is how." and rows["omni-1"]["request"] == "What happens here?"
+    assert "images" not in rows["omni-1"]  # TRL would render and process it as a chat prompt
+    assert rows["omni-1"]["prompt"] == OMNI.render(examples[1].moderation_input()).text
+    # vLLM rollouts would get token ids without the clips: refused before a model loads
+    config = RLConfig(model=str(omni_path), profile="guardreasoner-omni", data=[str(omni_file)],
+                      output_dir=str(tmp_path / "o"), use_vllm=True)  # fmt: skip
+    with pytest.raises(ConfigurationError, match="vLLM rollouts get token ids only"):
+        train_rl(config)
+
+
+RL_STEPS = 4
+
+
+def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_path):
+    """GRPO on a video row and an audio row: rollouts generated from the prompts a check sends
+    (clips included), rewards computed on those generations, every log-prob forward given the
+    clips of its rows, and a saved model that Guard loads and runs on a clip."""
+    import torch
+    import trl
+
+    from guardrail import Guard
+    from guardrail.inputs import prepare
+    from guardrail.training import RLConfig, train_rl
+
+    rows = [json.loads(line) for line in omni_file.read_text().splitlines()]
+    data = write_rows(omni_file.parent / "rl.jsonl", [r for r in rows if r["id"] in ("omni-1", "omni-2")])
+    examples = load_examples(data, profile="guardreasoner-omni").examples
+    guard = Guard.from_pretrained(omni_path, device="cpu")
+    want = {ex.id: guard.backend.encode(prepare(guard.profile, ex.request(), guard.limits).prompt)[0]
+            for ex in examples}  # fmt: skip
+    tok = guard.backend.tokenizer
+    video_id, audio_id = (tok.convert_tokens_to_ids(t) for t in ("<|VIDEO|>", "<|AUDIO|>"))
+
+    rollouts, scored, forwards = [], [], []
+    generate, rewards = trl.GRPOTrainer._generate_single_turn, trl.GRPOTrainer._calculate_rewards
+    logps = trl.GRPOTrainer._get_per_token_logps_and_entropies
+
+    def spy_generate(self, prompt_ids, images, fields, *args, **kwargs):
+        completion_ids, lp = generate(self, prompt_ids, images, fields, *args, **kwargs)
+        rollouts.append({"prompt_ids": [list(p) for p in prompt_ids], "fields": set(fields),
+                         "completion_ids": completion_ids})  # fmt: skip
+        return completion_ids, lp
+
+    def spy_rewards(self, inputs, prompts, completions, completion_ids_list):
+        scored.append((list(completions), [list(c) for c in completion_ids_list]))
+        return rewards(self, inputs, prompts, completions, completion_ids_list)
+
+    def spy_logps(self, model, input_ids, *args, **kwargs):
+        def record(module, a, kw):  # runs after the trainer's own hook: sees what the model gets
+            forwards.append({"ids": kw["input_ids"].clone(), **{k: kw.get(k) for k in
+                             ("pixel_values_videos", "video_grid_thw", "input_features")}})  # fmt: skip
+
+        handle = model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            return logps(self, model, input_ids, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    out = tmp_path / "model"
+    config = RLConfig(
+        model=str(omni_path), profile="guardreasoner-omni", data=[str(data)], output_dir=str(out),
+        learning_rate=1e-4, max_steps=RL_STEPS, num_generations=2, per_device_train_batch_size=2,
+        steps_per_generation=2, max_completion_length=16, bf16=False, logging_steps=1, save_steps=1000,
+        disable_tqdm=True, num_threads=1, resume="never", seed=0,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trl.GRPOTrainer, "_generate_single_turn", spy_generate)
+        mp.setattr(trl.GRPOTrainer, "_calculate_rewards", spy_rewards)
+        mp.setattr(trl.GRPOTrainer, "_get_per_token_logps_and_entropies", spy_logps)
+        result = train_rl(config)
+    assert result.global_step == RL_STEPS
+
+    # two generation batches of both rows x 2 rollouts, prompts encoded as Guard encodes them
+    assert len(rollouts) == 2 and len(scored) == 2
+    for rollout in rollouts:
+        assert sorted(map(tuple, rollout["prompt_ids"])) == sorted(tuple(want[e.id]) for e in examples
+                                                                   for _ in range(2))  # fmt: skip
+        assert {"pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
+                "feature_attention_mask"} <= rollout["fields"]  # fmt: skip
+    # the rewards scored the generated completions themselves
+    for rollout, (completions, ids) in zip(rollouts, scored, strict=True):
+        assert ids == rollout["completion_ids"] and any(ids)
+        assert completions == [tok.decode(c, skip_special_tokens=True) for c in ids]
+    # every forward (old log-probs per chunk of one row's rollouts, the loss on shuffled pairs)
+    # got exactly the clips of its rows: the model checks the feature counts against the tokens
+    assert len(forwards) >= 2 * 2 + RL_STEPS
+    for f in forwards:
+        has_video, has_audio = bool((f["ids"] == video_id).any()), bool((f["ids"] == audio_id).any())
+        assert has_video == (f["pixel_values_videos"] is not None)
+        assert has_audio == (f["input_features"] is not None)
+        if has_video:
+            assert int((f["ids"] == video_id).sum()) == int(f["video_grid_thw"].prod(-1).sum()) // 4
+    assert any(f["pixel_values_videos"] is not None and f["input_features"] is None for f in forwards)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [m for m in metrics if "reward" in m]
+    assert logged and all(torch.isfinite(torch.tensor(m["rewards/format/mean"])) for m in logged)
+
+    trained = Guard.from_pretrained(out, device="cpu", max_new_tokens=16)
+    assert trained.profile.name == "guardreasoner-omni"
+    verdict = trained.moderate(prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")])
+    assert verdict.model == str(out) and verdict.raw_output is not None
