@@ -176,27 +176,17 @@ def test_rl_rows_of_clips_carry_the_request_for_the_inference_encoding(omni_path
 
 
 RL_STEPS = 4
+RL_SETTINGS = dict(
+    learning_rate=1e-4, max_steps=RL_STEPS, num_generations=2, per_device_train_batch_size=2,
+    steps_per_generation=2, max_completion_length=16, bf16=False, logging_steps=1, save_steps=1000,
+    disable_tqdm=True, num_threads=1, resume="never", seed=0,
+)  # fmt: skip  # rollouts of one row per old-log-prob chunk, two updates per generation batch
 
 
-def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_path):
-    """GRPO on a video row and an audio row: rollouts generated from the prompts a check sends
-    (clips included), rewards computed on those generations, every log-prob forward given the
-    clips of its rows, and a saved model that Guard loads and runs on a clip."""
-    import torch
+def spy_grpo(mp, keys: tuple[str, ...]) -> tuple[list, list, list]:
+    """Record what TRL generates from (prompt ids, media field names, completion ids), what the
+    rewards score, and the ``keys`` every log-prob forward hands the model."""
     import trl
-
-    from guardrail import Guard
-    from guardrail.inputs import prepare
-    from guardrail.training import RLConfig, train_rl
-
-    rows = [json.loads(line) for line in omni_file.read_text().splitlines()]
-    data = write_rows(omni_file.parent / "rl.jsonl", [r for r in rows if r["id"] in ("omni-1", "omni-2")])
-    examples = load_examples(data, profile="guardreasoner-omni").examples
-    guard = Guard.from_pretrained(omni_path, device="cpu")
-    want = {ex.id: guard.backend.encode(prepare(guard.profile, ex.request(), guard.limits).prompt)[0]
-            for ex in examples}  # fmt: skip
-    tok = guard.backend.tokenizer
-    video_id, audio_id = (tok.convert_tokens_to_ids(t) for t in ("<|VIDEO|>", "<|AUDIO|>"))
 
     rollouts, scored, forwards = [], [], []
     generate, rewards = trl.GRPOTrainer._generate_single_turn, trl.GRPOTrainer._calculate_rewards
@@ -214,8 +204,7 @@ def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_
 
     def spy_logps(self, model, input_ids, *args, **kwargs):
         def record(module, a, kw):  # runs after the trainer's own hook: sees what the model gets
-            forwards.append({"ids": kw["input_ids"].clone(), **{k: kw.get(k) for k in
-                             ("pixel_values_videos", "video_grid_thw", "input_features")}})  # fmt: skip
+            forwards.append({"ids": kw["input_ids"].clone(), **{k: kw.get(k) for k in keys}})
 
         handle = model.register_forward_pre_hook(record, with_kwargs=True)
         try:
@@ -223,31 +212,54 @@ def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_
         finally:
             handle.remove()
 
-    out = tmp_path / "model"
-    config = RLConfig(
-        model=str(omni_path), profile="guardreasoner-omni", data=[str(data)], output_dir=str(out),
-        learning_rate=1e-4, max_steps=RL_STEPS, num_generations=2, per_device_train_batch_size=2,
-        steps_per_generation=2, max_completion_length=16, bf16=False, logging_steps=1, save_steps=1000,
-        disable_tqdm=True, num_threads=1, resume="never", seed=0,
-    )  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(trl.GRPOTrainer, "_generate_single_turn", spy_generate)
-        mp.setattr(trl.GRPOTrainer, "_calculate_rewards", spy_rewards)
-        mp.setattr(trl.GRPOTrainer, "_get_per_token_logps_and_entropies", spy_logps)
-        result = train_rl(config)
-    assert result.global_step == RL_STEPS
+    mp.setattr(trl.GRPOTrainer, "_generate_single_turn", spy_generate)
+    mp.setattr(trl.GRPOTrainer, "_calculate_rewards", spy_rewards)
+    mp.setattr(trl.GRPOTrainer, "_get_per_token_logps_and_entropies", spy_logps)
+    return rollouts, scored, forwards
 
-    # two generation batches of both rows x 2 rollouts, prompts encoded as Guard encodes them
+
+def check_rollouts(rollouts, scored, want: dict, fields: set, tok) -> None:
+    """Two generation batches of both rows x 2 rollouts, prompts encoded as Guard encodes them,
+    with the media fields; the rewards scored the generated completions themselves."""
     assert len(rollouts) == 2 and len(scored) == 2
     for rollout in rollouts:
-        assert sorted(map(tuple, rollout["prompt_ids"])) == sorted(tuple(want[e.id]) for e in examples
+        assert sorted(map(tuple, rollout["prompt_ids"])) == sorted(tuple(ids) for ids in want.values()
                                                                    for _ in range(2))  # fmt: skip
-        assert {"pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
-                "feature_attention_mask"} <= rollout["fields"]  # fmt: skip
-    # the rewards scored the generated completions themselves
+        assert fields <= rollout["fields"], rollout["fields"]
     for rollout, (completions, ids) in zip(rollouts, scored, strict=True):
         assert ids == rollout["completion_ids"] and any(ids)
         assert completions == [tok.decode(c, skip_special_tokens=True) for c in ids]
+
+
+def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_path):
+    """GRPO on a video row and an audio row: rollouts generated from the prompts a check sends
+    (clips included), rewards computed on those generations, every log-prob forward given the
+    clips of its rows, and a saved model that Guard loads and runs on a clip."""
+    import torch
+
+    from guardrail import Guard
+    from guardrail.inputs import prepare
+    from guardrail.training import RLConfig, train_rl
+
+    rows = [json.loads(line) for line in omni_file.read_text().splitlines()]
+    data = write_rows(omni_file.parent / "rl.jsonl", [r for r in rows if r["id"] in ("omni-1", "omni-2")])
+    examples = load_examples(data, profile="guardreasoner-omni").examples
+    guard = Guard.from_pretrained(omni_path, device="cpu")
+    want = {ex.id: guard.backend.encode(prepare(guard.profile, ex.request(), guard.limits).prompt)[0]
+            for ex in examples}  # fmt: skip
+    tok = guard.backend.tokenizer
+    video_id, audio_id = (tok.convert_tokens_to_ids(t) for t in ("<|VIDEO|>", "<|AUDIO|>"))
+
+    out = tmp_path / "model"
+    config = RLConfig(model=str(omni_path), profile="guardreasoner-omni", data=[str(data)],
+                      output_dir=str(out), **RL_SETTINGS)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        rollouts, scored, forwards = spy_grpo(mp, ("pixel_values_videos", "video_grid_thw", "input_features"))
+        result = train_rl(config)
+    assert result.global_step == RL_STEPS
+
+    check_rollouts(rollouts, scored, want, {"pixel_values_videos", "video_grid_thw", "video_second_per_grid",
+                                            "input_features", "feature_attention_mask"}, tok)  # fmt: skip
     # every forward (old log-probs per chunk of one row's rollouts, the loss on shuffled pairs)
     # got exactly the clips of its rows: the model checks the feature counts against the tokens
     assert len(forwards) >= 2 * 2 + RL_STEPS
@@ -266,3 +278,44 @@ def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_
     assert trained.profile.name == "guardreasoner-omni"
     verdict = trained.moderate(prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")])
     assert verdict.model == str(out) and verdict.raw_output is not None
+
+
+def test_tiny_vl_rl_run_on_a_video_and_an_image_row(tiny_vl_path, omni_file, tmp_path):
+    """GuardReasoner-VL on video (Qwen2.5-VL's own video input) next to an image row: the same
+    inference encoding, with the M-RoPE marks of video (2) and image (1) placeholders."""
+    from guardrail import Guard
+    from guardrail.inputs import prepare
+    from guardrail.training import RLConfig, train_rl
+    from tests.training.conftest import TINY_DATA
+
+    vl = "guardreasoner-vl"
+    rows = [
+        {"id": "v", "prompt": "What happens here?", "labels": {"request": "harmful"},
+         "videos": [str(omni_file.parent / "media" / "fight.mp4")]},
+        {"id": "i", "prompt": "What is in this picture?", "labels": {"request": "unharmful"},
+         "images": [str(TINY_DATA.parent / "images" / "sky.png")]},
+    ]  # fmt: skip
+    data = write_rows(tmp_path / "vl.jsonl", rows)
+    examples = load_examples(data, profile=vl, on_bad_row="fail").examples
+    guard = Guard.from_pretrained(tiny_vl_path, device="cpu")
+    want = {ex.id: guard.backend.encode(prepare(guard.profile, ex.request(), guard.limits).prompt)[0]
+            for ex in examples}  # fmt: skip
+    tok = guard.backend.tokenizer
+    video_id, image_id = (tok.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|image_pad|>"))
+
+    config = RLConfig(model=str(tiny_vl_path), profile=vl, data=[str(data)], output_dir=str(tmp_path / "m"),
+                      **RL_SETTINGS)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        keys = ("pixel_values_videos", "pixel_values", "mm_token_type_ids", "second_per_grid_ts")
+        rollouts, scored, forwards = spy_grpo(mp, keys)
+        result = train_rl(config)
+    assert result.global_step == RL_STEPS
+    check_rollouts(rollouts, scored, want, {"pixel_values_videos", "video_grid_thw", "second_per_grid_ts",
+                                            "pixel_values", "image_grid_thw", "mm_token_type_ids"}, tok)  # fmt: skip
+    for f in forwards:
+        has_video, has_image = bool((f["ids"] == video_id).any()), bool((f["ids"] == image_id).any())
+        assert has_video == (f["pixel_values_videos"] is not None) == (f["second_per_grid_ts"] is not None)
+        assert has_image == (f["pixel_values"] is not None)
+        marks = f["mm_token_type_ids"]
+        assert marks.tolist() == (2 * (f["ids"] == video_id) + (f["ids"] == image_id)).long().tolist()
+    assert any(f["pixel_values"] is None for f in forwards)  # a chunk of the video row's rollouts only
