@@ -276,7 +276,9 @@ def test_tiny_omni_rl_run_on_a_video_and_an_audio_row(omni_path, omni_file, tmp_
 
     trained = Guard.from_pretrained(out, device="cpu", max_new_tokens=16)
     assert trained.profile.name == "guardreasoner-omni"
-    verdict = trained.moderate(prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")])
+    verdict = trained.moderate(
+        prompt="What happens here?", videos=[str(omni_file.parent / "media" / "fight.mp4")]
+    )
     assert verdict.model == str(out) and verdict.raw_output is not None
 
 
