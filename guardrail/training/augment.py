@@ -8,6 +8,9 @@ For each new sample two distinct samples ``a`` and ``b`` are drawn (seeded):
 - labels, per task: ``unharmful`` only if both are unharmful, else ``harmful``
   (:func:`combine_labels`; a sample without a response does not vote on the response task).
 
+Samples with videos or audios are kept (``include_original``) but never paired: a clip is not
+merged like an image, and a pair without it would keep its label.
+
 ``fraction`` is the share of new samples in the output (paper: about 20% of the RL data):
 with ``n`` inputs and the originals kept, ``round(n * fraction / (1 - fraction))`` are made.
 The output ``output_dir/augmented.jsonl`` holds the originals (``include_original``) then the
@@ -216,12 +219,16 @@ def augment_dataset(config: AugmentConfig) -> AugmentResult:
     image_dir = out / "images"
     rng = random.Random(config.seed)
     n_new = config.count(len(examples))
-    if len(examples) < 2 and config.fraction > 0:
-        log.warning("augment: %d sample(s): nothing to pair", len(examples))
+    # a clip cannot be merged like an image, and a pair that dropped it would keep its label:
+    # samples with videos or audios are kept as they are and never paired
+    pool = [e for e in examples if not (e.videos or e.audios)]
+    if len(pool) < 2 and config.fraction > 0:
+        log.warning("augment: %d sample(s) without clips: nothing to pair", len(pool))
+        n_new = 0
     new: list[Sample] = []
     for j in range(n_new):
-        i1, i2 = rng.sample(range(len(examples)), 2)
-        a, b = examples[i1], examples[i2]
+        i1, i2 = rng.sample(range(len(pool)), 2)
+        a, b = pool[i1], pool[i2]
         paths = [*a.images, *b.images]
         image_path = None
         if paths:

@@ -175,6 +175,31 @@ def test_rl_rows_of_clips_carry_the_request_for_the_inference_encoding(omni_path
         train_rl(config)
 
 
+def test_augment_keeps_clip_rows_whole_and_pairs_only_the_others(omni_file, tmp_path):
+    """The RL data's concatenation would drop a clip and keep its label: clip rows stay originals."""
+    from guardrail.training.augment import AugmentConfig, augment_dataset
+
+    rows = [json.loads(line) for line in omni_file.read_text().splitlines()]
+    rows.append({"id": "omni-5", "prompt": "Hello", "labels": {"request": "unharmful"}})
+    data = write_rows(omni_file.parent / "aug.jsonl", rows)
+    out = tmp_path / "aug"
+    config = dict(data=[str(data)], profile="guardreasoner-omni", output_dir=str(out), seed=0)
+    result = augment_dataset(AugmentConfig(fraction=0.5, **config))
+    assert (result.originals, result.augmented) == (6, 6)
+    made = load_examples(out / "augmented.jsonl", profile="guardreasoner-omni", on_bad_row="fail").examples
+    assert [e.videos or e.audios for e in made[:6]] == [
+        e.videos or e.audios for e in load_examples(data, profile="guardreasoner-omni").examples
+    ]
+    assert all(set(e.meta["from"]) == {"omni-4", "omni-5"} and not (e.videos or e.audios) for e in made[6:])
+    write_rows(data, rows[:5])  # one row without clips: nothing to pair
+    assert (
+        augment_dataset(
+            AugmentConfig(fraction=0.5, **{**config, "output_dir": str(tmp_path / "b")})
+        ).augmented
+        == 0
+    )
+
+
 RL_STEPS = 4
 RL_SETTINGS = dict(
     learning_rate=1e-4, max_steps=RL_STEPS, num_generations=2, per_device_train_batch_size=2,
