@@ -57,3 +57,20 @@ def test_cpu_benchmarks_run(run_script):
     assert "reasoning mode" in out and "fast mode" in out and "1 for 4 checks" in out
     out = run_script("cache.py", "--reps", "1", "--new-tokens", "2")
     assert out.count("x\n") == 4
+
+
+def test_families_cpu_quick_run_measures_each_family_and_labels_the_estimates(run_script, tiny_cache, monkeypatch):
+    from guardrail.profiles import PROFILES
+
+    monkeypatch.setenv("GUARDRAIL_TINY_CACHE", str(tiny_cache))
+    out = run_script("families_cpu.py", "--quick", "--threads", "1")
+    measured = [line for line in out.splitlines() if line.startswith(("| Llama Guard 3 1B |", "| Qwen3Guard-Gen 0.6B |"))]
+    assert len(measured) == 2 and all("| f32 | 1 |" in line for line in measured)
+    assert "time llama-guard-3 / qwen3guard: cold" in out
+    assert "ESTIMATES (not measured" in out
+    for name in ("Llama Guard 4 12B", "gpt-oss-safeguard 20B", "GuardReasoner-VL-Eco 3B"):
+        assert sum(line.startswith(f"| {name}") for line in out.splitlines()) == 1, name
+    if "shieldgemma-2" in PROFILES:
+        assert "| ShieldGemma 2 4B" in out
+    else:
+        assert "ShieldGemma 2 4B: skipped" in out
