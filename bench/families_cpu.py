@@ -286,8 +286,7 @@ class Row:
                 backend._free(parts)
                 t0 = time.perf_counter()
                 backend._decode_loop(pos, used, GenerationOptions(max_new_tokens=steps), None, None)
-                best = min(best, time.perf_counter() - t0)
-                backend._resident.forget()  # the context now holds generated tokens too
+                best = min(best, time.perf_counter() - t0)  # (the next prefill drops what was generated)
         self.decode_tps = steps / best
 
     def close(self) -> None:
