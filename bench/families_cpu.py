@@ -89,7 +89,10 @@ REAL_CONFIGS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 NAMES = {"llama-guard-3": "Llama Guard 3 1B", "qwen3guard": "Qwen3Guard-Gen 0.6B"}
 # The answer each family writes for an unsafe request with one category (the answer check).
-ANSWERS = {"llama-guard-3": ({"request": "harmful"}, ["S1"]), "qwen3guard": ({"request": "harmful"}, ["violent"])}
+ANSWERS = {
+    "llama-guard-3": ({"request": "harmful"}, ["S1"]),
+    "qwen3guard": ({"request": "harmful"}, ["violent"]),
+}
 BPE_VOCAB = 16384  # the scaled-up BPE: more merges than the corpus allows, so every word is one token
 
 # Estimated families. params: FLOP-bearing parameters per prompt token (no embedding table);
@@ -111,8 +114,12 @@ ESTIMATED: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 SHIELDGEMMA = {  # Gemma 3 4B language model + SigLIP-400M at 896 px (4096 patches -> 256 image tokens)
-    "name": "ShieldGemma 2 4B (one image, one policy)", "params": 3.2e9, "vit_params": 0.42e9,
-    "patches": 4096, "image_tokens": 256, "text_tokens": 120,
+    "name": "ShieldGemma 2 4B (one image, one policy)",
+    "params": 3.2e9,
+    "vit_params": 0.42e9,
+    "patches": 4096,
+    "image_tokens": 256,
+    "text_tokens": 120,
     # the f16 vision tower on one core of this machine (docs/backends/llamacpp.md: ~35-70 GFLOP/s)
     "vit_gflops_1t": 50.0,
 }
@@ -172,7 +179,11 @@ def build_real_size(family: str, out: Path) -> dict[str, Any]:
             tokenizer = tiny_llama_guard._tokenizer(LlamaGuard3Profile.special_tokens, BPE_VOCAB, 8192)
             tokenizer.chat_template = tiny_llama_guard.LLAMA_GUARD_3_CHAT_TEMPLATE
             cls, config_cls = transformers.LlamaForCausalLM, transformers.LlamaConfig
-            ends = {"bos_token_id": "<|begin_of_text|>", "eos_token_id": "<|eot_id|>", "pad_token_id": "<|end_of_text|>"}
+            ends = {
+                "bos_token_id": "<|begin_of_text|>",
+                "eos_token_id": "<|eot_id|>",
+                "pad_token_id": "<|end_of_text|>",
+            }
         else:
             tokenizer = tiny_qwen3guard.tokenizer(BPE_VOCAB)
             cls, config_cls = transformers.Qwen3ForCausalLM, transformers.Qwen3Config
@@ -210,7 +221,9 @@ def model_files(family: str, quants: list[str], cache: Path, say) -> tuple[dict[
     with tempfile.TemporaryDirectory(dir=home, prefix=".build-") as tmp:
         t0 = time.perf_counter()
         meta = build_real_size(family, Path(tmp) / "hf")
-        say(f"{family}: built {meta['params_total'] / 1e9:.2f}B random parameters in {time.perf_counter() - t0:.0f} s")
+        say(
+            f"{family}: built {meta['params_total'] / 1e9:.2f}B random parameters in {time.perf_counter() - t0:.0f} s"
+        )
         t0 = time.perf_counter()
         bf16 = export_gguf(Path(tmp) / "hf", Path(tmp) / "gguf", quant="bf16", name=family).model
         shutil.rmtree(Path(tmp) / "hf")  # bound the disk: the checkpoint is no longer needed
@@ -220,20 +233,27 @@ def model_files(family: str, quants: list[str], cache: Path, say) -> tuple[dict[
                 t0 = time.perf_counter()
                 quantize_gguf(bf16, Path(tmp) / target.name, quant)
                 os.replace(Path(tmp) / target.name, target)
-                say(f"{family}: {quant} ({target.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
+                say(
+                    f"{family}: {quant} ({target.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s"
+                )
     meta_file.write_text(json.dumps(meta))
     return files, meta
 
 
 def tiny_files(family: str) -> tuple[dict[str, Path], dict[str, Any]]:
-    from guardrail.testing.tiny import cached_tiny_gguf, cached_tiny_model
-
     import safetensors
+
+    from guardrail.testing.tiny import cached_tiny_gguf, cached_tiny_model
 
     files = cached_tiny_gguf(family)
     with safetensors.safe_open(str(cached_tiny_model(family) / "model.safetensors"), "np") as f:
         total = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    return {"f32": files.model}, {"params_total": total, "params_compute": total, "params_output": 0, "tokenizer_vocab": 0}
+    return {"f32": files.model}, {
+        "params_total": total,
+        "params_compute": total,
+        "params_output": 0,
+        "tokenizer_vocab": 0,
+    }
 
 
 class Row:
@@ -273,7 +293,6 @@ class Row:
 
     def measure_decode(self, request: str, steps: int = 8, runs: int = 3) -> None:
         from guardrail.backends.base import GenerationOptions
-
         from guardrail.inputs import InputLimits, prepare
 
         backend = self.backend
@@ -328,7 +347,9 @@ def prompt_chars(profile_name: str, requests: list[str]) -> tuple[float, float]:
     return statistics.median(len(t) for t in texts), statistics.median(len(t) - common for t in texts)
 
 
-def estimates(rows: list[Row], args: argparse.Namespace) -> list[tuple[str, Row, int, int, float | None, float | None, str]]:
+def estimates(
+    rows: list[Row], args: argparse.Namespace
+) -> list[tuple[str, Row, int, int, float | None, float | None, str]]:
     """Per measured (quant, threads): the larger models' checks from the largest measured
     family's rates. Chars per token from that family's scaled tokenizer."""
     from guardrail.profiles import PROFILES
@@ -357,7 +378,9 @@ def estimates(rows: list[Row], args: argparse.Namespace) -> list[tuple[str, Row,
                         fast if has_fast else None, f"{answer:.1f} ({n_out} tokens)"))  # fmt: skip
         if "shieldgemma-2" in PROFILES:
             sg = SHIELDGEMMA
-            one = next((r for r in rows if r.family == ref.family and r.quant == ref.quant and r.threads == 1), None)
+            one = next(
+                (r for r in rows if r.family == ref.family and r.quant == ref.quant and r.threads == 1), None
+            )
             scale = ref.prefill_gflops / one.prefill_gflops if one else ref.threads
             vit = 2 * sg["vit_params"] * sg["patches"] / (sg["vit_gflops_1t"] * scale * 1e9)
             lm = (sg["image_tokens"] + sg["text_tokens"]) * 2 * sg["params"] / gflops
@@ -403,15 +426,21 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
                 for r in (x for x in rows if x.family == a):
                     o = find.get((b, r.quant, r.threads))
                     if o:
-                        ratios = ", ".join(f"{k} {best_s(r.times[k]) / best_s(o.times[k]):.2f}" for k in kinds)
+                        ratios = ", ".join(
+                            f"{k} {best_s(r.times[k]) / best_s(o.times[k]):.2f}" for k in kinds
+                        )
                         print(f"  {r.quant} {r.threads} thread(s): time {a} / {b}: {ratios}")
 
-    print("\nESTIMATES (not measured: from the best rates above, the largest measured family's; optimistic)\n")
+    print(
+        "\nESTIMATES (not measured: from the best rates above, the largest measured family's; optimistic)\n"
+    )
     print("| guard (estimate) | from | quant | threads | prompt tokens (after the prefix) | cold fast check "
           "| fast check | answer check |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for name, ref, n_total, n_new, cold, fast, answer in estimates(rows, args):
-        print(f"| {name} | {ref.family} | {ref.quant} | {ref.threads} | {n_total} ({n_new}) | {fmt(cold)} | {fmt(fast)} | {answer} |")
+        print(
+            f"| {name} | {ref.family} | {ref.quant} | {ref.threads} | {n_total} ({n_new}) | {fmt(cold)} | {fmt(fast)} | {answer} |"
+        )
     for spec in ESTIMATED.values():
         print(f"  {spec['name']}: {spec['source']}")
     if "shieldgemma-2" not in PROFILES:
@@ -430,7 +459,9 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--oss-output-tokens", type=int, default=150,
                         help="gpt-oss-safeguard's output at low effort (reasoning + final JSON), assumed")  # fmt: skip
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "guardrail-bench" / "families")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path.home() / ".cache" / "guardrail-bench" / "families"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run on the tiny test models")
     args = parser.parse_args()
     if args.quick:
@@ -445,7 +476,9 @@ def main() -> None:
     t_start = time.perf_counter()
     try:
         for family in args.families:
-            files, meta = tiny_files(family) if args.quick else model_files(family, args.quant, args.cache_dir, say)
+            files, meta = (
+                tiny_files(family) if args.quick else model_files(family, args.quant, args.cache_dir, say)
+            )
             for quant in args.quant:
                 for threads in args.threads:
                     rows.append(Row(family, quant, threads, files[quant], meta, args.n_ctx))

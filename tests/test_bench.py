@@ -59,12 +59,18 @@ def test_cpu_benchmarks_run(run_script):
     assert out.count("x\n") == 4
 
 
-def test_families_cpu_quick_run_measures_each_family_and_labels_the_estimates(run_script, tiny_cache, monkeypatch):
+def test_families_cpu_quick_run_measures_each_family_and_labels_the_estimates(
+    run_script, tiny_cache, monkeypatch
+):
     from guardrail.profiles import PROFILES
 
     monkeypatch.setenv("GUARDRAIL_TINY_CACHE", str(tiny_cache))
     out = run_script("families_cpu.py", "--quick", "--threads", "1")
-    measured = [line for line in out.splitlines() if line.startswith(("| Llama Guard 3 1B |", "| Qwen3Guard-Gen 0.6B |"))]
+    measured = [
+        line
+        for line in out.splitlines()
+        if line.startswith(("| Llama Guard 3 1B |", "| Qwen3Guard-Gen 0.6B |"))
+    ]
     assert len(measured) == 2 and all("| f32 | 1 |" in line for line in measured)
     assert "time llama-guard-3 / qwen3guard: cold" in out
     assert "ESTIMATES (not measured" in out
