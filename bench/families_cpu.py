@@ -4,7 +4,7 @@ Builds each family that fits a laptop-class machine at its **real size with rand
 (speed does not depend on the weights' values), exports it to GGUF with guardrail's exporter
 (``bf16`` once, then ``q8_0`` and ``q4_k_m`` through ``quantize_gguf``) and measures, per
 quantisation and thread count, interleaved so that load from other processes hits every row
-alike (median over ``--reps``):
+alike (per row the best and the median of ``--reps`` runs):
 
 - ``llama-guard-3``: Llama Guard 3 1B, ``LlamaForCausalLM`` at the released config (hidden 2048,
   16 layers, 32 heads / 8 KV heads, MLP 8192, vocabulary 128256, untied output layer: 1.50B
@@ -33,7 +33,7 @@ costs in the released model). Checks, each on a different ~20-word request:
                                  [--threads 1 2] [--reps 3] [--cache-dir DIR] [--quick]
 
 First run: builds and exports the models into ``--cache-dir`` (default
-``~/.cache/guardrail-bench/families``; ~10 minutes, ~3 GB kept, 7 GB at the peak); reruns reuse
+``~/.cache/guardrail-bench/families``; ~10 minutes, 3.6 GB kept, ~7 GB at the peak); reruns reuse
 them. ``--quick``: a smoke run on the tiny test models (f32 GGUF, seconds); its numbers mean
 nothing. Results: docs/performance.md ("Guard families on a CPU").
 """
