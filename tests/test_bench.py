@@ -69,3 +69,26 @@ def test_video_scaling_script_runs_on_the_tiny_omni_model(run_script):
     frames = [int(line.split("|")[4]) for line in rows]
     assert frames == [2, 4, 2, 4]  # 1 fps: a frame per second
     assert "time / (frames ratio)" in out and "time / (pixels ratio)" in out
+
+
+def test_families_cpu_quick_run_measures_each_family_and_labels_the_estimates(
+    run_script, tiny_cache, monkeypatch
+):
+    from guardrail.profiles import PROFILES
+
+    monkeypatch.setenv("GUARDRAIL_TINY_CACHE", str(tiny_cache))
+    out = run_script("families_cpu.py", "--quick", "--threads", "1")
+    measured = [
+        line
+        for line in out.splitlines()
+        if line.startswith(("| Llama Guard 3 1B |", "| Qwen3Guard-Gen 0.6B |"))
+    ]
+    assert len(measured) == 2 and all("| f32 | 1 |" in line for line in measured)
+    assert "time llama-guard-3 / qwen3guard: cold" in out
+    assert "ESTIMATES (not measured" in out
+    for name in ("Llama Guard 4 12B", "gpt-oss-safeguard 20B", "GuardReasoner-VL-Eco 3B"):
+        assert sum(line.startswith(f"| {name}") for line in out.splitlines()) == 1, name
+    if "shieldgemma-2" in PROFILES:
+        assert "| ShieldGemma 2 4B" in out
+    else:
+        assert "ShieldGemma 2 4B: skipped" in out
