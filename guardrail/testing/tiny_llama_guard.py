@@ -3,7 +3,8 @@
 - ``llama-guard-3``: ``LlamaForCausalLM`` with a Llama 3 style tokenizer (byte-level BPE, the
   Llama 3 special tokens and ``<|image|>``) carrying Llama-Guard-3-1B's chat template.
 - ``llama-guard-4``: ``Llama4ForConditionalGeneration`` (dense: one expert, no MoE layer, as
-  Llama Guard 4 is; a 3-layer vision tower, which llama.cpp's mmproj converter needs) with the
+  Llama Guard 4 is; 4 text layers, so that one is NoPE: llama.cpp aborts on a chunked-attention
+  Llama 4 without one; a 3-layer vision tower, which llama.cpp's mmproj converter needs) with the
   stock ``Llama4Processor`` (28 px tiles: an image costs a handful of tokens) and the Llama 4
   special tokens; its chat template is the reconstruction tests/fixtures/llama_guard describes.
 
@@ -145,7 +146,7 @@ def build(profile: str, vocab_size: int) -> tuple[Any, Any, dict[str, int]]:
     config = transformers.Llama4Config(
         text_config={
             "vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128, "intermediate_size_mlp": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
             "max_position_embeddings": 4096, "num_local_experts": 1, "moe_layers": [],
             "interleave_moe_layer_step": 0, "attention_chunk_size": 8192,
             "bos_token_id": vocab["<|begin_of_text|>"], "eos_token_id": vocab["<|eot|>"],
