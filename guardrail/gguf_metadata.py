@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardrail._deps import require
-from guardrail.errors import ConfigurationError
+from guardrail.errors import ConfigurationError, UnsupportedError
 
 __all__ = [
     "ARCHITECTURE",
@@ -26,6 +26,7 @@ __all__ = [
     "SPATIAL_MERGE_SIZE",
     "VisionProjector",
     "architecture",
+    "check_llama_cpp_runs",
     "read_gguf_metadata",
     "read_vision_projector",
 ]
@@ -93,3 +94,28 @@ def architecture(metadata: Mapping[str, Any] | None) -> str | None:
     """The ``general.architecture`` of a model's metadata (e.g. ``llama_cpp.Llama.metadata``)."""
     value = (metadata or {}).get(ARCHITECTURE)
     return str(value) if value else None
+
+
+def check_llama_cpp_runs(metadata: Mapping[str, Any] | None) -> None:
+    """Raise :class:`UnsupportedError` for a model that llama.cpp loads but would abort the
+    process on at its first decode (a ``GGML_ASSERT``, which Python cannot catch).
+
+    Llama 4 with chunked attention and fewer than 4 layers: llama.cpp builds the attention
+    temperature input that only its NoPE layers (every 4th) read; with none, that input gets no
+    buffer and the decode fails with ``tensor buffer not set``. Real Llama 4 models have 48
+    layers; the project's tiny one has 4.
+    """
+    metadata = metadata or {}
+    if architecture(metadata) != "llama4":
+        return
+    try:
+        blocks = int(metadata.get("llama4.block_count", 4))
+    except (TypeError, ValueError):
+        return
+    chunked = str(metadata.get("llama4.attention.sliding_window", "")).strip() not in ("0",)
+    if blocks < 4 and chunked:
+        raise UnsupportedError(
+            f"this Llama 4 GGUF has {blocks} layer(s); llama.cpp needs at least 4 (one without RoPE) "
+            "and would abort at the first decode ('tensor buffer not set'). Use the transformers "
+            "backend for it, or a model with 4 or more layers"
+        )

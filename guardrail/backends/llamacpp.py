@@ -47,7 +47,7 @@ from guardrail.backends.llamacpp_vision import (
 from guardrail.backends.prefix_cache import ResidentTokens, leading_text_ids
 from guardrail.backends.scoring import continuation_trie, forced_prompt
 from guardrail.errors import BackendError, BackendTimeoutError, BackendUnavailableError, ConfigurationError
-from guardrail.gguf_metadata import architecture
+from guardrail.gguf_metadata import architecture, check_llama_cpp_runs
 from guardrail.policies import Policy
 from guardrail.policies.trained import GGUF_POLICY_KEY, policy_from_text
 from guardrail.profiles import END_TOKENS, NEVER_GENERATED, profile_for_gguf_architecture
@@ -123,6 +123,7 @@ class LlamaCppBackend(Backend):
     ):
         self._llama_cpp = require("llama_cpp", extra=_EXTRA, package="llama-cpp-python")
         self._np = require("numpy", extra=_EXTRA)
+        check_llama_cpp_runs(getattr(llama, "metadata", None))  # before anything can decode
         self.llama = llama
         self.model_name = model_name or getattr(llama, "model_path", None)
         self.trained_policy = policy_from_text((getattr(llama, "metadata", None) or {}).get(GGUF_POLICY_KEY))

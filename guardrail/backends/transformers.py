@@ -299,6 +299,9 @@ class TransformersBackend(Backend):
         if any(isinstance(pv, _media.MediaInputs) for pv in pixels):  # video/audio: its own batching
             batch.update(_media.media_batch(self, encoded, input_ids))
             pixels = []
+        if any(isinstance(pv, transformers_vision.MllamaImages) for pv in pixels):  # cross-attention
+            batch.update(transformers_vision.mllama_batch(self, encoded, input_ids))
+            pixels = []
         if pixels and self._wants_mm_types and self._image_pad_id:
             batch["mm_token_type_ids"] = (input_ids == self._image_pad_id[0]).long()
         if pixels and transformers_vision.bidirectional_images(self.model):
@@ -315,7 +318,7 @@ class TransformersBackend(Backend):
     def _reuse(self, prompts: Sequence[RenderedPrompt], rows: Sequence[Sequence[int]]) -> tuple[int, Any]:
         """How many leading tokens of every row come from the prefix cache, and its keys and
         values: ``(0, None)`` when nothing is reused."""
-        if not self.prefix_cache or not prompts[0].prefix:
+        if not self.prefix_cache or not prompts[0].prefix or transformers_vision.cross_attention(self.model):
             return 0, None
         ids = prefix_ids(prompts[0], self._encode_text, self._special_id, self.tokenizer.bos_token_id)
         k = reuse_length(ids, rows)
@@ -371,6 +374,8 @@ class TransformersBackend(Backend):
     def generate(self, prompts: Sequence[RenderedPrompt], options: GenerationOptions) -> list[Generation]:
         if not prompts:
             return []
+        if len(prompts) > 1 and transformers_vision.one_at_a_time(self, prompts):
+            return [g for p in prompts for g in self.generate([p], options)]
         torch = self._torch
         with self._lock:
             batch = self._generation_batch(prompts)
@@ -466,6 +471,8 @@ class TransformersBackend(Backend):
         """
         if not requests:
             return []
+        if len(requests) > 1 and transformers_vision.one_at_a_time(self, [r.prompt for r in requests]):
+            return [r for q in requests for r in self.score([q])]
         results: list[ScoreResult | None] = [None] * len(requests)
         rows: list[tuple[int, tuple[list[int], Any, Any], TokenTrie]] = []
         prompts: list[RenderedPrompt] = []
@@ -481,7 +488,10 @@ class TransformersBackend(Backend):
             if rows:
                 tree = getattr(self.model.config, "_attn_implementation", "eager") in ("sdpa", "eager")
                 # media prompts: one sequence per continuation, the model placing its own positions
-                tree = tree and not any(isinstance(e[1], _media.MediaInputs) for _, e, _ in rows)
+                tree = tree and not any(
+                    isinstance(e[1], (_media.MediaInputs, transformers_vision.MllamaImages))
+                    for _, e, _ in rows
+                )
                 # Gemma 3: its own masks (images bidirectional), never a custom one
                 gemma = transformers_vision.bidirectional_images(self.model)
                 scorer = self._score_tree if tree and not gemma else self._score_flat

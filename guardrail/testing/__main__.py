@@ -17,7 +17,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tiny.add_argument(
         "--profile",
         default="guardreasoner-vl",
-        choices=["guardreasoner-vl", "guardreasoner", "guardreasoner-omni", "llama-guard-4", "llama-guard-3", *FAMILY_BUILDERS],
+        choices=[
+            "guardreasoner-vl",
+            "guardreasoner",
+            "guardreasoner-omni",
+            "llama-guard-4",
+            "llama-guard-3",
+            "llama-guard-3-vision",
+            *FAMILY_BUILDERS,
+        ],
     )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(

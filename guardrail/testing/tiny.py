@@ -267,7 +267,7 @@ def build_tiny_model(
     elif profile in FAMILY_BUILDERS:
         model, saver = _family_builder(profile)(vocab_size)
         config, vocab = model.config, getattr(saver, "tokenizer", saver).get_vocab()
-    elif profile in ("llama-guard-3", "llama-guard-4"):
+    elif profile in ("llama-guard-3", "llama-guard-4", "llama-guard-3-vision"):
         from guardrail.testing import tiny_llama_guard
 
         model, saver, vocab = tiny_llama_guard.build(profile, vocab_size)
@@ -305,7 +305,9 @@ def build_tiny_model(
         eos_token_id=config.get_text_config().eos_token_id,
         pad_token_id=config.get_text_config().pad_token_id,
     )
-    model.config.guardrail_profile = profile
+    from guardrail.testing.tiny_llama_guard import SAVED_PROFILE
+
+    model.config.guardrail_profile = SAVED_PROFILE.get(profile, profile)
     model.save_pretrained(out, safe_serialization=True)
     saver.save_pretrained(out)
     (out / "README.md").write_text(

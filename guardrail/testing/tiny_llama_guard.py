@@ -2,8 +2,15 @@
 
 - ``llama-guard-3``: ``LlamaForCausalLM`` with a Llama 3 style tokenizer (byte-level BPE, the
   Llama 3 special tokens and ``<|image|>``) carrying Llama-Guard-3-1B's chat template.
+- ``llama-guard-3-vision``: ``MllamaForConditionalGeneration`` (Llama-Guard-3-11B-Vision's
+  architecture: a tiled vision encoder, its local and global layers, and a text model with a
+  cross-attention layer) with the stock ``MllamaProcessor`` (28 px tiles, up to 4) and the same
+  tokenizer and template as ``llama-guard-3``; saved as profile ``llama-guard-3``. Its
+  cross-attention gates are opened (transformers starts them at zero, where an image would not
+  change a score).
 - ``llama-guard-4``: ``Llama4ForConditionalGeneration`` (dense: one expert, no MoE layer, as
-  Llama Guard 4 is; a 3-layer vision tower, which llama.cpp's mmproj converter needs) with the
+  Llama Guard 4 is; 4 text layers, so that one is NoPE: llama.cpp aborts on a chunked-attention
+  Llama 4 without one; a 3-layer vision tower, which llama.cpp's mmproj converter needs) with the
   stock ``Llama4Processor`` (28 px tiles: an image costs a handful of tokens) and the Llama 4
   special tokens; its chat template is the reconstruction tests/fixtures/llama_guard describes.
 
@@ -18,7 +25,10 @@ from typing import Any
 from guardrail._deps import require
 from guardrail.profiles.llama_guard import LlamaGuard3Profile, LlamaGuard4Profile
 
-__all__ = ["LLAMA_GUARD_3_CHAT_TEMPLATE", "LLAMA_GUARD_4_CHAT_TEMPLATE", "build"]
+__all__ = ["LLAMA_GUARD_3_CHAT_TEMPLATE", "LLAMA_GUARD_4_CHAT_TEMPLATE", "SAVED_PROFILE", "build"]
+
+#: The profile a tiny model's config names, where the tiny model's name is not a profile.
+SAVED_PROFILE = {"llama-guard-3-vision": "llama-guard-3"}
 
 # The models' chat templates (see tests/fixtures/llama_guard/README.md for their sources; the
 # tests check these strings against those files).
@@ -125,8 +135,11 @@ def _tokenizer(special: tuple[str, ...], vocab_size: int, model_max_length: int)
 
 
 def build(profile: str, vocab_size: int) -> tuple[Any, Any, dict[str, int]]:
-    """``(model, what to save beside it, vocab)`` for ``llama-guard-3`` or ``llama-guard-4``."""
+    """``(model, what to save beside it, vocab)`` for ``llama-guard-3``, ``llama-guard-3-vision``
+    or ``llama-guard-4``."""
     transformers = require("transformers", extra="transformers")
+    if profile == "llama-guard-3-vision":
+        return _build_mllama(transformers, vocab_size)
     if profile == "llama-guard-3":
         tokenizer = _tokenizer(LlamaGuard3Profile.special_tokens, vocab_size, 8192)
         tokenizer.chat_template = LLAMA_GUARD_3_CHAT_TEMPLATE
@@ -145,7 +158,7 @@ def build(profile: str, vocab_size: int) -> tuple[Any, Any, dict[str, int]]:
     config = transformers.Llama4Config(
         text_config={
             "vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128, "intermediate_size_mlp": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
             "max_position_embeddings": 4096, "num_local_experts": 1, "moe_layers": [],
             "interleave_moe_layer_step": 0, "attention_chunk_size": 8192,
             "bos_token_id": vocab["<|begin_of_text|>"], "eos_token_id": vocab["<|eot|>"],
@@ -169,4 +182,38 @@ def build(profile: str, vocab_size: int) -> tuple[Any, Any, dict[str, int]]:
         image_processor=image_processor, tokenizer=tokenizer, patch_size=14, pixel_shuffle_ratio=0.5,
         chat_template=LLAMA_GUARD_4_CHAT_TEMPLATE,
     )  # fmt: skip
+    return model, processor, vocab
+
+
+def _build_mllama(transformers: Any, vocab_size: int) -> tuple[Any, Any, dict[str, int]]:
+    import torch
+
+    tokenizer = _tokenizer(LlamaGuard3Profile.special_tokens, vocab_size, 8192)
+    tokenizer.chat_template = LLAMA_GUARD_3_CHAT_TEMPLATE
+    vocab = tokenizer.get_vocab()
+    config = transformers.MllamaConfig(
+        text_config={
+            "vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "cross_attention_layers": [1], "bos_token_id": vocab["<|begin_of_text|>"],
+            "eos_token_id": vocab["<|eot_id|>"], "pad_token_id": vocab["<|end_of_text|>"],
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            # the output is the last hidden state and the intermediate layers', concatenated
+            "hidden_size": 32, "attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_global_layers": 1, "intermediate_layers_indices": [0, 1], "vision_output_dim": 96,
+            "image_size": 28, "patch_size": 14, "max_num_tiles": 4,
+        },
+        image_token_index=vocab["<|image|>"],
+    )  # fmt: skip
+    model = transformers.MllamaForConditionalGeneration(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                param.fill_(1.0)
+    image_processor = transformers.MllamaImageProcessor(size={"height": 28, "width": 28}, max_image_tiles=4)
+    processor = transformers.MllamaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=LLAMA_GUARD_3_CHAT_TEMPLATE
+    )
     return model, processor, vocab

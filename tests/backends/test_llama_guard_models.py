@@ -229,11 +229,72 @@ def test_llama_guard_3_on_llama_cpp(lg3, tiny_cache):
         files = cached_tiny_gguf("llama-guard-3", tiny_cache)
     except Exception as exc:  # noqa: BLE001 - the converter's source may be unavailable offline
         pytest.skip(f"no GGUF export here: {exc}")
-    guard = Guard.from_gguf(files.model, max_new_tokens=8)
+    # an f32 KV cache (llama.cpp's default is f16, ~1e-3 off) makes the scores transformers'
+    guard = Guard.from_gguf(files.model, max_new_tokens=8, type_k=0, type_v=0)
     assert guard.profile.name == "llama-guard-3"
     item = {"prompt": "How do I bake bread?"}
     fast = guard.moderate(**item, mode="fast")
     assert fast.error is None
-    assert fast.request_score == pytest.approx(lg3.moderate(**item, mode="fast").request_score, abs=2e-3)
+    assert fast.request_score == pytest.approx(lg3.moderate(**item, mode="fast").request_score, abs=1e-4)
     generated = guard.moderate(**item)
     assert generated.raw_output and generated.decided_by == "policy"  # random noise fails closed
+
+
+def _lg4_gguf(tiny_cache):
+    pytest.importorskip("llama_cpp")
+    from guardrail.testing.tiny import cached_tiny_gguf
+
+    try:
+        return cached_tiny_gguf("llama-guard-4", tiny_cache)
+    except Exception as exc:  # noqa: BLE001 - the converter's source may be unavailable offline
+        pytest.skip(f"no GGUF export here: {exc}")
+
+
+def test_llama_guard_4_on_llama_cpp_text(lg4, tiny_cache):
+    """The tiny Llama Guard 4 (4 layers: llama.cpp needs a NoPE layer) in GGUF: detected, the
+    same fast scores as transformers (f32 weights and KV cache), generation runs."""
+    files = _lg4_gguf(tiny_cache)
+    assert files.mmproj is not None
+    guard = Guard.from_gguf(files.model, mmproj=False, max_new_tokens=8, type_k=0, type_v=0)
+    assert guard.profile.name == "llama-guard-4"
+    for item, field in (({"prompt": "How do I bake bread?"}, "request_score"),
+                        ({"prompt": "Hi", "response": "Sure, here it is."}, "response_score")):  # fmt: skip
+        fast = guard.moderate(**item, mode="fast")
+        assert fast.error is None
+        expected = getattr(lg4.moderate(**item, mode="fast"), field)
+        assert getattr(fast, field) == pytest.approx(expected, abs=1e-4)
+    # greedy on the same weights: the same tokens
+    generated = guard.moderate(prompt="How do I bake bread?")
+    assert generated.raw_output == lg4.moderate(prompt="How do I bake bread?").raw_output
+
+
+def test_llama_guard_4_on_llama_cpp_images(tiny_cache):
+    """Images through the mmproj: they run and reach the model (llama.cpp tiles an image unlike
+    Llama4ImageProcessor, so its scores are not transformers')."""
+    files = _lg4_gguf(tiny_cache)
+    guard = Guard.from_gguf(files.model, mmproj=files.mmproj, max_new_tokens=8)
+    assert guard.backend.supports_images
+    one = guard.moderate(prompt="What is this?", images=[image()], mode="fast")
+    other = guard.moderate(prompt="What is this?", images=[image((0, 200, 0))], mode="fast")
+    two = guard.moderate(prompt="What is this?", images=[image(), image((0, 0, 200))], mode="fast")
+    assert one.error is None and other.error is None and two.error is None
+    assert 0.0 < one.request_score < 1.0 and one.request_score != other.request_score != two.request_score
+    generated = guard.moderate(prompt="What is this?", images=[image()])
+    assert generated.raw_output and generated.decided_by == "policy"  # random noise fails closed
+
+
+def test_llama_4_gguf_llama_cpp_would_abort_on_is_refused():
+    """A Llama 4 GGUF with under 4 layers (no NoPE layer) aborts llama.cpp's first decode
+    (GGML_ASSERT 'tensor buffer not set'): the backend refuses it before anything decodes."""
+    from types import SimpleNamespace
+
+    from guardrail.backends.llamacpp import LlamaCppBackend
+    from guardrail.errors import UnsupportedError
+    from guardrail.gguf_metadata import check_llama_cpp_runs
+
+    meta = {"general.architecture": "llama4", "llama4.block_count": "2"}
+    with pytest.raises(UnsupportedError, match="at least 4"):
+        LlamaCppBackend(SimpleNamespace(metadata=meta))
+    check_llama_cpp_runs({**meta, "llama4.block_count": "4"})
+    check_llama_cpp_runs({**meta, "llama4.attention.sliding_window": "0"})  # no chunked attention: no NoPE
+    check_llama_cpp_runs({"general.architecture": "llama", "llama.block_count": "1"})
