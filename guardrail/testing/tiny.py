@@ -343,12 +343,26 @@ _QWEN2_5_VL_CHAT_TEMPLATE = (
 )
 
 
+def _builders_digest() -> str:
+    """A short digest of the tiny builders' code and templates (the cache key's version)."""
+    import hashlib
+
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in sorted([*here.glob("tiny*.py"), *here.glob("templates/*")]):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def cached_tiny_model(profile: str = "guardreasoner-vl", root: str | os.PathLike[str] | None = None) -> Path:
-    """Build (once) and return a tiny model under ``root`` (default: a temp-dir cache)."""
+    """Build (once) and return a tiny model under ``root`` (default: a temp-dir cache).
+
+    The cache entry is named after the profile and a digest of the builders' sources
+    (``guardrail/testing``), so a changed builder never reuses a model an older one built."""
     base = Path(
         root or os.environ.get("GUARDRAIL_TINY_CACHE") or Path(tempfile.gettempdir()) / "guardrail-tiny"
     )
-    path = base / profile
+    path = base / f"{profile}-{_builders_digest()}"
     if not (path / "config.json").exists():
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{profile}-"))
