@@ -78,7 +78,8 @@ def build(vocab_size: int) -> tuple[Any, Any]:
     config = transformers.ShieldGemma2Config(
         text_config={
             "vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "query_pre_attn_scalar": 16,
+            "max_position_embeddings": 4096,
             "sliding_window": 512, "rope_parameters": None, "bos_token_id": vocab["<bos>"],
             "eos_token_id": vocab["<end_of_turn>"], "pad_token_id": vocab["<pad>"], "tie_word_embeddings": False,
         },
