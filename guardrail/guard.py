@@ -123,6 +123,7 @@ class Guard:
             for key, value in backend.default_profile_options().items():
                 profile_options.setdefault(key, value)
         self.profile = get_profile(profile, **profile_options)
+        backend.check_profile(self.profile)
         self.policy: Policy | None = resolve_policy(policy)
         effective_policy(self.profile, self.policy)  # a policy the family cannot take fails here
         if controversial not in ("block", "allow"):

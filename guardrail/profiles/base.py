@@ -249,6 +249,9 @@ class Profile(ABC):
     scoring_only: ClassVar[bool] = False
     #: For a scoring-only family: the positive and the negative answer scored per prompt.
     category_labels: ClassVar[tuple[str, ...]] = ()
+    #: Why an OpenAI-compatible endpoint cannot serve the family (the remote backend refuses it
+    #: with this reason when the guard is built); None when it can.
+    remote_unsupported: ClassVar[str | None] = None
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
