@@ -421,6 +421,21 @@ class Profile(ABC):
         scored with :attr:`category_labels` (see :func:`guardrail.fast.plan`)."""
         raise NotImplementedError(f"the {self.name} profile is not a per-category classifier")
 
+    # ------------------------------------------------------------ cascade by reasoning
+    def cascade_first(self) -> Profile | None:
+        """For a family that reasons before its label (no label probabilities to score): the
+        cheaper variant of this profile that ``mode="cascade"`` generates with first; this
+        profile re-runs only the checks :meth:`cascade_escalates` picks (see
+        :mod:`guardrail.moderation`). None (the default): cascade is the fast pass (label
+        scores) with reasoning in the uncertainty band."""
+        return None
+
+    def cascade_escalates(self, verdict: Any, item: ModerationInput) -> bool:
+        """Whether the :meth:`cascade_first` pass's ``verdict`` (a model verdict, or a policy
+        verdict for an unparsable output; never a backend error) is re-checked with this
+        profile. Default: when the output was unparsable."""
+        return verdict.decided_by != "model"
+
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:
         """The tasks whose label must be present for the output to count as parsed."""

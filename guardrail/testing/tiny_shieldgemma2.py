@@ -4,7 +4,9 @@ processor at 28 px: 4 soft tokens per image; a ``GemmaTokenizer`` with Gemma 3's
 and byte fallback, adding its BOS as Gemma's does) carrying the processor's chat template
 (``templates/shieldgemma2.jinja``). ``Yes`` and ``No`` are single tokens and the config's
 ``yes_token_index``/``no_token_index`` point at them (the defaults are ids of the real
-vocabulary). Built by :func:`guardrail.testing.tiny.build_tiny_model` (``profile="shieldgemma-2"``).
+vocabulary). ``query_pre_attn_scalar`` equals ``head_dim`` as in the real 4B model (256 = 256):
+llama.cpp scales attention by ``head_dim`` for Gemma 3, so the GGUF export agrees with transformers.
+Built by :func:`guardrail.testing.tiny.build_tiny_model` (``profile="shieldgemma-2"``).
 """
 
 from __future__ import annotations
