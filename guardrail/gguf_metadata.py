@@ -21,6 +21,7 @@ __all__ = [
     "FILE_TYPE",
     "IMAGE_MAX_PIXELS",
     "IMAGE_MIN_PIXELS",
+    "IMAGE_SIZE",
     "PATCH_SIZE",
     "PROJECTOR_TYPE",
     "SPATIAL_MERGE_SIZE",
@@ -40,6 +41,7 @@ PATCH_SIZE = "clip.vision.patch_size"
 SPATIAL_MERGE_SIZE = "clip.vision.spatial_merge_size"
 IMAGE_MIN_PIXELS = "clip.vision.image_min_pixels"
 IMAGE_MAX_PIXELS = "clip.vision.image_max_pixels"
+IMAGE_SIZE = "clip.vision.image_size"
 
 
 def read_gguf_metadata(path: str | os.PathLike[str], prefix: str = "") -> dict[str, Any]:
@@ -76,6 +78,8 @@ class VisionProjector:
     merge_size: int = 2
     min_pixels: int | None = None
     max_pixels: int | None = None
+    #: the vision tower's square input side (``clip.vision.image_size``), None when absent
+    image_size: int | None = None
 
 
 def read_vision_projector(path: str | os.PathLike[str]) -> VisionProjector:
@@ -87,6 +91,7 @@ def read_vision_projector(path: str | os.PathLike[str]) -> VisionProjector:
         merge_size=int(meta.get(SPATIAL_MERGE_SIZE, 2)),
         min_pixels=int(meta[IMAGE_MIN_PIXELS]) if meta.get(IMAGE_MIN_PIXELS) else None,
         max_pixels=int(meta[IMAGE_MAX_PIXELS]) if meta.get(IMAGE_MAX_PIXELS) else None,
+        image_size=int(meta[IMAGE_SIZE]) if meta.get(IMAGE_SIZE) else None,
     )
 
 

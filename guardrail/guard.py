@@ -60,7 +60,9 @@ class Guard:
     - ``mode``: ``"reasoning"`` (default: the model reasons, then answers), ``"fast"`` (no
       reasoning: P(harmful) from the label probabilities after a forced answer prefix, one
       forward pass) or ``"cascade"`` (fast first, reasoning only when a score falls in
-      ``cascade_band``). Every check method also takes ``mode=`` per call.
+      ``cascade_band``; a family that reasons before its label, gpt-oss-safeguard, cascades by
+      reasoning effort instead: see ``Profile.cascade_first``). Every check method also takes
+      ``mode=`` per call.
     - ``threshold``: a task is harmful when its score is at least this (default 0.5).
     - ``cascade_band``: ``(low, high)``, default ``(0.2, 0.8)``: cascade reasons when
       ``low <= score <= high``.
@@ -123,6 +125,7 @@ class Guard:
             for key, value in backend.default_profile_options().items():
                 profile_options.setdefault(key, value)
         self.profile = get_profile(profile, **profile_options)
+        backend.check_profile(self.profile)
         self.policy: Policy | None = resolve_policy(policy)
         effective_policy(self.profile, self.policy)  # a policy the family cannot take fails here
         if controversial not in ("block", "allow"):
@@ -408,7 +411,8 @@ class Guard:
                 f"mode, which the {self.backend.name!r} backend cannot give; use the transformers or "
                 "llama.cpp backend"
             )
-        if mode != "reasoning" and not getattr(self.backend, "supports_scoring", False):
+        reasons_first = mode == "cascade" and self.profile.cascade_first() is not None  # no scores needed
+        if mode != "reasoning" and not reasons_first and not getattr(self.backend, "supports_scoring", False):
             raise UnsupportedError(
                 f"mode={mode!r} needs label probabilities, which the {self.backend.name!r} backend cannot "
                 "give; use mode='reasoning', or a backend with log-probabilities (transformers, "

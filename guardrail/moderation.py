@@ -9,7 +9,10 @@ both follow one logic (httpx's sans-I/O style):
 
 1. requests in ``fast`` or ``cascade`` mode are scored in one call (label probabilities);
 2. requests in ``reasoning`` mode, and cascade requests whose score lies in the uncertainty
-   band, are generated in one call and parsed;
+   band, are generated in one call and parsed. A family that reasons before its label
+   (:meth:`~guardrail.profiles.Profile.cascade_first`: gpt-oss-safeguard at low effort) has
+   its cascade requests generated with that cheaper profile first (:func:`_cascade_first`),
+   and only those :meth:`~guardrail.profiles.Profile.cascade_escalates` picks join step 2;
 3. backend failures follow ``on_error``, unparsable outputs ``on_parse_error``; the ``error``
    of such a verdict goes through :func:`guardrail._redact.redact` (URL credentials, tokens),
    whichever backend wrote the text.
@@ -123,8 +126,14 @@ def moderation_pass(
     # a scoring-only family (ShieldGemma 2) writes no answer: every mode is its scoring
     scoring_only = s.profile.scoring_only
     to_generate = [i for i, w in enumerate(works) if w.mode == "reasoning" and not scoring_only]
+    # a family that reasons before its label cascades by reasoning (a cheaper profile first)
+    first = None if scoring_only else s.profile.cascade_first()
+    staged = [i for i, w in enumerate(works) if w.mode == "cascade" and first is not None]
+    in_stage = set(staged)
+    if staged:
+        to_generate += yield from _cascade_first(s, first, works, staged, out, stats, clock)
 
-    scored = [i for i, w in enumerate(works) if w.mode != "reasoning" or scoring_only]
+    scored = [i for i, w in enumerate(works) if (w.mode != "reasoning" or scoring_only) and i not in in_stage]
     if scored:
         plans = {i: fast.plan(s.profile, works[i].prepared.item) for i in scored}
         requests = {i: fast.score_requests(s.profile, works[i].prepared, plans[i]) for i in scored}
@@ -217,6 +226,50 @@ def moderation_pass(
             log.warning("verdict decided by policy: %s", outcome.error)
             stats.incr("policy_allows" if outcome.allowed else "policy_blocks")
     return out  # type: ignore[return-value]
+
+
+def _cascade_first(
+    s: Settings, first: Profile, works: Sequence[Work], staged: list[int], out: list[Outcome | None],
+    stats: GuardStats, clock: Callable[[], float],
+) -> Generator[Call, Any, list[int]]:  # fmt: skip
+    """Generate ``staged`` checks with the cheaper profile ``first``; fill ``out`` with their
+    verdicts and return the indices to re-check with the guard's profile (an unparsable or
+    uncertain answer, when ``first`` differs from it; a backend error is not re-run)."""
+    rerun = first != s.profile
+    call = GenerateCall([first.render(works[i].prepared.item) for i in staged], s.options)
+    _count_call(stats, len(staged))
+    generations = _results((yield call), len(staged), s,
+                           lambda e: Generation(text="", finish_reason="error", error=e), stats)  # fmt: skip
+    now = clock()
+    escalate: list[int] = []
+    for i, generation in zip(staged, generations, strict=True):
+        w = works[i]
+        if generation.error is not None:
+            _count_error(stats, generation.error)
+        try:
+            verdict = verdict_from_generation(
+                first, w.prepared, generation, on_parse_error="block" if rerun else s.on_parse_error,
+                on_error=s.on_error, latency_ms=(now - w.start) * 1000.0, model=s.model,
+                controversial=s.controversial,
+            )  # fmt: skip
+        except ParseError as exc:  # on_parse_error="raise", nothing to escalate to
+            stats.incr("parse_failures")
+            out[i] = exc
+            continue
+        except Exception as exc:  # noqa: BLE001 - this request's own failure (on_error="raise")
+            out[i] = exc
+            continue
+        if rerun and generation.error is None and s.profile.cascade_escalates(verdict, w.prepared.item):
+            escalate.append(i)
+            stats.incr("escalations")
+            continue
+        out[i] = verdict.model_copy(update={"path": "reasoning"})
+        if verdict.decided_by == "model":
+            stats.incr("reasoning_verdicts")
+            _count_categories(stats, w.prepared.item.policy, verdict)
+        elif generation.error is None:
+            stats.incr("parse_failures")
+    return escalate
 
 
 def _count_categories(stats: GuardStats, policy: Any, verdict: Verdict) -> None:

@@ -24,7 +24,7 @@ COUNTERS: dict[str, str] = {
     "cache_misses": "Cache lookups that found nothing (only counted when a cache is set).",
     "fast_verdicts": "Verdicts decided by label probabilities (fast and cascade modes).",
     "reasoning_verdicts": "Verdicts decided by a generated output (reasoning and cascade modes).",
-    "escalations": "Cascade checks whose fast score fell in the uncertainty band and went on to reasoning.",
+    "escalations": "Cascade checks whose fast score fell in the uncertainty band and went on to reasoning (or, for a family that cascades by reasoning, whose first answer was re-checked).",
     "backend_calls": "Calls made to the backend (one per scoring or generation batch).",
     "backend_items": "Requests sent to the backend in those calls.",
     "microbatches": "Batches formed by the micro-batcher from concurrent async calls.",

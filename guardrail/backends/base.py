@@ -169,6 +169,10 @@ class Backend(ABC):
         8B's template variant); used only when the profile is detected, not given."""
         return {}
 
+    def check_profile(self, profile: Any) -> None:  # noqa: B027 - optional hook
+        """Raise a typed error (``UnsupportedError``) when this backend cannot serve ``profile``'s
+        family; called when a :class:`~guardrail.Guard` is built. Default: any family."""
+
     def identity(self) -> dict[str, Any] | None:
         """What decides this backend's outputs (model file or endpoint, decoding-relevant
         options), as JSON-able values without secrets; ``None`` when the backend cannot tell,

@@ -2,8 +2,9 @@
 Qwen2.5-VL image resizing, and images turned into mtmd chunks and evaluated.
 
 Images are resized here exactly as the reference Qwen2.5-VL processor does
-(:func:`qwen_smart_resize`, bicubic), so llama.cpp's own resizer is never used; see
-``docs/backends/llamacpp.md``.
+(:func:`qwen_smart_resize`, bicubic), so llama.cpp's own resizer is never used; Gemma 3's
+(ShieldGemma 2's) square images are resized as ``Gemma3ImageProcessor`` does (bilinear, to
+the tower's ``image_size``); see ``docs/backends/llamacpp.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger("guardrail.llamacpp")
 # Projectors whose images we resize like Qwen2-VL/2.5-VL's processor, and that processor's
 # default bounds (preprocessor_config.json of Qwen2.5-VL-*-Instruct: 4 to 16384 image tokens).
 _QWEN_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger")
+# Projectors whose images we resize to the tower's square side, bilinear, as Gemma 3's processor
+# does (llama.cpp's own bilinear resize gives different pixels: scores off by ~1e-2 on a tiny model).
+_SQUARE_BILINEAR_PROJECTORS = ("gemma3",)
 QWEN25VL_MIN_PIXELS = 56 * 56
 QWEN25VL_MAX_PIXELS = 28 * 28 * 16384
 #: On a CPU, an image of more image tokens than this is logged once per backend as a warning:
@@ -95,6 +99,10 @@ class VisionContext:
             raise ConfigurationError(
                 f"image pixel bounds are supported for Qwen-VL projectors, not {projector.projector_type!r}"
             )
+        #: the square side images are resized to (bilinear) before llama.cpp, or None
+        self.square: int | None = None
+        if projector.projector_type in _SQUARE_BILINEAR_PROJECTORS and projector.image_size:
+            self.square = projector.image_size
         _install_mtmd_log(mtmd)
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = bool(getattr(getattr(llama, "model_params", None), "n_gpu_layers", 0))
@@ -128,6 +136,10 @@ class VisionContext:
                 from PIL import Image
 
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
+        elif self.square is not None and image.size != (self.square, self.square):
+            from PIL import Image
+
+            image = image.resize((self.square, self.square), Image.Resampling.BILINEAR)
         data = image.tobytes()
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, buf)

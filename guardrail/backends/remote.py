@@ -40,6 +40,7 @@ from guardrail.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
+    UnsupportedError,
 )
 from guardrail.profiles.base import RenderedPrompt
 
@@ -166,6 +167,12 @@ class RemoteBackend(Backend):
     def _deadline(self, request: RemoteRequest) -> float:
         bound = self.timeout if request.timeout_s is None else min(self.timeout, request.timeout_s)
         return time.monotonic() + bound
+
+    def check_profile(self, profile: Any) -> None:
+        """Refuse a family no OpenAI-compatible server can serve (its ``remote_unsupported``)."""
+        reason = getattr(profile, "remote_unsupported", None)
+        if reason:
+            raise UnsupportedError(f"the {profile.name!r} guard cannot run on the remote backend: {reason}")
 
     def _flow(self, request: RemoteRequest, deadline: float) -> Any:
         """The request's attempts (:func:`~guardrail.backends.retry.retry_flow`): the answer

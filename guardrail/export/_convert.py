@@ -3,7 +3,7 @@
 Used by :mod:`guardrail.export.gguf`; not meant to be run by hand::
 
     python -m guardrail.export._convert --llama-cpp DIR [--assume-pre-tokenizer NAME]
-        [--vision-pixels MIN MAX] [--policy-file FILE] [--trust-remote-code] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
+        [--vision-pixels MIN MAX] [--policy-file FILE] [--spm-from-tokenizer-json] [--trust-remote-code] -- MODEL_DIR --outfile FILE --outtype f16 [-- MODEL_DIR ... --mmproj]
 
 Each group after a ``--`` is one run of the converter (its own command line); several runs share
 one process, which saves the converter's start-up (torch, transformers) per file.
@@ -27,6 +27,12 @@ these adjustments made here at run time, never by editing llama.cpp's files:
 - ``--policy-file PATH``: write the policy a guard was trained on (its ``guardrail_policy.yaml``)
   into the language model's metadata as the YAML string ``guardrail.policy``, which the llama.cpp
   backend reads back (``trained_policy``); quantising keeps it (llama.cpp copies every key).
+- ``--spm-from-tokenizer-json``: a SentencePiece-style BPE (``▁`` for spaces, byte fallback: Gemma's)
+  given only as ``tokenizer.json`` (no ``tokenizer.model``) is written as llama.cpp's ``llama``
+  (SentencePiece) vocabulary instead of going through the GPT-2 byte-level path, which cannot
+  represent it. Each merged token's score is minus its merge's rank, so llama.cpp's
+  highest-score-first merging follows the BPE merge order (used for ShieldGemma 2 re-packed as
+  Gemma 3; a real checkpoint ships ``tokenizer.model`` and is unaffected).
 - without the ``sentencepiece`` package, a model that has no ``tokenizer.model`` goes straight to
   the converter's BPE path instead of failing on the import.
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vision-pixels", nargs=2, type=int, default=None, metavar=("MIN", "MAX"))
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--policy-file", type=Path, default=None)
+    parser.add_argument("--spm-from-tokenizer-json", action="store_true")
     args = parser.parse_args(argv[:split])
     if not args.trust_remote_code:
         refuse_remote_code()  # before the converter imports anything from transformers
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.policy_file:
         _add_policy(base, args.policy_file.read_text(encoding="utf-8"))
     _bpe_without_sentencepiece(base)
+    if args.spm_from_tokenizer_json:
+        _spm_from_tokenizer_json(base)
 
     for converter_args in runs:
         sys.argv = ["convert_hf_to_gguf.py", *converter_args]
@@ -165,6 +175,72 @@ def _bpe_without_sentencepiece(base) -> None:
             return original(self)
 
         base.TextModel._create_vocab_sentencepiece = create_vocab_sentencepiece
+
+
+def spm_vocab(tokenizer_json: dict) -> tuple[list[str], list[float], list[int], set[str]]:
+    """``(tokens, scores, types, control)`` of a ``▁``-BPE ``tokenizer.json`` as a llama.cpp
+    SentencePiece vocabulary: types 1 normal, 3 control (special added tokens), 4 user-defined
+    (other added tokens), 6 byte (``<0xNN>``); scores minus the rank of the merge that makes the
+    token (0 for tokens no merge makes)."""
+    model = tokenizer_json["model"]
+    vocab: dict[str, int] = dict(model["vocab"])
+    added = {t["content"]: t for t in tokenizer_json.get("added_tokens", [])}
+    for content, tok in added.items():
+        vocab.setdefault(content, tok["id"])
+    by_id = {i: t for t, i in vocab.items()}
+    rank: dict[str, int] = {}
+    for r, merge in enumerate(model.get("merges", [])):
+        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(a + b, r)
+    tokens, scores, types = [], [], []
+    control = set()
+    for i in range(max(by_id) + 1):
+        text = by_id.get(i, f"[PAD{i}]")
+        tokens.append(text)
+        scores.append(-float(rank[text]) if text in rank else 0.0)
+        if text in added:
+            types.append(3 if added[text].get("special") else 4)
+            if added[text].get("special"):
+                control.add(text)
+        elif re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
+            types.append(6)
+        else:
+            types.append(1)
+    return tokens, scores, types, control
+
+
+def _spm_from_tokenizer_json(base) -> None:
+    import json  # noqa: PLC0415
+
+    original = base.TextModel._set_vocab_gpt2
+
+    def set_vocab_gpt2(self):
+        path = self.dir_model / "tokenizer.json"
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        model = data.get("model") or {}
+        if (
+            (self.dir_model / "tokenizer.model").is_file()
+            or model.get("type") != "BPE"
+            or not model.get("byte_fallback")
+        ):
+            return original(self)
+        import gguf  # noqa: PLC0415 - the converter's own gguf-py
+
+        tokens, scores, types, _ = spm_vocab(data)
+        n_vocab = self.hparams.get("vocab_size", len(tokens))
+        for i in range(len(tokens), n_vocab):  # padded embedding rows
+            tokens.append(f"[PAD{i}]")
+            scores.append(0.0)
+            types.append(gguf.TokenType.UNUSED)
+        self.gguf_writer.add_tokenizer_model("llama")
+        self.gguf_writer.add_tokenizer_pre("default")
+        self.gguf_writer.add_token_list(tokens)
+        self.gguf_writer.add_token_scores(scores)
+        self.gguf_writer.add_token_types(types)
+        self.gguf_writer.add_add_space_prefix(False)
+        gguf.SpecialVocab(self.dir_model, n_vocab=len(tokens)).add_to_gguf(self.gguf_writer)
+
+    base.TextModel._set_vocab_gpt2 = set_vocab_gpt2
 
 
 if __name__ == "__main__":

@@ -163,13 +163,8 @@ def export_gguf(
             "llama.cpp has no Mllama architecture: Llama Guard 3 11B Vision cannot be exported to GGUF. "
             "Run it with the transformers backend or a vLLM endpoint, or use Llama Guard 4 (GGUF with mmproj)"
         )
-    if config.get("model_type") == "shieldgemma2":
-        raise UnsupportedError(
-            "ShieldGemma 2 cannot be exported to GGUF yet: llama.cpp's converter has no "
-            "ShieldGemma2ForImageClassification, and the re-pack as a plain Gemma 3 (which converts and runs) has "
-            "no checked score parity with the transformers model for images in this library. Run it with the "
-            "transformers backend (docs/guards/shieldgemma-2.md)"
-        )
+    # ShieldGemma 2 converts through its Gemma 3 layout (guardrail.export.gemma3)
+    shieldgemma2 = config.get("model_type") == "shieldgemma2"
     if quant not in QUANT_TYPES:
         raise ConfigurationError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -209,13 +204,22 @@ def export_gguf(
     mmproj_kind = "f32" if quant == "f32" else "f16"
     mmproj_out = out_dir / f"mmproj-{name}-{mmproj_kind}.gguf" if mmproj else None
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        source_dir = model_dir
+        if shieldgemma2:
+            from guardrail.export.gemma3 import gguf_model_name, repack_shieldgemma2
+
+            say("re-packing ShieldGemma 2 as Gemma 3 (Gemma3ForConditionalGeneration) for the converter")
+            source_dir = repack_shieldgemma2(model_dir, Path(tmp) / "gemma3")
+            runner.append("--spm-from-tokenizer-json")
         converted = Path(tmp) / f"{name}-{base}.gguf"
-        runs = [[str(model_dir), "--outfile", str(converted), "--outtype", base]]
+        runs = [[str(source_dir), "--outfile", str(converted), "--outtype", base]]
+        if shieldgemma2:  # the family is told by the GGUF's name: its architecture is a plain gemma3
+            runs[0] += ["--model-name", gguf_model_name(name)]
         what = f"the language model ({base})"
         if mmproj_out is not None:
             runs.append(
                 [
-                    str(model_dir),
+                    str(source_dir),
                     "--outfile",
                     str(Path(tmp) / mmproj_out.name),
                     "--outtype",

@@ -249,6 +249,9 @@ class Profile(ABC):
     scoring_only: ClassVar[bool] = False
     #: For a scoring-only family: the positive and the negative answer scored per prompt.
     category_labels: ClassVar[tuple[str, ...]] = ()
+    #: Why an OpenAI-compatible endpoint cannot serve the family (the remote backend refuses it
+    #: with this reason when the guard is built); None when it can.
+    remote_unsupported: ClassVar[str | None] = None
 
     # The string to use for a missing response (the reference passes the literal "None").
     none_text: str = field(default="None")
@@ -417,6 +420,21 @@ class Profile(ABC):
         """A scoring-only family's prompts for ``item``: ``(category code, prompt)`` pairs, each
         scored with :attr:`category_labels` (see :func:`guardrail.fast.plan`)."""
         raise NotImplementedError(f"the {self.name} profile is not a per-category classifier")
+
+    # ------------------------------------------------------------ cascade by reasoning
+    def cascade_first(self) -> Profile | None:
+        """For a family that reasons before its label (no label probabilities to score): the
+        cheaper variant of this profile that ``mode="cascade"`` generates with first; this
+        profile re-runs only the checks :meth:`cascade_escalates` picks (see
+        :mod:`guardrail.moderation`). None (the default): cascade is the fast pass (label
+        scores) with reasoning in the uncertainty band."""
+        return None
+
+    def cascade_escalates(self, verdict: Any, item: ModerationInput) -> bool:
+        """Whether the :meth:`cascade_first` pass's ``verdict`` (a model verdict, or a policy
+        verdict for an unparsable output; never a backend error) is re-checked with this
+        profile. Default: when the output was unparsable."""
+        return verdict.decided_by != "model"
 
     # ----------------------------------------------------------------------------- helpers
     def required_tasks(self, item: ModerationInput) -> tuple[str, ...]:

@@ -12,10 +12,24 @@ recommends, the policy ends with the output format, here a JSON object::
 Local backends decode without special tokens, so an output reads
 ``analysis<reasoning>assistantfinal<answer>``; an OpenAI-compatible server that parses harmony
 (vLLM) returns the final answer alone. :meth:`GptOssSafeguardProfile.parse` reads both.
+
+Cascade (``mode="cascade"``): the family has no label to score, so its cascade is by reasoning
+effort: every check runs at ``low`` effort first, and is re-run at the guard's configured effort
+(``medium``/``high``) only when the low-effort answer is uncertain (:meth:`cascade_escalates`):
+
+- unparsable (no final answer in the output format, or cut by ``max_new_tokens``);
+- a violation that names no category of the policy in effect (no code, or only unknown codes);
+- a verdict the analysis contradicts (:meth:`~guardrail.profiles.Profile.contradiction`);
+- any violation, when ``cascade_confirm_violations`` is set (fewer false blocks, at the price of
+  re-running all flagged traffic).
+
+A backend error at low effort is not re-run (it follows ``on_error``). With
+``reasoning_effort="low"`` a cascade is the single low-effort pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -64,6 +78,8 @@ class GptOssSafeguardProfile(Profile):
     - ``current_date``: the ``Current date:`` line (``YYYY-MM-DD``); default today (local time),
       as the template's ``strftime_now`` writes it.
     - ``model_identity``: the system message's first line (the template's default).
+    - ``cascade_confirm_violations``: in ``mode="cascade"``, re-check every low-effort violation
+      at the configured effort (default False: only uncertain answers; see the module docstring).
 
     The policy in effect (the guard's ``policy=``, default OpenAI's moderation categories) is the
     developer message (:meth:`policy_text`). One check judges one piece of content: the request,
@@ -84,6 +100,7 @@ class GptOssSafeguardProfile(Profile):
     reasoning_effort: str = "medium"
     current_date: str | None = None
     model_identity: str = MODEL_IDENTITY
+    cascade_confirm_violations: bool = False
 
     def __post_init__(self) -> None:
         if self.reasoning_effort not in REASONING_EFFORTS:
@@ -151,6 +168,22 @@ class GptOssSafeguardProfile(Profile):
             {"role": "user", "content": [{"type": "text", "text": content}]},
         )
         return RenderedPrompt(parts=tuple(merge_text(parts)), images=(), messages=messages)
+
+    # ----------------------------------------------------------------------------- cascade
+    def cascade_first(self) -> GptOssSafeguardProfile:
+        """This profile at ``low`` reasoning effort (itself when it is already low)."""
+        return self if self.reasoning_effort == "low" else dataclasses.replace(self, reasoning_effort="low")
+
+    def cascade_escalates(self, verdict: Any, item: ModerationInput) -> bool:
+        """Whether a low-effort verdict is re-checked at the configured effort (module docstring)."""
+        if verdict.decided_by != "model" or verdict.contradiction:
+            return True
+        if not verdict.harmful:
+            return False
+        if self.cascade_confirm_violations:
+            return True
+        policy = item.policy or self.default_policy()
+        return not any(policy.get(code) is not None for code in verdict.categories)
 
     # ------------------------------------------------------------------------------- parse
     def judged_task(self, item: ModerationInput) -> str:

@@ -136,6 +136,12 @@ class ShieldGemma2Profile(Profile):
     end_tokens: ClassVar[tuple[str, ...]] = (END_OF_TURN,)
     never_generated: ClassVar[tuple[str, ...]] = (START_OF_IMAGE, END_OF_IMAGE, IMAGE_SOFT_TOKEN)
     model_types: ClassVar[tuple[str, ...]] = ("shieldgemma2",)
+    remote_unsupported: ClassVar[str | None] = (
+        "OpenAI-compatible servers (vLLM included) serve no ShieldGemma2ForImageClassification head, and "
+        "scoring its prompts (an image inside the processor's raw prompt, two <bos>) needs log-probabilities "
+        "of an image prompt that neither the completions API (text only) nor a chat template gives. Use the "
+        "transformers backend, or llama.cpp (python -m guardrail export gguf; docs/guards/shieldgemma-2.md)"
+    )
 
     # ------------------------------------------------------------------- policies
     def default_policy(self) -> Policy:

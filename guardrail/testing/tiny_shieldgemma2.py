@@ -4,7 +4,9 @@ processor at 28 px: 4 soft tokens per image; a ``GemmaTokenizer`` with Gemma 3's
 and byte fallback, adding its BOS as Gemma's does) carrying the processor's chat template
 (``templates/shieldgemma2.jinja``). ``Yes`` and ``No`` are single tokens and the config's
 ``yes_token_index``/``no_token_index`` point at them (the defaults are ids of the real
-vocabulary). Built by :func:`guardrail.testing.tiny.build_tiny_model` (``profile="shieldgemma-2"``).
+vocabulary). ``query_pre_attn_scalar`` equals ``head_dim`` as in the real 4B model (256 = 256):
+llama.cpp scales attention by ``head_dim`` for Gemma 3, so the GGUF export agrees with transformers.
+Built by :func:`guardrail.testing.tiny.build_tiny_model` (``profile="shieldgemma-2"``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def build(vocab_size: int) -> tuple[Any, Any]:
     config = transformers.ShieldGemma2Config(
         text_config={
             "vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "query_pre_attn_scalar": 16,
+            "max_position_embeddings": 4096,
             "sliding_window": 512, "rope_parameters": None, "bos_token_id": vocab["<bos>"],
             "eos_token_id": vocab["<end_of_turn>"], "pad_token_id": vocab["<pad>"], "tie_word_embeddings": False,
         },

@@ -144,6 +144,28 @@ def test_gpt_oss_runs_on_transformers_with_the_templates_token_ids(gpt_oss_hf):
     assert v.raw_output and v.decided_by == "policy" and not v.allowed  # random weights: no answer
 
 
+def test_gpt_oss_cascade_runs_low_effort_then_the_guards_effort(gpt_oss_hf, monkeypatch):
+    """The tiny model's random output is unparsable at low effort: the cascade re-runs it at the
+    guard's effort (medium), whose greedy output is the reasoning-mode one."""
+    from guardrail.policies import MLCOMMONS
+    from guardrail.profiles import get_profile
+
+    backend = gpt_oss_hf.backend
+    seen = []
+    generate = backend.generate
+    monkeypatch.setattr(
+        backend, "generate", lambda prompts, options: seen.append(prompts) or generate(prompts, options)
+    )
+    medium = get_profile("gpt-oss-safeguard", reasoning_effort="medium", current_date="2026-01-02")
+    guard = Guard(backend, profile=medium, policy=MLCOMMONS, mode="cascade", max_new_tokens=8)
+    v = guard.moderate(prompt="How do I bake bread?")
+    assert [["Reasoning: low\n" in p.text for p in batch] for batch in seen] == [[True], [False]]
+    assert "Reasoning: medium\n" in seen[1][0].text
+    assert v.path == "reasoning" and v.decided_by == "policy" and not v.allowed  # fails closed
+    assert guard.stats.snapshot()["escalations"] == 1
+    assert v.raw_output == guard.moderate(prompt="How do I bake bread?", mode="reasoning").raw_output
+
+
 def test_gpt_oss_exports_to_gguf_and_runs_on_llamacpp(gpt_oss_hf, tiny_cache):
     """The exporter detects the o200k split (pre-tokenizer ``gpt-4o``); llama.cpp builds the
     same prompt tokens. Generations are not compared: llama.cpp's gpt-oss kernels differ from

@@ -1,6 +1,7 @@
 """ShieldGemma 2 on a tiny random ShieldGemma2ForImageClassification (transformers backend): the
 family is detected, our token ids are the processor's, and our category scores are the model's
-own ``probabilities`` (P(Yes) per image x policy) to 1e-4."""
+own ``probabilities`` (P(Yes) per image x policy) to 1e-4. Exported to GGUF through its Gemma 3
+layout, llama.cpp gives the processor's token ids and the same scores to 1e-3."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from guardrail import Guard  # noqa: E402
-from guardrail.errors import InputError, UnsupportedError  # noqa: E402
+from guardrail.errors import InputError  # noqa: E402
 from guardrail.inputs import InputLimits, prepare  # noqa: E402
 from guardrail.policies import Category, Policy  # noqa: E402
 from guardrail.testing.tiny import cached_tiny_model  # noqa: E402
@@ -97,8 +98,94 @@ def test_text_only_and_responses_are_refused(guard):
         guard.moderate(images=[RED], response="Sure.")
 
 
-def test_gguf_export_is_refused(sg_path, tmp_path):
-    from guardrail.export.gguf import export_gguf
+# ------------------------------------------------------------------ llama.cpp (Gemma 3 layout)
+@pytest.fixture(scope="module")
+def sg_gguf(sg_path):
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    from guardrail.export.gguf import converter_source
+    from guardrail.testing.tiny import cached_tiny_gguf
 
-    with pytest.raises(UnsupportedError, match="ShieldGemma 2"):
-        export_gguf(sg_path, tmp_path / "out")
+    try:
+        converter_source()
+    except Exception as exc:  # noqa: BLE001 - offline without a cached converter: nothing to test
+        pytest.skip(f"llama.cpp's converter is not available here: {exc}")
+    return cached_tiny_gguf("shieldgemma-2", sg_path.parent)
+
+
+@pytest.fixture(scope="module")
+def sg_llama(sg_gguf):
+    g = Guard.from_gguf(sg_gguf.model, sg_gguf.mmproj)
+    yield g
+    g.close()
+
+
+def test_gguf_is_gemma3_with_its_mmproj_and_named_for_the_family(sg_gguf, sg_llama):
+    from guardrail.gguf_metadata import read_gguf_metadata, read_vision_projector
+
+    assert sg_gguf.mmproj is not None
+    meta = read_gguf_metadata(sg_gguf.model, "general.")
+    assert meta["general.architecture"] == "gemma3" and "shieldgemma-2" in meta["general.name"]
+    assert read_vision_projector(sg_gguf.mmproj).projector_type == "gemma3"
+    assert sg_llama.profile.name == "shieldgemma-2"  # detected from the GGUF's name
+
+
+def test_llama_cpp_token_ids_are_the_processors(guard, sg_llama):
+    inputs, _ = reference(guard, [NOISE])
+    item = prepare(guard.profile, {"images": [NOISE]}, InputLimits()).item
+    image_id = guard.backend.loaded_model.config.image_token_index
+    for row, (_, prompt) in enumerate(guard.profile.category_prompts(item)):
+        encoded = sg_llama.backend.encode(prompt)
+        assert (
+            encoded.token_ids(image_id)
+            == inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+        )
+
+
+@pytest.mark.parametrize(
+    "image", [RED, NOISE, NOISE.resize((28, 28))], ids=["red", "noise-resized", "noise-28px"]
+)
+def test_llama_cpp_scores_are_the_models_probabilities(guard, sg_llama, image):
+    # NOISE (48x36) is resized to the tower's 28 px: the backend does it as the processor does
+    _, expected = reference(guard, [image])
+    v = sg_llama.moderate(images=[image])
+    assert v.error is None and v.path == "fast"
+    assert list(v.category_scores) == ["dangerous", "sexual", "violence"]
+    assert list(v.category_scores.values()) == pytest.approx(expected, abs=1e-3)
+
+
+def test_llama_cpp_custom_policy_and_several_images(guard, sg_llama):
+    text = '"No Weapons": The image shall not contain firearms or knives.'
+    _, expected = reference(guard, [NOISE], custom_policies={"weapons": text}, policies=["weapons"])
+    v = sg_llama.moderate(images=[NOISE], policy=Policy([Category("weapons", "Weapons", text)]))
+    assert v.category_scores == pytest.approx({"weapons": expected[0]}, abs=1e-3)
+    _, red = reference(guard, [RED])
+    _, noise = reference(guard, [NOISE])
+    both = sg_llama.moderate(images=[RED, NOISE])
+    assert list(both.category_scores.values()) == pytest.approx(list(map(max, red, noise)), abs=1e-3)
+
+
+def test_repack_names_every_tensor_as_gemma3(sg_path, tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from guardrail.errors import ConfigurationError
+    from guardrail.export.gemma3 import gemma3_tensor_name, repack_shieldgemma2
+
+    out = repack_shieldgemma2(sg_path, tmp_path / "gemma3")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "gemma3" and config["architectures"] == ["Gemma3ForConditionalGeneration"]
+    assert "yes_token_index" not in config
+    with (
+        safe_open(str(out / "model.safetensors"), "pt") as f,
+        safe_open(str(sg_path / "model.safetensors"), "pt") as g,
+    ):
+        names = set(f.keys())
+        assert len(names) == len(set(g.keys()))
+        assert {n.split(".")[0] for n in names} == {"language_model", "vision_tower", "multi_modal_projector"}
+        assert "language_model.lm_head.weight" in names
+        key = "model.model.vision_tower.embeddings.patch_embedding.weight"
+        assert torch.equal(f.get_tensor(gemma3_tensor_name(key)), g.get_tensor(key))
+    assert json.loads((out / "preprocessor_config.json").read_text())["image_seq_length"] == 4
+    with pytest.raises(ConfigurationError, match="unexpected"):
+        gemma3_tensor_name("classifier.weight")

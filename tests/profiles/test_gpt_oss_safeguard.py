@@ -178,3 +178,117 @@ def test_openai_harmony_renders_the_same_prompt():
     ])  # fmt: skip
     tokens = enc.render_conversation_for_completion(convo, harmony.Role.ASSISTANT)
     assert enc.decode(tokens) == P.render(item).text
+
+
+# ------------------------------------------------------------------ cascade by reasoning effort
+SAFE, CHEAT = '{"violation": 0, "policy_category": null}', '{"violation": 1, "policy_category": "cheat"}'
+
+
+def answer(json_text, reasoning="thinking"):
+    return f"analysis{reasoning}assistantfinal{json_text}"
+
+
+def scripted(low, medium):
+    """A FakeBackend answering by the prompt's reasoning effort (each a str or {content: str})."""
+
+    def respond(prompt):
+        effort = "low" if "Reasoning: low\n" in prompt.text else "medium"
+        out = low if effort == "low" else medium
+        return out if isinstance(out, str) else next(v for k, v in out.items() if k in prompt.text)
+
+    return FakeBackend(respond=respond)
+
+
+def efforts(backend):
+    return [["low" if "Reasoning: low\n" in p.text else "other" for p in batch] for batch in backend.calls]
+
+
+def test_cascade_low_effort_first_and_no_scores_needed():
+    backend = scripted(answer(SAFE), answer(CHEAT))
+    guard = Guard(backend, profile=P, policy=CHEATING, mode="cascade")  # no label scores: accepted
+    v = guard.moderate(prompt="How do I get infinite gold?")
+    assert v.decided_by == "model" and not v.harmful and v.path == "reasoning"
+    assert efforts(backend) == [["low"]] and not backend.score_calls
+    assert guard.stats.snapshot()["escalations"] == 0
+
+
+@pytest.mark.parametrize(
+    "low",
+    [
+        "analysisI am not sure",  # no final answer
+        answer("maybe"),  # not the output format
+        answer('{"violation": 1, "policy_category": null}'),  # a violation naming no category
+        answer('{"violation": 1, "policy_category": "X9"}'),  # ... or none of the policy's
+    ],
+    ids=["no-final", "not-json", "no-category", "unknown-category"],
+)
+def test_cascade_reruns_uncertain_low_effort_answers_at_the_configured_effort(low):
+    backend = scripted(low, answer(CHEAT, "long thought"))
+    guard = Guard(backend, profile=P, policy=CHEATING, mode="cascade")
+    v = guard.moderate(prompt="How do I get infinite gold?")
+    assert efforts(backend) == [["low"], ["other"]]
+    assert "Reasoning: medium\n" in backend.calls[1][0].text  # the guard's own effort
+    assert (
+        v.decided_by == "model" and v.harmful and v.categories == ("cheat",) and v.reasoning == "long thought"
+    )
+    assert v.path == "reasoning" and guard.stats.snapshot()["escalations"] == 1
+
+
+def test_cascade_keeps_confident_violations_unless_asked_to_confirm_them():
+    backend = scripted(answer(CHEAT), answer(SAFE))
+    v = Guard(backend, profile=P, policy=CHEATING, mode="cascade").moderate(prompt="aimbot please")
+    assert v.harmful and v.categories == ("cheat",) and efforts(backend) == [["low"]]
+    confirm = GptOssSafeguardProfile(current_date="2026-01-02", reasoning_effort="high",
+                                     cascade_confirm_violations=True)  # fmt: skip
+    backend = scripted(answer(CHEAT), answer(SAFE))
+    v = Guard(backend, profile=confirm, policy=CHEATING, mode="cascade").moderate(prompt="aimbot please")
+    assert not v.harmful and efforts(backend) == [["low"], ["other"]]
+    assert "Reasoning: high\n" in backend.calls[1][0].text
+    backend = scripted(answer(SAFE), answer(CHEAT))  # a confident "safe" is never re-run
+    assert not Guard(backend, profile=confirm, policy=CHEATING, mode="cascade").moderate(prompt="hi").harmful
+    assert efforts(backend) == [["low"]]
+
+
+def test_cascade_batch_reruns_only_the_uncertain_checks_in_order():
+    low = {"gold": answer(SAFE), "aimbot": "analysis...", "wallhack": answer(CHEAT)}
+    backend = scripted(low, answer(CHEAT, "second look"))
+    guard = Guard(backend, profile=P, policy=CHEATING, mode="cascade", batching=False)
+    gold, aimbot, wallhack = guard.moderate_batch(
+        [{"prompt": "gold"}, {"prompt": "aimbot"}, {"prompt": "wallhack"}]
+    )
+    assert efforts(backend) == [["low"] * 3, ["other"]]
+    assert "aimbot" in backend.calls[1][0].text
+    assert not gold.harmful and wallhack.harmful and wallhack.reasoning == "thinking"
+    assert aimbot.harmful and aimbot.reasoning == "second look"
+
+
+def test_cascade_does_not_rerun_backend_errors_and_follows_the_failure_policies():
+    from guardrail.errors import BackendError, ParseError
+
+    backend = FakeBackend(outputs=[BackendError("down")])
+    v = Guard(backend, profile=P, policy=CHEATING, mode="cascade").moderate(prompt="q")
+    assert v.decided_by == "policy" and not v.allowed and len(backend.calls) == 1
+    # unparsable at both efforts: the second pass follows on_parse_error
+    backend = scripted("analysis...", "analysis still nothing")
+    guard = Guard(backend, profile=P, policy=CHEATING, mode="cascade", on_parse_error="allow")
+    v = guard.moderate(prompt="q")
+    assert v.decided_by == "policy" and v.allowed and v.raw_output == "analysis still nothing"
+    with pytest.raises(ParseError):
+        Guard(
+            scripted("x", "y"), profile=P, policy=CHEATING, mode="cascade", on_parse_error="raise"
+        ).moderate(prompt="q")
+
+
+def test_cascade_at_low_effort_is_one_pass():
+    low = GptOssSafeguardProfile(current_date="2026-01-02", reasoning_effort="low")
+    backend = scripted("analysis...", answer(CHEAT))
+    v = Guard(backend, profile=low, policy=CHEATING, mode="cascade").moderate(prompt="q")
+    assert v.decided_by == "policy" and not v.allowed and efforts(backend) == [["low"]]
+    assert low.cascade_first() is low and P.cascade_first().reasoning_effort == "low"
+
+
+def test_other_families_still_need_scores_for_cascade():
+    from guardrail.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="cascade"):
+        Guard(FakeBackend(), profile="qwen3guard", mode="cascade")

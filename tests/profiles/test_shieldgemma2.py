@@ -178,3 +178,27 @@ def test_verdict_safe_and_flag_actions():
 def test_backend_without_scores_is_refused():
     with pytest.raises(UnsupportedError, match="classifier scored"):
         Guard(FakeBackend(), profile="shieldgemma-2")
+
+
+def test_remote_backend_is_refused_when_the_guard_is_built():
+    """No OpenAI-compatible server serves the classifier: a clear UnsupportedError up front, not
+    a per-request error from the completions API (which takes no images)."""
+    httpx = pytest.importorskip("httpx")
+    from guardrail.backends.remote import RemoteBackend
+
+    sent = []
+    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500))
+    backend = RemoteBackend("http://127.0.0.1:9/v1", "google/shieldgemma-2-4b-it", transport=transport)
+    try:
+        for mode in ("fast", "reasoning"):
+            with pytest.raises(UnsupportedError, match="remote backend.*ShieldGemma2ForImageClassification"):
+                Guard(backend, profile="shieldgemma-2", mode=mode)
+        detected = RemoteBackend("http://127.0.0.1:9/v1", "m", profile="shieldgemma-2", transport=transport)
+        with detected, pytest.raises(UnsupportedError, match="llama.cpp"):
+            Guard(detected)  # the backend's own profile
+        assert Guard(backend, profile="qwen3guard").profile.name == "qwen3guard"  # other families still run
+        assert not sent
+    finally:
+        backend.close()
+    with pytest.raises(UnsupportedError, match="remote backend"):
+        Guard.from_endpoint("http://127.0.0.1:9/v1", "google/shieldgemma-2-4b-it", profile="shieldgemma-2")
