@@ -144,7 +144,9 @@ class TransformersBackend(Backend):
         """
         from guardrail.hub import pretrained_problem
 
-        problem = pretrained_problem(path, revision, model_kwargs.get("cache_dir"))
+        # a mistyped directory is said so (with the names nearby), not asked of the hub; then a
+        # hub id that cannot load (offline and not cached) says so plainly
+        problem = local_problem(os.fspath(path)) or pretrained_problem(path, revision, model_kwargs.get("cache_dir"))
         if problem is not None:
             raise BackendError(f"cannot load model {os.fspath(path)!r}: {problem}", retryable=False)
         torch = require("torch", extra=_EXTRA)
@@ -159,9 +161,6 @@ class TransformersBackend(Backend):
                 dtype = getattr(torch, dtype)
             except AttributeError:
                 raise ConfigurationError(f"unknown torch dtype {dtype!r}") from None
-        problem = local_problem(path)  # a mistyped directory is said so, not asked of the hub
-        if problem:
-            raise BackendError(f"cannot load model {path!r}: {problem}", retryable=False)
         common = {"trust_remote_code": trust_remote_code, "revision": revision}
         try:
             with _progress_bars(transformers, progress):
